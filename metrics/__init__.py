@@ -1,0 +1,1 @@
+"""Measuring: timing statistics, numerical parity, memory; NumPy only, no framework imports."""

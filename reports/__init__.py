@@ -1,0 +1,1 @@
+"""Results to tables and reports; reads records, imports no framework."""

@@ -1,0 +1,49 @@
+"""Plain-text tables for the terminal: per-framework timings and the parity verdict."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+_COLUMNS = {
+    "framework": "framework",
+    "framework_version": "version",
+    "status": "status",
+    "param_count": "params",
+    "build_s": "build s",
+    "forward_ms_p50": "forward ms p50",
+    "step_ms_p50": "train step ms p50",
+    "step_ms_p90": "p90",
+    "samples_per_s": "samples/s",
+    "input_ms_p50": "input ms p50",
+    "host_peak_rss_mb": "peak RSS MB",
+}
+
+
+def run_table(records: list[dict]) -> str:
+    """One row per framework; failed runs show their status and reason, never zeros."""
+    rows = []
+    for r in records:
+        row = {label: r.get(key, "-") for key, label in _COLUMNS.items()}
+        if r["status"] != "ok":
+            row["status"] = f"{r['status']}: {r.get('reason', '')}"
+        rows.append(row)
+    frame = pd.DataFrame(rows).set_index("framework")
+    return frame.to_string(float_format=lambda v: f"{v:.4g}")
+
+
+def parity_lines(parity: dict) -> list[str]:
+    tol = parity["tolerances"]
+
+    def verdict(value: float, bound: float) -> str:
+        return "ok" if value <= bound else "OUT OF TOLERANCE"
+
+    n_losses = len(parity["loss_rel_per_step"])
+    return [
+        f"parity of {parity['other']} against {parity['reference']} (fp32, same weights and data):",
+        f"  forward output, relative L2       {parity['forward_rel_l2']:.3e}  (<= {tol['forward']:g}: "
+        f"{verdict(parity['forward_rel_l2'], tol['forward'])})",
+        f"  gradients, worst relative L2      {parity['gradient_max_rel_l2']:.3e}  (<= {tol['gradients']:g}: "
+        f"{verdict(parity['gradient_max_rel_l2'], tol['gradients'])}; at {parity['gradient_worst_parameter']})",
+        f"  losses over {n_losses} Adam steps, worst  {parity['loss_max_rel']:.3e}  (<= {tol['losses']:g}: "
+        f"{verdict(parity['loss_max_rel'], tol['losses'])})",
+    ]

@@ -1,0 +1,111 @@
+"""The ``pairbench`` command: ``run`` (paired runs; no options = the demo) and ``workloads``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from runners.registry import DEFAULT_WORKLOAD, WORKLOADS
+from runners.spec import FRAMEWORKS, PairbenchError
+
+
+def _frameworks(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in FRAMEWORKS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown framework '{unknown[0] if unknown else text}'; choose from {', '.join(FRAMEWORKS)}"
+        )
+    return names
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pairbench", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a workload in each framework from the same weights")
+    run.add_argument("--workload", default=DEFAULT_WORKLOAD, help=f"default {DEFAULT_WORKLOAD}")
+    run.add_argument(
+        "--frameworks", type=_frameworks, default=FRAMEWORKS, help="comma-separated, default torch,mindspore"
+    )
+    run.add_argument("--device", default="cpu", help="cpu, cuda[:i] or ascend[:i]")
+    run.add_argument("--batch-size", type=int, default=None)
+    run.add_argument("--warmup-steps", type=int, default=3)
+    run.add_argument("--train-steps", type=int, default=20, help="timed Adam steps after warm-up")
+    run.add_argument("--forward-steps", type=int, default=20, help="timed forward passes after warm-up")
+    run.add_argument("--seed", type=int, default=None, help="weights and data seed; fresh by default")
+    run.add_argument(
+        "--weights", default=None, help="start from this safetensors file or NVlabs checkpoint instead of a fresh init"
+    )
+    run.add_argument("--results-dir", type=Path, default=Path("results"))
+    run.add_argument("--timeout", type=float, default=3600.0, help="seconds per framework run")
+
+    wl = sub.add_parser("workloads", help="list workloads with parameter counts and FLOPs")
+    wl.add_argument("--json", action="store_true")
+    return p
+
+
+def _cmd_workloads(args) -> int:
+    rows = []
+    for name, spec in WORKLOADS.items():
+        f = spec.model.flops()
+        rows.append(
+            {
+                "workload": name,
+                "parameters": spec.model.parameter_count(),
+                "gflop_forward_per_sample": f.forward / 1e9,
+                "gflop_train_per_sample": f.train / 1e9,
+                "description": spec.description,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for r in rows:
+        print(
+            f"{r['workload']:<20} {r['parameters']:>12,d} params  {r['gflop_forward_per_sample']:>10.3f} "
+            f"GFLOP fwd  {r['gflop_train_per_sample']:>10.3f} GFLOP train  {r['description']}"
+        )
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from reports.console import parity_lines, run_table
+    from runners.pair import PairOptions, run_pair
+
+    opts = PairOptions(
+        workload=args.workload,
+        frameworks=args.frameworks,
+        device=args.device,
+        batch_size=args.batch_size,
+        warmup_steps=args.warmup_steps,
+        train_steps=args.train_steps,
+        forward_steps=args.forward_steps,
+        seed=args.seed,
+        weights=args.weights,
+        results_dir=args.results_dir,
+        timeout_s=args.timeout,
+    )
+    outcome = run_pair(opts)
+    print()
+    print(run_table(outcome.records))
+    if outcome.parity:
+        print()
+        print("\n".join(parity_lines(outcome.parity)))
+    print(f"\nrecords appended to {Path(args.results_dir) / 'records.jsonl'}; run files in {outcome.run_dir}")
+    return 0 if outcome.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"run": _cmd_run, "workloads": _cmd_workloads}[args.command](args)
+    except (PairbenchError, FileNotFoundError, ValueError) as exc:
+        print(f"pairbench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

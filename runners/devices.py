@@ -1,0 +1,29 @@
+"""Device strings: parse ``cpu``, ``cuda[:i]`` and ``ascend[:i]`` without importing a framework."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runners.spec import PairbenchError
+
+KINDS = ("cpu", "cuda", "ascend")
+
+
+@dataclass(frozen=True)
+class Device:
+    kind: str
+    index: int = 0
+
+    def __str__(self) -> str:
+        return self.kind if self.kind == "cpu" else f"{self.kind}:{self.index}"
+
+
+def parse_device(text: str) -> Device:
+    kind, sep, index = text.strip().lower().partition(":")
+    if kind not in KINDS:
+        raise PairbenchError(f"unknown device '{text}'; use cpu, cuda[:i] or ascend[:i]")
+    if not sep:
+        return Device(kind)
+    if kind == "cpu" or not index.isdigit():
+        raise PairbenchError(f"malformed device '{text}'; use cpu, cuda[:i] or ascend[:i]")
+    return Device(kind, int(index))

@@ -1,0 +1,266 @@
+"""Paired runs: one weights file, one worker subprocess per framework, records and parity figures."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from metrics.parity import relative_differences, relative_l2, worst_relative_l2
+from metrics.timing import summarize
+from reports.records import append_record
+from runners.devices import parse_device
+from runners.registry import DEFAULT_WORKLOAD, check_framework, get_workload
+from runners.spec import FRAMEWORKS, SCHEMA_VERSION, PairbenchError, RunConfig
+from runners.weights import load_weights, save_weights
+
+# fp32 on CPU; the foundation issue's acceptance bounds.
+TOLERANCES = {"forward": 1e-5, "gradients": 1e-4, "losses": 1e-4}
+DATA_GENERATOR = "synthetic-normal-advect-east/1"
+
+
+@dataclass
+class PairOptions:
+    workload: str = DEFAULT_WORKLOAD
+    frameworks: tuple[str, ...] = FRAMEWORKS
+    device: str = "cpu"
+    batch_size: int | None = None
+    warmup_steps: int = 3
+    train_steps: int = 20
+    forward_steps: int = 20
+    seed: int | None = None
+    weights: str | None = None
+    results_dir: Path = Path("results")
+    timeout_s: float = 3600.0
+    model: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        parse_device(self.device)
+        for fw in self.frameworks:
+            check_framework(fw)
+        if len(set(self.frameworks)) != len(self.frameworks):
+            raise PairbenchError("each framework may be named once")
+        for name in ("warmup_steps", "train_steps", "forward_steps"):
+            if getattr(self, name) < (0 if name == "warmup_steps" else 1):
+                raise PairbenchError(f"{name.replace('_', '-')} must be at least {0 if name == 'warmup_steps' else 1}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise PairbenchError("batch-size must be at least 1")
+
+
+@dataclass
+class PairOutcome:
+    run_dir: Path
+    records: list[dict]
+    parity: dict | None
+
+    @property
+    def ok(self) -> bool:
+        statuses_ok = all(r["status"] == "ok" for r in self.records)
+        return statuses_ok and (self.parity is None or self.parity["within_tolerance"])
+
+
+def _fingerprint(parts: dict) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def run_worker(run: RunConfig, prefix: Path, timeout_s: float) -> dict:
+    """Run one worker subprocess; a crash, kill or time-out becomes a failed result."""
+    request = prefix.with_suffix(".request.json")
+    request.write_text(json.dumps(run.to_dict(), indent=1))
+    log = prefix.with_suffix(".log")
+    t0 = time.perf_counter()
+    with open(log, "w") as fh:
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "runners.worker", str(request), str(prefix)],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                env=_worker_env(),
+                timeout=timeout_s,
+            )
+            code = proc.returncode
+        except subprocess.TimeoutExpired:
+            return {"status": "failed", "reason": f"timed out after {timeout_s:.0f} s (log: {log})"}
+    wall_s = time.perf_counter() - t0
+    result_path = prefix.with_suffix(".json")
+    if result_path.is_file():
+        result = json.loads(result_path.read_text())
+    else:
+        how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        result = {"status": "failed", "reason": f"worker {how} before writing a result (log: {log})"}
+    result["worker_wall_s"] = wall_s
+    return result
+
+
+def _record(base: dict, run: RunConfig, spec, result: dict) -> dict:
+    rec = {**base, "framework": run.framework, "device": run.device, "status": result["status"]}
+    if result["status"] != "ok":
+        rec["reason"] = result.get("reason", "unknown")
+        return rec
+    flops = spec.model.flops()
+    step_s = float(np.median(result["step_ms"])) / 1e3
+    rec.update(
+        {
+            k: result[k]
+            for k in (
+                "framework_version",
+                "device_name",
+                "threads",
+                "execution_mode",
+                "python",
+                "host",
+                "param_count",
+                "build_s",
+                "losses",
+                "forward_ms",
+                "step_ms",
+                "host_peak_rss_mb",
+            )
+        }
+    )
+    rec.update(summarize(result["forward_ms"], "forward"))
+    rec.update(summarize(result["step_ms"], "step"))
+    rec.update(summarize(result["input_ms"], "input"))
+    rec.update(
+        {
+            "samples_per_s": run.batch_size / step_s,
+            "flops_forward_per_sample": flops.forward,
+            "flops_train_per_sample": flops.train,
+            "achieved_tflops_train": flops.train * run.batch_size / step_s / 1e12,
+            "provenance": {
+                "timings": "measured",
+                "flops": "analytic (matmul exact, FFT estimated)",
+                "host_peak_rss_mb": "measured (getrusage ru_maxrss)",
+            },
+        }
+    )
+    return rec
+
+
+def _parity(run_dir: Path, reference: str, other: str, results: dict[str, dict]) -> dict:
+    ref = np.load(run_dir / f"{reference}.npz")
+    oth = np.load(run_dir / f"{other}.npz")
+    grads_ref = {k[5:]: ref[k] for k in ref.files if k.startswith("grad/")}
+    grads_oth = {k[5:]: oth[k] for k in oth.files if k.startswith("grad/")}
+    grad_worst, grad_where = worst_relative_l2(grads_oth, grads_ref)
+    losses = relative_differences(
+        [results[other]["loss_initial"], *results[other]["losses"]],
+        [results[reference]["loss_initial"], *results[reference]["losses"]],
+    )
+    out = {
+        "reference": reference,
+        "other": other,
+        "forward_rel_l2": relative_l2(oth["forward_output"], ref["forward_output"]),
+        "gradient_max_rel_l2": grad_worst,
+        "gradient_worst_parameter": grad_where,
+        "loss_max_rel": max(losses),
+        "loss_rel_per_step": losses,
+        "tolerances": TOLERANCES,
+    }
+    out["within_tolerance"] = bool(
+        out["forward_rel_l2"] <= TOLERANCES["forward"]
+        and out["gradient_max_rel_l2"] <= TOLERANCES["gradients"]
+        and out["loss_max_rel"] <= TOLERANCES["losses"]
+    )
+    return out
+
+
+def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
+    """Run ``opts.workload`` in each framework from one weights file; returns records and parity."""
+    opts.validate()
+    spec = get_workload(opts.workload)
+    if opts.model:
+        try:
+            spec = spec.with_model({**spec.model.to_dict(), **opts.model})
+        except (TypeError, ValueError) as exc:
+            raise PairbenchError(f"invalid model override: {exc}") from None
+    seed = secrets.randbits(31) if opts.seed is None else opts.seed
+    batch = opts.batch_size or spec.batch_size
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = Path(opts.results_dir) / f"{stamp}-{spec.name}-{seed}"
+    run_dir.mkdir(parents=True, exist_ok=False)
+
+    if opts.weights:
+        tensors = load_weights(Path(opts.weights), spec.model)
+        weights_source = str(opts.weights)
+    else:
+        tensors = spec.model.init_weights(seed)
+        weights_source = f"init_weights(seed={seed})"
+    weights_path = run_dir / "weights.safetensors"
+    digest = save_weights(weights_path, spec.model, tensors)
+
+    hp = spec.hyper_parameters()
+    fingerprint_parts = {
+        "model": spec.model.to_dict(),
+        "weights_sha256": digest,
+        "hyper_parameters": hp,
+        "data": {"generator": DATA_GENERATOR, "seed": seed},
+        "batch_size": batch,
+        "precision": "fp32",
+        "warmup_steps": opts.warmup_steps,
+        "train_steps": opts.train_steps,
+    }
+    base = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_dir.name,
+        "timestamp": stamp,
+        "workload": spec.name,
+        "workload_fingerprint": _fingerprint(fingerprint_parts),
+        "model": spec.model.to_dict(),
+        "weights_sha256": digest,
+        "weights_source": weights_source,
+        "data_generator": DATA_GENERATOR,
+        "seed": seed,
+        "precision": "fp32",
+        "batch_size": batch,
+        "warmup_steps": opts.warmup_steps,
+        "train_steps": opts.train_steps,
+        "forward_steps": opts.forward_steps,
+        "hyper_parameters": hp,
+    }
+    records, results = [], {}
+    for fw in opts.frameworks:
+        progress(f"[{fw}] {spec.name} on {opts.device}, batch {batch}: building and running ...")
+        run = RunConfig(
+            workload=spec.name,
+            framework=fw,
+            weights=str(weights_path),
+            device=opts.device,
+            batch_size=batch,
+            warmup_steps=opts.warmup_steps,
+            train_steps=opts.train_steps,
+            forward_steps=opts.forward_steps,
+            seed=seed,
+            model=spec.model.to_dict(),
+            hyper_parameters=hp,
+        )
+        results[fw] = run_worker(run, run_dir / fw, opts.timeout_s)
+        rec = _record(base, run, spec, results[fw])
+        append_record(Path(opts.results_dir) / "records.jsonl", rec)
+        records.append(rec)
+        progress(f"[{fw}] {rec['status']}" + (f": {rec['reason']}" if "reason" in rec else ""))
+
+    parity = None
+    ok = [fw for fw in opts.frameworks if results[fw]["status"] == "ok"]
+    if len(ok) >= 2:
+        reference = "torch" if "torch" in ok else ok[0]
+        other = next(fw for fw in ok if fw != reference)
+        parity = _parity(run_dir, reference, other, results)
+        (run_dir / "parity.json").write_text(json.dumps(parity, indent=1))
+    return PairOutcome(run_dir=run_dir, records=records, parity=parity)

@@ -1,0 +1,92 @@
+"""Framework-neutral descriptions of what to run: WorkloadSpec, RunConfig and the Runner protocol.
+
+Imports neither torch nor mindspore, so that a machine with one framework (or none) can use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Protocol
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+FRAMEWORKS = ("torch", "mindspore")
+PRECISIONS = ("fp32",)
+
+
+class PairbenchError(Exception):
+    """An error a user can cause; the CLI prints its message as one sentence and exits non-zero."""
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """A named model configuration plus the training hyper-parameters shared by all runners.
+
+    ``model`` is a configuration object with ``parameter_shapes()``, ``init_weights(seed)``,
+    ``flops()``, ``to_dict()`` and ``from_dict()`` (see FourCastNetConfig). ``models`` maps each
+    framework to ``"module:Class"``; the class takes ``model`` as its only argument and is imported
+    only inside that framework's subprocess.
+    """
+
+    name: str
+    family: str
+    model: Any
+    models: dict[str, str]
+    description: str
+    batch_size: int = 2
+    lr: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+
+    def with_model(self, model: dict[str, Any]) -> WorkloadSpec:
+        """The same workload with its model configuration rebuilt from ``model``."""
+        return replace(self, model=type(self.model).from_dict(model))
+
+    def hyper_parameters(self) -> dict[str, Any]:
+        return {"lr": self.lr, "betas": list(self.betas), "adam_eps": self.adam_eps, "loss": "mse"}
+
+
+@dataclass
+class RunConfig:
+    """One (workload, framework, device) run, as the worker subprocess receives it."""
+
+    workload: str
+    framework: str
+    weights: str
+    device: str = "cpu"
+    precision: str = "fp32"
+    batch_size: int = 2
+    warmup_steps: int = 3
+    train_steps: int = 20
+    forward_steps: int = 20
+    seed: int = 0
+    model: dict[str, Any] = field(default_factory=dict)
+    hyper_parameters: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Runner(Protocol):
+    """What each framework implements; arrays cross the boundary as NumPy on the host."""
+
+    framework: str
+
+    def versions(self) -> dict[str, str]: ...
+
+    def build(self, weights: dict[str, np.ndarray]) -> None: ...
+
+    def put(self, array: np.ndarray) -> Any: ...
+
+    def forward(self, x: Any) -> Any: ...
+
+    def fetch(self, tensor: Any) -> np.ndarray: ...
+
+    def loss_and_grads(self, x: Any, y: Any) -> tuple[float, dict[str, np.ndarray]]: ...
+
+    def train_step(self, x: Any, y: Any) -> float: ...
+
+    def synchronize(self) -> None: ...
+
+    def state(self) -> dict[str, np.ndarray]: ...

@@ -1,0 +1,116 @@
+"""One (workload, framework, device) run in its own process: ``python -m runners.worker REQ OUT``.
+
+REQ is a RunConfig as JSON. The worker writes OUT.json (status, environment, timings, losses) and,
+when the run succeeds, OUT.npz (forward output and every parameter gradient, for parity checks).
+Both are written atomically; a crash leaves no partial file for the parent to misread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from metrics.timing import time_steps
+from runners.data import synthetic_batch
+from runners.registry import get_workload, runner_class
+from runners.spec import PairbenchError, RunConfig
+from runners.weights import load_weights
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as fh:  # a file object keeps NumPy from appending ".npz" to the name
+        np.savez(fh, **arrays)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def execute(run: RunConfig) -> tuple[dict, dict[str, np.ndarray]]:
+    """Build, check and time one run; returns the JSON-able result and the arrays."""
+    spec = get_workload(run.workload)
+    if run.model:
+        spec = spec.with_model(run.model)
+    weights = load_weights(Path(run.weights), spec.model)
+    t0 = time.perf_counter()
+    runner = runner_class(run.framework)(spec, run)
+    runner.build(weights)
+    runner.synchronize()
+    build_s = time.perf_counter() - t0
+
+    shape = (run.batch_size, spec.model.in_chans, *spec.model.img_size)
+    x0, y0 = (runner.put(a) for a in synthetic_batch(shape, spec.model.out_chans, run.seed, 0))
+    forward_output = runner.fetch(runner.forward(x0))
+    loss0, grads = runner.loss_and_grads(x0, y0)
+    forward_ms = time_steps(lambda: runner.forward(x0), run.warmup_steps, run.forward_steps, runner.synchronize)
+
+    losses, step_ms, input_ms = [], [], []
+    for i in range(run.warmup_steps + run.train_steps):
+        t_in = time.perf_counter()
+        x, y = (runner.put(a) for a in synthetic_batch(shape, spec.model.out_chans, run.seed, i + 1))
+        runner.synchronize()
+        t_step = time.perf_counter()
+        losses.append(runner.train_step(x, y))
+        runner.synchronize()
+        t_end = time.perf_counter()
+        if not np.isfinite(losses[-1]):
+            raise FloatingPointError(f"training loss became {losses[-1]} at step {i}")
+        if i >= run.warmup_steps:
+            input_ms.append((t_step - t_in) * 1e3)
+            step_ms.append((t_end - t_step) * 1e3)
+
+    result = {
+        **runner.versions(),
+        "status": "ok",
+        "python": platform.python_version(),
+        "host": platform.node(),
+        "param_count": int(sum(v.size for v in weights.values())),
+        "build_s": build_s,
+        "loss_initial": loss0,
+        "losses": losses,
+        "forward_ms": forward_ms,
+        "step_ms": step_ms,
+        "input_ms": input_ms,
+        "host_peak_rss_mb": _peak_rss_mb(),
+    }
+    arrays = {"forward_output": forward_output, **{f"grad/{k}": v for k, v in grads.items()}}
+    return result, arrays
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python -m runners.worker REQUEST.json OUT_PREFIX", file=sys.stderr)
+        return 2
+    out = Path(argv[1])
+    try:
+        run = RunConfig(**json.loads(Path(argv[0]).read_text()))
+        result, arrays = execute(run)
+    except PairbenchError as exc:
+        result, arrays = {"status": "unavailable", "reason": str(exc)}, None
+    except Exception as exc:  # any failure becomes a record with its reason
+        traceback.print_exc()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        result, arrays = {"status": "failed", "reason": f"{type(exc).__name__}: {first}"}, None
+    if arrays is not None:
+        _atomic_write(out.with_suffix(".npz"), lambda p: _save_npz(p, arrays))
+    _atomic_write(out.with_suffix(".json"), lambda p: p.write_text(json.dumps(result, indent=1)))
+    return 0 if result["status"] == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""The pairbench command: bad input ends in one clear sentence and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import needs_both, run_python
+
+from reports.records import append_record, read_records
+from runners.spec import PairbenchError
+
+
+def cli(*args: str):
+    return run_python(f"import sys; from runners.cli import main; sys.exit(main({list(args)!r}))")
+
+
+def _one_sentence(stderr: str) -> str:
+    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+    assert lines and "Traceback" not in stderr, stderr
+    return lines[-1]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--workload", "graphcast"], "pairbench: error: unknown workload 'graphcast'; known workloads:"),
+        (["run", "--frameworks", "jax"], "unknown framework 'jax'; choose from torch, mindspore"),
+        (["run", "--device", "tpu"], "pairbench: error: unknown device 'tpu'; use cpu, cuda[:i] or ascend[:i]"),
+        (["run", "--device", "cuda:x"], "pairbench: error: malformed device 'cuda:x'"),
+        (["run", "--train-steps", "0"], "pairbench: error: train-steps must be at least 1"),
+        (
+            ["run", "--weights", "/nonexistent/w.safetensors"],
+            "pairbench: error: weights file /nonexistent/w.safetensors does not exist",
+        ),
+        (["run", "--batch-size", "two"], "argument --batch-size: invalid int value: 'two'"),
+        (["run", "--colour"], "unrecognized arguments: --colour"),
+    ],
+)
+def test_bad_input_is_one_clear_sentence(tmp_path, args, message):
+    proc = cli(*args, *(["--results-dir", str(tmp_path)] if args[0] == "run" and "--colour" not in args else []))
+    assert proc.returncode == 2
+    assert message in _one_sentence(proc.stderr)
+    assert not (tmp_path / "records.jsonl").exists()
+
+
+def test_workloads_json_lists_counts_and_flops():
+    proc = cli("workloads", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["workload"]: r for r in json.loads(proc.stdout)}
+    assert rows["fourcastnet-era5"]["parameters"] == 74_691_840
+    assert rows["fourcastnet-tiny"]["gflop_train_per_sample"] > rows["fourcastnet-tiny"]["gflop_forward_per_sample"]
+
+
+@needs_both
+def test_demo_default_runs_both_frameworks_and_prints_parity(tmp_path):
+    proc = cli("run", "--results-dir", str(tmp_path), "--train-steps", "3", "--forward-steps", "3")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "torch" in out and "mindspore" in out and "train step ms p50" in out
+    assert out.count(": ok") == 3 and "OUT OF TOLERANCE" not in out
+    records = read_records(tmp_path / "records.jsonl")
+    assert [r["framework"] for r in records] == ["torch", "mindspore"]
+    for r in records:
+        assert r["status"] == "ok" and r["workload"] == "fourcastnet-tiny" and r["step_ms_p50"] > 0
+        assert len(r["step_ms"]) == 3 and r["provenance"]["timings"] == "measured"
+
+
+def test_corrupt_results_file_names_the_line_and_keeps_the_rest(tmp_path):
+    path = tmp_path / "records.jsonl"
+    append_record(path, {"a": 1})
+    with open(path, "a") as fh:
+        fh.write('{"truncated": \n')
+    append_record(path, {"b": 2})
+    with pytest.raises(PairbenchError, match=r"records.jsonl line 2 is not valid JSON"):
+        read_records(path)
+    assert path.read_text().splitlines()[0] == '{"a": 1}'
+    with pytest.raises(ValueError):
+        append_record(path, {"nan": float("nan")})  # a NaN is never written as a number
