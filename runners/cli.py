@@ -9,6 +9,8 @@ from pathlib import Path
 
 from runners.registry import DEFAULT_WORKLOAD, WORKLOADS
 from runners.spec import FRAMEWORKS, PairbenchError
+from runners.torch_pickle import CheckpointError
+from runners.weights import WeightsMismatch
 
 
 def _frameworks(text: str) -> tuple[str, ...]:
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"run": _cmd_run, "workloads": _cmd_workloads}[args.command](args)
-    except (PairbenchError, FileNotFoundError, ValueError) as exc:
+    except (PairbenchError, FileNotFoundError, CheckpointError, WeightsMismatch) as exc:
         print(f"pairbench: error: {exc}", file=sys.stderr)
         return 2
 

@@ -49,9 +49,10 @@ class PairOptions:
             check_framework(fw)
         if len(set(self.frameworks)) != len(self.frameworks):
             raise PairbenchError("each framework may be named once")
-        for name in ("warmup_steps", "train_steps", "forward_steps"):
-            if getattr(self, name) < (0 if name == "warmup_steps" else 1):
-                raise PairbenchError(f"{name.replace('_', '-')} must be at least {0 if name == 'warmup_steps' else 1}")
+        minimum = {"warmup_steps": 0, "train_steps": 1, "forward_steps": 1}
+        for name, least in minimum.items():
+            if getattr(self, name) < least:
+                raise PairbenchError(f"{name.replace('_', '-')} must be at least {least}")
         if self.batch_size is not None and self.batch_size < 1:
             raise PairbenchError("batch-size must be at least 1")
 
@@ -70,6 +71,19 @@ class PairOutcome:
 
 def _fingerprint(parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _new_run_dir(results_dir: Path, name: str) -> Path:
+    """A fresh directory for one paired run; never reuses (and so never overwrites) an earlier one."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        candidate = results_dir / (name if n == 1 else f"{name}-{n}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise PairbenchError(f"cannot create a run directory for {name} in {results_dir}")
 
 
 def _worker_env() -> dict[str, str]:
@@ -193,8 +207,7 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
     seed = secrets.randbits(31) if opts.seed is None else opts.seed
     batch = opts.batch_size or spec.batch_size
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = Path(opts.results_dir) / f"{stamp}-{spec.name}-{seed}"
-    run_dir.mkdir(parents=True, exist_ok=False)
+    run_dir = _new_run_dir(Path(opts.results_dir), f"{stamp}-{spec.name}-{seed}")
 
     if opts.weights:
         tensors = load_weights(Path(opts.weights), spec.model)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from conftest import run_python
 
 BLOCKER = """
@@ -78,8 +80,6 @@ print(out.records[0]['status'], out.records[0]['reason'])
     sitecustomize = tmp_path / "site" / "sitecustomize.py"
     sitecustomize.parent.mkdir()
     sitecustomize.write_text(BLOCKER)
-    import os
-
     env_code = (
         f"import os; os.environ['PYTHONPATH'] = {str(sitecustomize.parent)!r} + os.pathsep + os.environ['PYTHONPATH']\n"
     )
