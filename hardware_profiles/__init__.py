@@ -1,1 +1,88 @@
-"""Device profiles (peak FLOP/s, memory, bandwidth, TDP) as YAML files, one per device."""
+"""Device profiles (peak FLOP/s, memory, bandwidth, TDP, power source), one YAML file per device, and
+MFU against them. Figures are datasheet leads; each file names its sources."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PRECISION_DTYPE = {"fp32": "fp32", "tf32": "tf32", "fp16": "fp16", "bf16": "bf16"}
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    id: str
+    vendor: str
+    kind: str  # cuda, ascend or cpu
+    description: str
+    match: tuple[str, ...]
+    peak_tflops: dict[str, float] = field(default_factory=dict)
+    memory_gb: float | None = None
+    bandwidth_tb_s: float | None = None
+    tdp_w: float | None = None
+    power_source: str = ""
+    sources: str = ""
+    notes: str = ""
+    tdp_w_per_logical_core_assumed: float | None = None
+
+    def peak_flops(self, precision: str) -> float | None:
+        value = self.peak_tflops.get(PRECISION_DTYPE.get(precision, precision))
+        return value * 1e12 if value else None
+
+
+def _load(path: Path) -> HardwareProfile:
+    import yaml
+
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict) or "id" not in data:
+        raise ValueError(f"hardware profile {path} is not a mapping with an 'id'")
+    unknown = set(data) - set(HardwareProfile.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"hardware profile {path} has unknown keys: {', '.join(sorted(unknown))}")
+    data["match"] = tuple(data.get("match") or ())
+    data["peak_tflops"] = {k: float(v) for k, v in (data.get("peak_tflops") or {}).items()}
+    return HardwareProfile(**data)
+
+
+@lru_cache(maxsize=1)
+def load_profiles() -> dict[str, HardwareProfile]:
+    profiles = [_load(p) for p in sorted(HERE.glob("*.yaml"))]
+    return {p.id: p for p in profiles}
+
+
+def match_profile(kind: str, name: str) -> HardwareProfile | None:
+    """The profile of ``kind`` whose match strings occur in the device ``name`` (longest match wins);
+    None when no specific profile fits (the generic CPU profile matches any CPU)."""
+    best, best_len = None, -1
+    for p in load_profiles().values():
+        if p.kind != kind:
+            continue
+        for pattern in p.match:
+            if pattern.lower() in name.lower() and len(pattern) > best_len:
+                best, best_len = p, len(pattern)
+    return best
+
+
+def mfu(achieved_flops_per_s: float, profile: HardwareProfile | None, precision: str) -> float | None:
+    """Model FLOPs utilisation: achieved over the profile's peak for ``precision``; None without a peak."""
+    peak = profile.peak_flops(precision) if profile else None
+    return achieved_flops_per_s / peak if peak else None
+
+
+def cpu_tdp(profile: HardwareProfile, logical_cores: int, environ=os.environ) -> tuple[float | None, str]:
+    """TDP for the CPU estimate and the sentence saying where it comes from."""
+    if environ.get("PAIRBENCH_CPU_TDP_W"):
+        watts = float(environ["PAIRBENCH_CPU_TDP_W"])
+        return watts, f"TDP {watts:g} W from PAIRBENCH_CPU_TDP_W"
+    if profile.tdp_w:
+        return profile.tdp_w, f"TDP {profile.tdp_w:g} W from profile {profile.id}"
+    if profile.tdp_w_per_logical_core_assumed:
+        watts = profile.tdp_w_per_logical_core_assumed * logical_cores
+        return watts, (
+            f"TDP {watts:g} W assumed ({profile.tdp_w_per_logical_core_assumed:g} W x "
+            f"{logical_cores} logical cores, profile {profile.id})"
+        )
+    return None, f"profile {profile.id} gives no TDP"

@@ -19,16 +19,40 @@ _COLUMNS = {
 }
 
 
+def _power(r: dict) -> str:
+    if r.get("power_provenance") in (None, "unavailable"):
+        return "unavailable" if r.get("power_reason") else "-"
+    return f"{r['power_w_mean']:.3g} {r['power_provenance']}"
+
+
+def _energy(r: dict) -> str:
+    value = r.get("energy_j_per_sample")
+    return "-" if value is None else f"{value:.3g} {r['power_provenance']}"
+
+
 def run_table(records: list[dict]) -> str:
-    """One row per framework; failed runs show their status and reason, never zeros."""
+    """One row per framework; failed runs show their status and reason, never zeros. Power and energy
+    carry their provenance (measured or estimated) in the cell."""
     rows = []
     for r in records:
         row = {label: r.get(key, "-") for key, label in _COLUMNS.items()}
+        if r["status"] == "ok":
+            row["power W"], row["J/sample"] = _power(r), _energy(r)
         if r["status"] != "ok":
             row["status"] = f"{r['status']}: {r.get('reason', '')}"
         rows.append(row)
     frame = pd.DataFrame(rows).set_index("framework")
-    return frame.to_string(float_format=lambda v: f"{v:.4g}")
+    table = frame.to_string(float_format=lambda v: f"{v:.4g}")
+    notes = sorted({_power_note(r) for r in records if r["status"] == "ok"} - {None})
+    return "\n".join([table, *notes])
+
+
+def _power_note(r: dict) -> str | None:
+    if r.get("power_provenance") == "unavailable":
+        return f"power ({r['framework']}): unavailable: {r['power_reason']}"
+    if r.get("power_provenance") == "estimated":
+        return f"power: estimated, not measured: {r.get('power_estimate_basis')}"
+    return None
 
 
 def parity_lines(parity: dict) -> list[str]:

@@ -1,4 +1,4 @@
-"""The ``pairbench`` command: ``run`` (paired runs; no options = the demo) and ``workloads``."""
+"""The ``pairbench`` command: ``run`` (paired runs; no options = the demo), ``devices``, ``workloads``."""
 
 from __future__ import annotations
 
@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--results-dir", type=Path, default=Path("results"))
     run.add_argument("--timeout", type=float, default=3600.0, help="seconds per framework run")
 
+    dv = sub.add_parser("devices", help="list CUDA GPUs, Ascend NPUs and the CPU with profiles and power")
+    dv.add_argument("--json", action="store_true")
+
     wl = sub.add_parser("workloads", help="list workloads with parameter counts and FLOPs")
     wl.add_argument("--json", action="store_true")
     return p
@@ -70,6 +73,14 @@ def _cmd_workloads(args) -> int:
             f"{r['workload']:<20} {r['parameters']:>12,d} params  {r['gflop_forward_per_sample']:>10.3f} "
             f"GFLOP fwd  {r['gflop_train_per_sample']:>10.3f} GFLOP train  {r['description']}"
         )
+    return 0
+
+
+def _cmd_devices(args) -> int:
+    from hardware_profiles.detect import detect_devices, format_devices
+
+    devices = detect_devices()
+    print(json.dumps(devices, indent=1) if args.json else format_devices(devices))
     return 0
 
 
@@ -103,7 +114,7 @@ def _cmd_run(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": _cmd_run, "workloads": _cmd_workloads}[args.command](args)
+        return {"run": _cmd_run, "workloads": _cmd_workloads, "devices": _cmd_devices}[args.command](args)
     except (PairbenchError, FileNotFoundError, CheckpointError, WeightsMismatch) as exc:
         print(f"pairbench: error: {exc}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hardware_profiles import match_profile, mfu
 from metrics.parity import relative_differences, relative_l2, worst_relative_l2
 from metrics.timing import summarize
 from reports.records import append_record
@@ -90,6 +91,7 @@ def _worker_env() -> dict[str, str]:
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # CUDA indices then agree with NVML's
     return env
 
 
@@ -135,6 +137,7 @@ def _record(base: dict, run: RunConfig, spec, result: dict) -> dict:
             for k in (
                 "framework_version",
                 "device_name",
+                "cpu_name",
                 "threads",
                 "execution_mode",
                 "python",
@@ -148,19 +151,31 @@ def _record(base: dict, run: RunConfig, spec, result: dict) -> dict:
             )
         }
     )
+    rec.update({k: v for k, v in result.items() if k.startswith(("power_", "energy_", "samples_per_j"))})
     rec.update(summarize(result["forward_ms"], "forward"))
     rec.update(summarize(result["step_ms"], "step"))
     rec.update(summarize(result["input_ms"], "input"))
+    achieved = flops.train * run.batch_size / step_s
+    kind = parse_device(run.device).kind
+    profile = match_profile(kind, result["cpu_name"] if kind == "cpu" else result["device_name"])
+    utilisation = mfu(achieved, profile, run.precision)
     rec.update(
         {
             "samples_per_s": run.batch_size / step_s,
             "flops_forward_per_sample": flops.forward,
             "flops_train_per_sample": flops.train,
-            "achieved_tflops_train": flops.train * run.batch_size / step_s / 1e12,
+            "achieved_tflops_train": achieved / 1e12,
+            "hardware_profile": profile.id if profile else None,
+            "mfu_train": utilisation,
+            "mfu_reason": None
+            if utilisation is not None
+            else (f"profile {profile.id} has no {run.precision} peak" if profile else "no hardware profile matches"),
             "provenance": {
                 "timings": "measured",
                 "flops": "analytic (matmul exact, FFT estimated)",
                 "host_peak_rss_mb": "measured (getrusage ru_maxrss)",
+                "power": rec.get("power_provenance"),
+                "mfu": "analytic FLOPs / datasheet peak" if utilisation is not None else "unavailable",
             },
         }
     )

@@ -61,6 +61,7 @@ class RunConfig:
     train_steps: int = 20
     forward_steps: int = 20
     seed: int = 0
+    power_rate_hz: float = 10.0
     model: dict[str, Any] = field(default_factory=dict)
     hyper_parameters: dict[str, Any] = field(default_factory=dict)
 

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from metrics.collectors import collector_for, cpu_name
 from metrics.timing import time_steps
 from runners.data import synthetic_batch
+from runners.devices import parse_device
 from runners.registry import get_workload, runner_class
 from runners.spec import PairbenchError, RunConfig
 from runners.weights import load_weights
@@ -58,20 +60,31 @@ def execute(run: RunConfig) -> tuple[dict, dict[str, np.ndarray]]:
     loss0, grads = runner.loss_and_grads(x0, y0)
     forward_ms = time_steps(lambda: runner.forward(x0), run.warmup_steps, run.forward_steps, runner.synchronize)
 
-    losses, step_ms, input_ms = [], [], []
-    for i in range(run.warmup_steps + run.train_steps):
+    def train_step(i: int) -> tuple[float, float, float]:
+        """One Adam step on batch ``i``; returns (loss, input ms, step ms)."""
         t_in = time.perf_counter()
         x, y = (runner.put(a) for a in synthetic_batch(shape, spec.model.out_chans, run.seed, i + 1))
         runner.synchronize()
         t_step = time.perf_counter()
-        losses.append(runner.train_step(x, y))
+        loss = runner.train_step(x, y)
         runner.synchronize()
         t_end = time.perf_counter()
-        if not np.isfinite(losses[-1]):
-            raise FloatingPointError(f"training loss became {losses[-1]} at step {i}")
-        if i >= run.warmup_steps:
-            input_ms.append((t_step - t_in) * 1e3)
-            step_ms.append((t_end - t_step) * 1e3)
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss} at step {i}")
+        return loss, (t_step - t_in) * 1e3, (t_end - t_step) * 1e3
+
+    losses = [train_step(i)[0] for i in range(run.warmup_steps)]
+    dev = parse_device(run.device)
+    collector = collector_for(dev.kind, dev.index, run.power_rate_hz)
+    # Power and timings come from the same window: the timed training steps, fenced by synchronisation.
+    runner.synchronize()
+    collector.start()
+    timed = [train_step(i) for i in range(run.warmup_steps, run.warmup_steps + run.train_steps)]
+    runner.synchronize()
+    power = collector.stop()
+    losses += [loss for loss, _, _ in timed]
+    input_ms = [t for _, t, _ in timed]
+    step_ms = [t for _, _, t in timed]
 
     result = {
         **runner.versions(),
@@ -86,6 +99,8 @@ def execute(run: RunConfig) -> tuple[dict, dict[str, np.ndarray]]:
         "step_ms": step_ms,
         "input_ms": input_ms,
         "host_peak_rss_mb": _peak_rss_mb(),
+        "cpu_name": cpu_name(),
+        **power.to_record(samples_in_window=run.batch_size * run.train_steps),
     }
     arrays = {"forward_output": forward_output, **{f"grad/{k}": v for k, v in grads.items()}}
     return result, arrays

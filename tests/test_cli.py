@@ -59,11 +59,19 @@ def test_demo_default_runs_both_frameworks_and_prints_parity(tmp_path):
     out = proc.stdout
     assert "torch" in out and "mindspore" in out and "train step ms p50" in out
     assert out.count(": ok") == 3 and "OUT OF TOLERANCE" not in out
+    assert "power: estimated, not measured" in out or "unavailable" in out
     records = read_records(tmp_path / "records.jsonl")
     assert [r["framework"] for r in records] == ["torch", "mindspore"]
     for r in records:
         assert r["status"] == "ok" and r["workload"] == "fourcastnet-tiny" and r["step_ms_p50"] > 0
         assert len(r["step_ms"]) == 3 and r["provenance"]["timings"] == "measured"
+        # This machine has no power sensor: power is a labelled estimate or unavailable, never 0 W.
+        assert r["power_provenance"] in ("estimated", "unavailable")
+        if r["power_provenance"] == "estimated":
+            assert r["power_w_mean"] > 0 and r["energy_j"] > 0 and "TDP" in r["power_estimate_basis"]
+        else:
+            assert r["energy_j"] is None and r["power_reason"]
+        assert r["mfu_train"] is None and r["mfu_reason"]  # the generic CPU profile has no peak
 
 
 def test_corrupt_results_file_names_the_line_and_keeps_the_rest(tmp_path):

@@ -1,0 +1,364 @@
+"""Power collectors: integration worked by hand, the sampler, RAPL on a fake sysfs tree, NVML through a
+stand-in pynvml module, the CPU estimate, and that nothing unreadable ever shows as 0."""
+
+from __future__ import annotations
+
+import sys
+import time
+import types
+from pathlib import Path
+
+import pytest
+
+from metrics.collectors import collector_for, cpu_collector
+from metrics.cpu_power import RaplCollector, counter_delta_uj, rapl_domains
+from metrics.power import (
+    ESTIMATED,
+    MEASURED,
+    UNAVAILABLE,
+    PowerResult,
+    PowerUnavailable,
+    SampledCollector,
+    integrate,
+)
+
+
+def test_integrate_hand_worked():
+    # 100 W held from 0 to 1 s... trapezoid 100->200 W from 1 to 2 s (150 J) ... 200 W held to 3 s.
+    assert integrate([(1.0, 100.0), (2.0, 200.0)], 0.0, 3.0) == pytest.approx(100 + 150 + 200)
+    assert integrate([(0.5, 10.0)], 0.0, 2.0) == pytest.approx(20.0)
+    # MLPerf-style 1 Hz samples of the watch fixture's two rows (280.8 W, 280.9 W) over 1 s.
+    assert integrate([(0.0, 280.8), (1.0, 280.9)], 0.0, 1.0) == pytest.approx(280.85)
+    with pytest.raises(ValueError, match="no power samples"):
+        integrate([], 0.0, 1.0)
+
+
+def test_constant_power_integrates_to_power_times_window():
+    c = SampledCollector(lambda: 50.0, "test", MEASURED, rate_hz=50)
+    c.start()
+    time.sleep(0.3)
+    r = c.stop()
+    assert r.provenance == MEASURED and len(r.samples) >= 5
+    assert r.energy_j == pytest.approx(50.0 * r.window_s, rel=1e-9)
+    assert r.power_w_mean == pytest.approx(50.0) and r.power_w_peak == 50.0
+
+
+def test_linear_ramp_matches_the_analytic_integral():
+    t_start = time.monotonic()
+    c = SampledCollector(lambda: 100.0 * (time.monotonic() - t_start), "ramp", MEASURED, rate_hz=100)
+    c.start()
+    time.sleep(0.4)
+    r = c.stop()
+    t0, t1 = c.t0 - t_start, c.t0 - t_start + r.window_s
+    assert r.energy_j == pytest.approx(50.0 * (t1**2 - t0**2), rel=0.03)
+
+
+def test_no_reading_is_unavailable_with_a_reason_never_zero():
+    c = SampledCollector(lambda: None, "na-sensor", MEASURED, rate_hz=50)
+    c.start()
+    time.sleep(0.05)
+    r = c.stop()
+    assert r.provenance == UNAVAILABLE and r.energy_j is None and r.power_w_mean is None
+    assert "0 power reading(s)" in r.reason and "without a value" in r.reason
+    rec = r.to_record(samples_in_window=10)
+    assert rec["energy_j"] is None and rec["energy_j_per_sample"] is None and rec["samples_per_j"] is None
+
+    def broken():
+        raise PowerUnavailable("npu-smi is not on PATH")
+
+    c = SampledCollector(broken, "npu", MEASURED, rate_hz=50)
+    c.start()
+    r = c.stop()
+    assert r.reason == "npu-smi is not on PATH"
+
+
+def test_unavailable_result_must_say_why():
+    with pytest.raises(ValueError, match="must say why"):
+        PowerResult(source="x", provenance=UNAVAILABLE, window_s=1.0)
+    with pytest.raises(ValueError, match="unknown provenance"):
+        PowerResult(source="x", provenance="guessed", window_s=1.0)
+
+
+def test_energy_per_sample_and_samples_per_joule():
+    r = PowerResult(source="x", provenance=MEASURED, window_s=2.0, energy_j=8.0, power_w_mean=4.0)
+    rec = r.to_record(samples_in_window=4)
+    assert rec["energy_j_per_sample"] == 2.0 and rec["samples_per_j"] == 0.5
+
+
+# --- RAPL on a fake powercap tree -------------------------------------------------------------------
+
+
+def _rapl_tree(root: Path, packages: dict[int, int], max_uj: int = 262_143_328_850) -> Path:
+    for n, value in packages.items():
+        d = root / f"intel-rapl:{n}"
+        d.mkdir(parents=True)
+        (d / "name").write_text(f"package-{n}\n")
+        (d / "energy_uj").write_text(f"{value}\n")
+        (d / "max_energy_range_uj").write_text(f"{max_uj}\n")
+        sub = root / f"intel-rapl:{n}:0"  # a sub-zone: must not be counted twice
+        sub.mkdir()
+        (sub / "energy_uj").write_text("999999999\n")
+        (sub / "max_energy_range_uj").write_text(f"{max_uj}\n")
+    return root
+
+
+def test_counter_wrap_around():
+    assert counter_delta_uj(100, 350, 1000) == 250
+    assert counter_delta_uj(990, 5, 1000) == 15
+
+
+def test_rapl_energy_over_a_window_with_wrap_around(tmp_path):
+    max_uj = 10_000_000
+    root = _rapl_tree(tmp_path, {0: max_uj - 1_000_000, 1: 5_000_000}, max_uj)
+    domains = rapl_domains(root)
+    assert [d.name for d in domains] == ["package-0", "package-1"]
+    c = RaplCollector(domains, rate_hz=0.5)
+    c.start()
+    (root / "intel-rapl:0" / "energy_uj").write_text("2000000\n")  # wrapped: +3 J
+    (root / "intel-rapl:1" / "energy_uj").write_text("6500000\n")  # +1.5 J
+    r = c.stop()
+    assert r.provenance == MEASURED and r.source == "rapl"
+    assert r.energy_j == pytest.approx(4.5)
+    assert r.extra["rapl_domains"] == ["package-0", "package-1"]
+
+
+def test_rapl_counter_that_does_not_move_is_unavailable(tmp_path):
+    c = RaplCollector(rapl_domains(_rapl_tree(tmp_path, {0: 42})), rate_hz=0.5)
+    c.start()
+    r = c.stop()
+    assert r.provenance == UNAVAILABLE and "did not advance" in r.reason and r.energy_j is None
+
+
+def test_rapl_permission_denied_and_absence_are_reasons(tmp_path, monkeypatch):
+    with pytest.raises(PowerUnavailable, match="does not exist on this machine"):
+        rapl_domains(tmp_path / "none")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PowerUnavailable, match="no RAPL package domains"):
+        rapl_domains(tmp_path / "empty")
+    root = _rapl_tree(tmp_path / "locked", {0: 1})
+    real = Path.read_text
+
+    def deny(self, *a, **k):
+        if self.name == "energy_uj":
+            raise PermissionError(13, "Permission denied")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Path, "read_text", deny)
+    with pytest.raises(PowerUnavailable, match="permission denied; root-only since CVE-2020-8694"):
+        rapl_domains(root)
+
+
+def test_cpu_falls_back_to_a_labelled_estimate(tmp_path, monkeypatch):
+    monkeypatch.setenv("PAIRBENCH_CPU_TDP_W", "64")
+    c = cpu_collector(rate_hz=20, powercap=tmp_path / "no-powercap")
+    c.start()
+    end = time.monotonic() + 0.3
+    while time.monotonic() < end:  # keep one core busy
+        sum(i * i for i in range(1000))
+    r = c.stop()
+    assert r.provenance == ESTIMATED and r.source.startswith("estimate")
+    assert "TDP 64 W from PAIRBENCH_CPU_TDP_W" in r.extra["power_estimate_basis"]
+    assert "does not exist on this machine" in r.extra["power_estimate_basis"]
+    assert 0 < r.power_w_mean <= 64
+
+
+def test_cpu_uses_rapl_when_readable(tmp_path):
+    c = cpu_collector(rate_hz=1, powercap=_rapl_tree(tmp_path, {0: 0}))
+    assert isinstance(c, RaplCollector)
+
+
+# --- NVML through a stand-in pynvml ----------------------------------------------------------------
+
+
+class _FakeNVMLError(Exception):
+    pass
+
+
+def _fake_pynvml(energy_mj, power_mw=250_000, counter=True, instant=True, init_error=None):
+    """A module with the pynvml calls the collector uses; energy_mj() gives the counter."""
+    m = types.ModuleType("pynvml")
+    m.NVMLError = _FakeNVMLError
+    m.NVML_FI_DEV_POWER_INSTANT = 186
+    m.opened = []
+
+    def init():
+        if init_error:
+            raise _FakeNVMLError(init_error)
+
+    m.nvmlInit = init
+    m.nvmlDeviceGetHandleByIndex = lambda i: m.opened.append(("index", i)) or ("h", i)
+    m.nvmlDeviceGetHandleByUUID = lambda u: m.opened.append(("uuid", u)) or ("h", u)
+
+    def total_energy(h):
+        if not counter:
+            raise _FakeNVMLError("Not Supported")
+        return energy_mj()
+
+    m.nvmlDeviceGetTotalEnergyConsumption = total_energy
+
+    def fields(h, ids):
+        value = types.SimpleNamespace(nvmlReturn=0 if instant else 3, value=types.SimpleNamespace(uiVal=power_mw))
+        return [value]
+
+    m.nvmlDeviceGetFieldValues = fields
+    m.nvmlDeviceGetPowerUsage = lambda h: power_mw
+    return m
+
+
+def test_nvml_counter_and_sampled_energy_side_by_side(monkeypatch):
+    clock = {"t0": time.monotonic()}
+    # Counter advancing at 250 W: mJ = 250 * elapsed * 1000.
+    fake = _fake_pynvml(lambda: int(250_000 * (time.monotonic() - clock["t0"])))
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    c = collector_for("cuda", 0, rate_hz=50)
+    c.start()
+    time.sleep(0.3)
+    r = c.stop()
+    assert r.provenance == MEASURED and r.source == "nvml-energy-counter"
+    assert r.energy_j == pytest.approx(250 * r.window_s, rel=0.02)
+    assert r.extra["energy_j_sampled"] == pytest.approx(250 * r.window_s, rel=1e-6)
+    assert r.extra["power_sensor"] == "instant" and r.extra["energy_counter_reason"] is None
+
+
+def test_nvml_short_window_is_flagged_not_zero(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", _fake_pynvml(lambda: 1_000_000, instant=False))
+    c = collector_for("cuda", 0, rate_hz=50)
+    c.start()
+    time.sleep(0.1)
+    r = c.stop()
+    assert r.extra["energy_j_counter"] is None
+    assert "did not advance" in r.extra["energy_counter_reason"]
+    assert r.source == "nvml-power-average" and r.energy_j > 0  # sampled power carries the result
+
+
+def test_nvml_without_counter_or_samples_is_unavailable(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", _fake_pynvml(lambda: 0, counter=False))
+    c = collector_for("cuda", 0, rate_hz=0.1)
+    c.sampled.min_samples = 99  # as if the window were too short for the sampler as well
+    c.start()
+    r = c.stop()
+    assert r.provenance == UNAVAILABLE and r.energy_j is None
+    assert "no total-energy counter" in r.reason and "at least 99 are needed" in r.reason
+
+
+@pytest.mark.parametrize(
+    "visible, expected",
+    [("2,0", ("index", 2)), ("GPU-8d2c-aa", ("uuid", "GPU-8d2c-aa")), (None, ("index", 0))],
+)
+def test_nvml_respects_cuda_visible_devices(monkeypatch, visible, expected):
+    fake = _fake_pynvml(lambda: 0)
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    collector_for("cuda", 0)
+    assert fake.opened[0] == expected
+
+
+def test_nvml_absent_or_mig_gives_an_unavailable_collector(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", _fake_pynvml(lambda: 0, init_error="NVML Shared Library Not Found"))
+    c = collector_for("cuda", 0)
+    c.start()
+    r = c.stop()
+    assert r.provenance == UNAVAILABLE and "NVML cannot be initialised" in r.reason
+    monkeypatch.setitem(sys.modules, "pynvml", _fake_pynvml(lambda: 0))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "MIG-1234")
+    c = collector_for("cuda", 0)
+    c.start()
+    assert "MIG slices have no power sensor" in c.stop().reason
+
+
+# --- Ascend through the stand-in npu-smi ---------------------------------------------------------------
+
+STANDIN = Path(__file__).resolve().parent / "fixtures" / "bin"
+
+
+@pytest.fixture
+def standin(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", f"{STANDIN}{__import__('os').pathsep}{__import__('os').environ['PATH']}")
+    monkeypatch.setenv("NPU_SMI_STANDIN_STATE", str(tmp_path / "npu-smi.state"))
+    monkeypatch.delenv("ASCEND_RT_VISIBLE_DEVICES", raising=False)
+    return monkeypatch
+
+
+def test_npu_smi_constant_power_integrates_exactly(standin):
+    standin.setenv("NPU_SMI_STANDIN_POWER", "296.5")
+    c = collector_for("ascend", 0, rate_hz=20)
+    c.start()
+    time.sleep(0.4)
+    r = c.stop()
+    assert r.provenance == MEASURED and r.source == "npu-smi-sampled" and len(r.samples) >= 2
+    assert r.energy_j == pytest.approx(296.5 * r.window_s, rel=1e-9)
+    assert r.extra["npu_id"] == 0
+
+
+def test_replayed_watch_rows_integrate_to_hand_worked_joules(standin):
+    from metrics.npu_smi import NpuSmi
+
+    standin.setenv("NPU_SMI_STANDIN_POWER", "100,200,300,400")
+    rows = NpuSmi().watch(0, delay_s=0.05, count=4)
+    assert [r.power_w for r in rows] == [100.0, 200.0, 300.0, 400.0]
+    # Rows one nominal second apart: trapezoids (100+200)/2 + (200+300)/2 + (300+400)/2 = 750 J over 3 s.
+    samples = [(float(i), r.power_w) for i, r in enumerate(rows)]
+    assert integrate(samples, 0.0, 3.0) == pytest.approx(750.0)
+
+
+def test_npu_na_and_rated_power_are_never_measurements(standin):
+    from metrics.ascend_power import NpuSmiCollector
+    from metrics.npu_smi import PowerReading
+
+    standin.setenv("NPU_SMI_STANDIN_NA", "1")
+    c = collector_for("ascend", 0, rate_hz=20)
+    c.start()
+    time.sleep(0.1)
+    r = c.stop()
+    assert r.provenance == UNAVAILABLE and r.energy_j is None and "without a value" in r.reason
+
+    class RatedOnly:
+        def power(self, npu_id):
+            return PowerReading(npu_id, 0, 8.0, "rated", "Rated Power Dissipation(W)")
+
+    with pytest.raises(PowerUnavailable, match="only a rated power .* a rating is not a measurement"):
+        NpuSmiCollector(0, smi=RatedOnly())
+
+
+def test_ascend_visible_devices_map_to_physical_ids(standin):
+    standin.setenv("ASCEND_RT_VISIBLE_DEVICES", "3,1")
+    c = collector_for("ascend", 0, rate_hz=20)
+    assert c.npu_id == 3
+    c = collector_for("ascend", 5)
+    c.start()
+    assert "not among ASCEND_RT_VISIBLE_DEVICES" in c.stop().reason
+
+
+def test_npu_smi_absent_gives_an_unavailable_collector(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    c = collector_for("ascend", 0)
+    c.start()
+    r = c.stop()
+    assert r.provenance == UNAVAILABLE and r.reason == "npu-smi is not on PATH, so Ascend power cannot be read"
+
+
+def test_devices_json_lists_each_npu_with_its_power(standin):
+    from conftest import run_python
+
+    standin.setenv("NPU_SMI_STANDIN_POWER", "70.5,71.2,69.0,206.9")
+    proc = run_python("import sys; from runners.cli import main; sys.exit(main(['devices', '--json']))")
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    devices = json.loads(proc.stdout)
+    npus = [d for d in devices if d["kind"] == "ascend"]
+    assert [d["npu_id"] for d in npus] == [0, 1, 2, 3]
+    assert [d["power_w"] for d in npus] == [70.5, 71.2, 69.0, 206.9]
+    assert all(d["power_provenance"] == "measured" for d in npus)
+    assert npus[3]["health"] == "Warning"
+    cpu = next(d for d in devices if d["kind"] == "cpu")
+    if not Path("/sys/class/powercap").is_dir():  # as on CI: no RAPL, so no current CPU reading
+        assert cpu["power_provenance"] == "unavailable" and cpu["power_w"] is None
+        assert "no RAPL interface" in cpu["power_reason"]
+        assert cpu["power_estimate_basis"].startswith("runs are charged an estimate: TDP")
+    gpu = next(d for d in devices if d["kind"] == "cuda")
+    assert gpu.get("absent") and "NVML" in gpu["reason"] or gpu.get("name")
