@@ -44,8 +44,14 @@ def _cpu(window_s: float) -> dict:
     from metrics.collectors import cpu_collector, cpu_name
     from metrics.cpu_power import RaplCollector
 
-    entry = _with_profile({"kind": "cpu", "name": cpu_name(), "logical_cores": psutil.cpu_count(logical=True),
-                           "memory_gb": psutil.virtual_memory().total / 1e9})
+    entry = _with_profile(
+        {
+            "kind": "cpu",
+            "name": cpu_name(),
+            "logical_cores": psutil.cpu_count(logical=True),
+            "memory_gb": psutil.virtual_memory().total / 1e9,
+        }
+    )
     collector = cpu_collector(rate_hz=20.0, scope="system")
     if not isinstance(collector, RaplCollector):
         collector.start()

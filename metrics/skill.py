@@ -13,7 +13,7 @@ import numpy as np
 # over initial conditions ("samples") it is axis 0, and it says so. Rollouts scored by :func:`score_lead_times`
 # have shape ``(n_init, n_lead, channel, lat, lon)``. All arithmetic is done in float64.
 
-CONVENTIONS = ("cosine", "cell-area")
+CONVENTIONS = ("cosine", "cell-area", "uniform")
 """Latitude-weighting conventions: FourCastNet / WeatherBench 1 cosine, WeatherBench 2 cell area."""
 
 ORDERS = ("sqrt_of_mean_mse", "mean_of_rmse")
@@ -75,8 +75,9 @@ def latitude_weights(n_lat: int, convention: str = "cosine", lats_deg: np.ndarra
     ----------
     n_lat : int
         Number of latitude rows, at least 2.
-    convention : {"cosine", "cell-area"}
+    convention : {"cosine", "cell-area", "uniform"}
         ``"cosine"`` (FourCastNet, WeatherBench 1): ``w_j = cos(lat_j)``, exactly 0 at a pole.
+        ``"uniform"``: all rows weigh 1, for planar grids of equal-area cells (the built-in beta-plane data).
         ``"cell-area"`` (WeatherBench 2): ``sin(upper) - sin(lower)`` of the cell around each row, with bounds
         halfway between rows and the outermost bounds extended by half a spacing and clipped at +-90. On a
         global equiangular grid the outermost bounds are the poles, with or without pole rows. Interior rows of
@@ -100,6 +101,8 @@ def latitude_weights(n_lat: int, convention: str = "cosine", lats_deg: np.ndarra
     """
     _check_convention(convention)
     lats = _latitudes(n_lat, lats_deg)
+    if convention == "uniform":
+        return np.ones(n_lat)
     raw = _cosine(lats) if convention == "cosine" else _cell_area(lats)
     total = raw.sum()
     if total <= 0.0:

@@ -71,3 +71,31 @@ def parity_lines(parity: dict) -> list[str]:
         f"  losses over {n_losses} Adam steps, worst  {parity['loss_max_rel']:.3e}  (<= {tol['losses']:g}: "
         f"{verdict(parity['loss_max_rel'], tol['losses'])})",
     ]
+
+
+def skill_tables(summary: dict) -> str:
+    """RMSE and ACC by lead time, one table per channel: each framework beside persistence and
+    climatology (whose ACC is undefined: its anomaly is zero)."""
+    channels, hours = summary["channels"], summary["hours"]
+    names = [n for n in summary["scores"] if n not in ("persistence", "climatology")] + ["persistence", "climatology"]
+    out = []
+    for c, channel in enumerate(channels):
+        leads = len(next(iter(summary["scores"].values()))["rmse"])
+        rows = {}
+        for k in range(leads):
+            row = {}
+            for n in names:
+                row[f"RMSE {n}"] = summary["scores"][n]["rmse"][k][c]
+            for n in names[:-1]:
+                row[f"ACC {n}"] = summary["scores"][n]["acc"][k][c]
+            rows[f"{int(round((k + 1) * hours))} h"] = row
+        frame = pd.DataFrame.from_dict(rows, orient="index").astype(float)
+        out.append(f"{channel}:\n{frame.to_string(float_format=lambda v: f'{v:.4f}')}")
+    agreement = summary.get("agreement")
+    if agreement:
+        verdict = "ok" if agreement["within_tolerance"] else "OUT OF TOLERANCE"
+        out.append(
+            f"RMSE of {agreement['other']} against {agreement['reference']}, worst relative difference over leads and "
+            f"channels: {agreement['rmse_max_rel_diff']:.2e} (<= {agreement['tolerance']:g}: {verdict})"
+        )
+    return "\n\n".join(out)

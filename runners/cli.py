@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from runners.datasets.source import DataError
 from runners.registry import DEFAULT_WORKLOAD, WORKLOADS
 from runners.spec import FRAMEWORKS, PairbenchError
 from runners.torch_pickle import CheckpointError
@@ -44,6 +45,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--results-dir", type=Path, default=Path("results"))
     run.add_argument("--timeout", type=float, default=3600.0, help="seconds per framework run")
 
+    sk = sub.add_parser("skill", help="train each framework to a fixed budget on the built-in data and score rollouts")
+    sk.add_argument("--workload", default=DEFAULT_WORKLOAD)
+    sk.add_argument("--frameworks", type=_frameworks, default=FRAMEWORKS)
+    sk.add_argument("--device", default="cpu")
+    sk.add_argument("--batch-size", type=int, default=8)
+    sk.add_argument("--train-steps", type=int, default=400, help="the training budget in Adam steps")
+    sk.add_argument("--lr", type=float, default=2e-3)
+    sk.add_argument("--n-init", type=int, default=16, help="initial conditions in the test split")
+    sk.add_argument("--n-lead", type=int, default=8, help="autoregressive steps of 6 h")
+    sk.add_argument("--seed", type=int, default=None)
+    sk.add_argument("--results-dir", type=Path, default=Path("results"))
+    sk.add_argument("--timeout", type=float, default=3600.0)
+
     dv = sub.add_parser("devices", help="list CUDA GPUs, Ascend NPUs and the CPU with profiles and power")
     dv.add_argument("--json", action="store_true")
 
@@ -74,6 +88,33 @@ def _cmd_workloads(args) -> int:
             f"GFLOP fwd  {r['gflop_train_per_sample']:>10.3f} GFLOP train  {r['description']}"
         )
     return 0
+
+
+def _cmd_skill(args) -> int:
+    from reports.console import skill_tables
+    from runners.devices import parse_device
+    from runners.skill import SkillOptions, run_skill
+
+    parse_device(args.device)
+    opts = SkillOptions(
+        workload=args.workload,
+        frameworks=args.frameworks,
+        device=args.device,
+        batch_size=args.batch_size,
+        train_steps=args.train_steps,
+        lr=args.lr,
+        n_init=args.n_init,
+        n_lead=args.n_lead,
+        seed=args.seed,
+        results_dir=args.results_dir,
+        timeout_s=args.timeout,
+    )
+    summary = run_skill(opts)
+    print()
+    print(skill_tables(summary))
+    print(f"\nrecords appended to {Path(args.results_dir) / 'records.jsonl'}; run files in {summary['run_dir']}")
+    ok = all(r["status"] == "ok" for r in summary["records"])
+    return 0 if ok and (summary["agreement"] is None or summary["agreement"]["within_tolerance"]) else 1
 
 
 def _cmd_devices(args) -> int:
@@ -114,8 +155,10 @@ def _cmd_run(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": _cmd_run, "workloads": _cmd_workloads, "devices": _cmd_devices}[args.command](args)
-    except (PairbenchError, FileNotFoundError, CheckpointError, WeightsMismatch) as exc:
+        return {"run": _cmd_run, "skill": _cmd_skill, "workloads": _cmd_workloads, "devices": _cmd_devices}[
+            args.command
+        ](args)
+    except (PairbenchError, FileNotFoundError, CheckpointError, WeightsMismatch, DataError) as exc:
         print(f"pairbench: error: {exc}", file=sys.stderr)
         return 2
 

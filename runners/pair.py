@@ -124,6 +124,19 @@ def run_worker(run: RunConfig, prefix: Path, timeout_s: float) -> dict:
     return result
 
 
+_ENVIRONMENT = (
+    "framework_version", "device_name", "cpu_name", "threads", "execution_mode", "python", "host",
+    "param_count", "build_s", "host_peak_rss_mb",
+)  # fmt: skip
+
+
+def _record_environment(result: dict) -> dict:
+    """What a worker reported about its environment, and its power fields, for a record."""
+    env = {k: result[k] for k in _ENVIRONMENT}
+    env.update({k: v for k, v in result.items() if k.startswith(("power_", "energy_", "samples_per_j"))})
+    return env
+
+
 def _record(base: dict, run: RunConfig, spec, result: dict) -> dict:
     rec = {**base, "framework": run.framework, "device": run.device, "status": result["status"]}
     if result["status"] != "ok":
@@ -131,27 +144,8 @@ def _record(base: dict, run: RunConfig, spec, result: dict) -> dict:
         return rec
     flops = spec.model.flops()
     step_s = float(np.median(result["step_ms"])) / 1e3
-    rec.update(
-        {
-            k: result[k]
-            for k in (
-                "framework_version",
-                "device_name",
-                "cpu_name",
-                "threads",
-                "execution_mode",
-                "python",
-                "host",
-                "param_count",
-                "build_s",
-                "losses",
-                "forward_ms",
-                "step_ms",
-                "host_peak_rss_mb",
-            )
-        }
-    )
-    rec.update({k: v for k, v in result.items() if k.startswith(("power_", "energy_", "samples_per_j"))})
+    rec.update(_record_environment(result))
+    rec.update({k: result[k] for k in ("losses", "forward_ms", "step_ms")})
     rec.update(summarize(result["forward_ms"], "forward"))
     rec.update(summarize(result["step_ms"], "step"))
     rec.update(summarize(result["input_ms"], "input"))

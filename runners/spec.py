@@ -62,6 +62,8 @@ class RunConfig:
     forward_steps: int = 20
     seed: int = 0
     power_rate_hz: float = 10.0
+    task: str = "pair"  # "pair": parity and timing on synthetic batches; "skill": train on data, roll out
+    data: dict[str, Any] = field(default_factory=dict)  # the skill task's data set and rollout settings
     model: dict[str, Any] = field(default_factory=dict)
     hyper_parameters: dict[str, Any] = field(default_factory=dict)
 

@@ -42,8 +42,8 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
-def execute(run: RunConfig) -> tuple[dict, dict[str, np.ndarray]]:
-    """Build, check and time one run; returns the JSON-able result and the arrays."""
+def build(run: RunConfig):
+    """The workload (with any model override), its checked weights, and the built runner."""
     spec = get_workload(run.workload)
     if run.model:
         spec = spec.with_model(run.model)
@@ -52,18 +52,16 @@ def execute(run: RunConfig) -> tuple[dict, dict[str, np.ndarray]]:
     runner = runner_class(run.framework)(spec, run)
     runner.build(weights)
     runner.synchronize()
-    build_s = time.perf_counter() - t0
+    return spec, weights, runner, time.perf_counter() - t0
 
-    shape = (run.batch_size, spec.model.in_chans, *spec.model.img_size)
-    x0, y0 = (runner.put(a) for a in synthetic_batch(shape, spec.model.out_chans, run.seed, 0))
-    forward_output = runner.fetch(runner.forward(x0))
-    loss0, grads = runner.loss_and_grads(x0, y0)
-    forward_ms = time_steps(lambda: runner.forward(x0), run.warmup_steps, run.forward_steps, runner.synchronize)
 
-    def train_step(i: int) -> tuple[float, float, float]:
-        """One Adam step on batch ``i``; returns (loss, input ms, step ms)."""
+def timed_training(run: RunConfig, runner, batch, n_steps: int, samples_per_step: int) -> dict:
+    """``run.warmup_steps`` untimed Adam steps, then ``n_steps`` timed ones with power collected over
+    exactly that window. ``batch(i)`` gives step i's host arrays (x, y); their transfer is timed apart."""
+
+    def step(i: int) -> tuple[float, float, float]:
         t_in = time.perf_counter()
-        x, y = (runner.put(a) for a in synthetic_batch(shape, spec.model.out_chans, run.seed, i + 1))
+        x, y = (runner.put(a) for a in batch(i))
         runner.synchronize()
         t_step = time.perf_counter()
         loss = runner.train_step(x, y)
@@ -73,36 +71,66 @@ def execute(run: RunConfig) -> tuple[dict, dict[str, np.ndarray]]:
             raise FloatingPointError(f"training loss became {loss} at step {i}")
         return loss, (t_step - t_in) * 1e3, (t_end - t_step) * 1e3
 
-    losses = [train_step(i)[0] for i in range(run.warmup_steps)]
+    losses = [step(i)[0] for i in range(run.warmup_steps)]
     dev = parse_device(run.device)
     collector = collector_for(dev.kind, dev.index, run.power_rate_hz)
     # Power and timings come from the same window: the timed training steps, fenced by synchronisation.
     runner.synchronize()
     collector.start()
-    timed = [train_step(i) for i in range(run.warmup_steps, run.warmup_steps + run.train_steps)]
+    timed = [step(i) for i in range(run.warmup_steps, run.warmup_steps + n_steps)]
     runner.synchronize()
     power = collector.stop()
-    losses += [loss for loss, _, _ in timed]
-    input_ms = [t for _, t, _ in timed]
-    step_ms = [t for _, _, t in timed]
+    return {
+        "losses": losses + [loss for loss, _, _ in timed],
+        "input_ms": [t for _, t, _ in timed],
+        "step_ms": [t for _, _, t in timed],
+        **power.to_record(samples_in_window=samples_per_step * n_steps),
+    }
 
+
+def execute_pair(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.ndarray]]:
+    """Parity and timing on synthetic batches: forward output, gradients, losses, step times."""
+    shape = (run.batch_size, spec.model.in_chans, *spec.model.img_size)
+
+    def batch(i: int):
+        return synthetic_batch(shape, spec.model.out_chans, run.seed, i)
+
+    x0, y0 = (runner.put(a) for a in batch(0))
+    forward_output = runner.fetch(runner.forward(x0))
+    loss0, grads = runner.loss_and_grads(x0, y0)
+    forward_ms = time_steps(lambda: runner.forward(x0), run.warmup_steps, run.forward_steps, runner.synchronize)
+    result = {
+        "loss_initial": loss0,
+        "forward_ms": forward_ms,
+        **timed_training(run, runner, lambda i: batch(i + 1), run.train_steps, run.batch_size),
+    }
+    arrays = {"forward_output": forward_output, **{f"grad/{k}": v for k, v in grads.items()}}
+    return result, arrays
+
+
+def execute(run: RunConfig) -> tuple[dict, dict[str, np.ndarray]]:
+    """Build, then run the requested task; returns the JSON-able result and the arrays."""
+    spec, weights, runner, build_s = build(run)
+    if run.task == "skill":
+        from runners.skill import execute_skill
+
+        result, arrays = execute_skill(run, spec, runner)
+    elif run.task == "pair":
+        result, arrays = execute_pair(run, spec, runner)
+    else:
+        raise PairbenchError(f"unknown task '{run.task}'")
     result = {
         **runner.versions(),
         "status": "ok",
+        "task": run.task,
         "python": platform.python_version(),
         "host": platform.node(),
         "param_count": int(sum(v.size for v in weights.values())),
         "build_s": build_s,
-        "loss_initial": loss0,
-        "losses": losses,
-        "forward_ms": forward_ms,
-        "step_ms": step_ms,
-        "input_ms": input_ms,
         "host_peak_rss_mb": _peak_rss_mb(),
         "cpu_name": cpu_name(),
-        **power.to_record(samples_in_window=run.batch_size * run.train_steps),
+        **result,
     }
-    arrays = {"forward_output": forward_output, **{f"grad/{k}": v for k, v in grads.items()}}
     return result, arrays
 
 

@@ -1,0 +1,264 @@
+"""Skill: train each framework to the same fixed budget on the built-in data, from the same weights and
+in the same batch order, roll out from the same initial conditions, and score every rollout with the
+one NumPy metric implementation beside persistence and climatology."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from metrics.skill import climatology_forecast, persistence_forecast, score_lead_times
+from reports.records import append_record
+from runners.registry import DEFAULT_WORKLOAD, check_framework, get_workload
+from runners.spec import FRAMEWORKS, SCHEMA_VERSION, PairbenchError, RunConfig
+
+# Two fp32 trainings of 400 Adam steps drift apart by rounding alone; measured RMSE curves of the two
+# frameworks differ by well under 1 % (see README), so 2 % at every lead and channel is the bound.
+AGREEMENT = 0.02
+
+
+# ---------------------------------------------------------------------------------- worker side
+def execute_skill(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.ndarray]]:
+    """Train on the data set for the budget, then roll out; forecasts are returned normalised."""
+    from runners.worker import timed_training
+
+    d = run.data
+    data = np.load(d["path"], mmap_mode="r")
+    mean = np.asarray(d["mean"], np.float32)[:, None, None]
+    std = np.asarray(d["std"], np.float32)[:, None, None]
+
+    def norm(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray((a - mean) / std, dtype=np.float32)
+
+    t0, t1 = d["train"]
+    rng = np.random.default_rng([run.seed, 1])  # the same batch order in every framework
+    order = rng.integers(t0, t1 - 1, size=(run.warmup_steps + run.train_steps, run.batch_size))
+
+    def batch(i: int):
+        return norm(data[order[i]]), norm(data[order[i] + 1])
+
+    training = timed_training(run, runner, batch, run.train_steps, run.batch_size)
+    inits = np.asarray(d["inits"])
+    x = runner.put(norm(data[inits]))
+    forecasts, rollout_ms = [], []
+    for _ in range(d["n_lead"]):
+        runner.synchronize()
+        start = time.perf_counter()
+        x = runner.forward(x)
+        runner.synchronize()
+        rollout_ms.append((time.perf_counter() - start) * 1e3)
+        forecasts.append(runner.fetch(x))
+    return {**training, "rollout_ms": rollout_ms}, {"forecasts": np.stack(forecasts, axis=1)}
+
+
+# ---------------------------------------------------------------------------------- orchestrator
+@dataclass
+class SkillOptions:
+    workload: str = DEFAULT_WORKLOAD
+    frameworks: tuple[str, ...] = FRAMEWORKS
+    device: str = "cpu"
+    batch_size: int = 8
+    train_steps: int = 400
+    lr: float = 2e-3
+    n_init: int = 16
+    n_lead: int = 8
+    seed: int | None = None
+    results_dir: Path = Path("results")
+    timeout_s: float = 3600.0
+
+
+def _inits(test: tuple[int, int], n_init: int, n_lead: int) -> np.ndarray:
+    last = test[1] - n_lead - 1
+    if last < test[0] or n_init < 1:
+        raise PairbenchError(f"the test split {test} is too short for {n_init} rollouts of {n_lead} steps")
+    return np.unique(np.linspace(test[0], last, n_init).astype(int))
+
+
+def _flat_scores(prefix: str, scores, channels, hours: float) -> dict:
+    out = {}
+    for k in range(scores.rmse.shape[0]):
+        lead = f"{int(round((k + 1) * hours))}h"
+        for c, name in enumerate(channels):
+            out[f"rmse_{prefix}{name}_{lead}"] = _number(scores.rmse[k, c])
+            out[f"acc_{prefix}{name}_{lead}"] = _number(scores.acc[k, c])
+    return out
+
+
+def _number(value) -> float | None:
+    """A finite float, or None where the metric is undefined (climatology's ACC): never NaN in a record."""
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def _table(scores) -> dict:
+    return {k: [[_number(v) for v in row] for row in getattr(scores, k)] for k in ("rmse", "acc")}
+
+
+def run_skill(opts: SkillOptions, progress=print) -> dict:
+    """Train, roll out and score each framework; returns the summary also written to skill.json."""
+    from runners.datasets.builtin import builtin_dataset
+    from runners.datasets.stats import channel_stats, save_stats, time_mean_climatology
+    from runners.pair import _new_run_dir, _record_environment, run_worker
+    from runners.weights import save_weights
+
+    for fw in opts.frameworks:
+        check_framework(fw)
+    if opts.train_steps < 1 or opts.batch_size < 1 or opts.n_lead < 1:
+        raise PairbenchError("train-steps, batch-size and n-lead must be at least 1")
+    spec = get_workload(opts.workload)
+    seed = secrets.randbits(31) if opts.seed is None else opts.seed
+    progress(f"built-in data at {spec.model.img_size[0]} x {spec.model.img_size[1]} ...")
+    data = builtin_dataset(spec.model.img_size)
+    src = data.source
+    if len(src.channels) != spec.model.in_chans or spec.model.in_chans != spec.model.out_chans:
+        raise PairbenchError(
+            f"{spec.name} takes {spec.model.in_chans} channels; the built-in data has {len(src.channels)}"
+        )
+    mean, std = channel_stats(src, *data.train)
+    clim = time_mean_climatology(src, *data.train)
+    save_stats(data.path.parent / f"stats_{data.path.stem}", mean, std, clim)
+    inits = _inits(data.test, opts.n_init, opts.n_lead)
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = _new_run_dir(Path(opts.results_dir), f"{stamp}-{spec.name}-skill-{seed}")
+    weights_path = run_dir / "weights.safetensors"
+    digest = save_weights(weights_path, spec.model, spec.model.init_weights(seed))
+    hp = {**spec.hyper_parameters(), "lr": opts.lr}
+    data_info = {
+        "path": str(data.path),
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+        "train": list(data.train),
+        "inits": inits.tolist(),
+        "n_lead": opts.n_lead,
+    }
+    base = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_dir.name,
+        "timestamp": stamp,
+        "task": "skill",
+        "workload": spec.name,
+        "model": spec.model.to_dict(),
+        "weights_sha256": digest,
+        "seed": seed,
+        "precision": "fp32",
+        "batch_size": opts.batch_size,
+        "train_steps": opts.train_steps,
+        "hyper_parameters": hp,
+        "data_sha256": data.meta["sha256"],
+        "data_generator": data.meta["generator"],
+        "data_grid": data.meta["grid"],
+        "train_range": list(data.train),
+        "test_inits": inits.tolist(),
+        "weights_convention": data.weights_convention,
+        "rmse_order": "sqrt_of_mean_mse",
+    }
+    base["workload_fingerprint"] = _fingerprint(base)
+
+    truth = np.stack([src.read(i + 1, i + 1 + opts.n_lead) for i in inits])
+    x0 = np.stack([src.read(i, i + 1)[0] for i in inits])
+    score = _scorer(clim, data.weights_convention, src.channels)
+    refs = {
+        "persistence": score(persistence_forecast(x0, opts.n_lead), truth),
+        "climatology": score(climatology_forecast(clim, len(inits), opts.n_lead), truth),
+    }
+    hours = src.time_step_hours
+    ref_fields = {
+        **_flat_scores("persistence_", refs["persistence"], src.channels, hours),
+        **_flat_scores("climatology_", refs["climatology"], src.channels, hours),
+    }
+
+    summary = {"run_dir": str(run_dir), "channels": list(src.channels), "hours": hours, "scores": {}, "records": []}
+    for name, s in refs.items():
+        summary["scores"][name] = _table(s)
+    for fw in opts.frameworks:
+        progress(
+            f"[{fw}] training {opts.train_steps} steps of batch {opts.batch_size}, then {opts.n_lead}-step rollouts ..."
+        )
+        run = RunConfig(
+            workload=spec.name,
+            framework=fw,
+            weights=str(weights_path),
+            device=opts.device,
+            batch_size=opts.batch_size,
+            warmup_steps=0,
+            train_steps=opts.train_steps,
+            forward_steps=1,
+            seed=seed,
+            task="skill",
+            data=data_info,
+            model=spec.model.to_dict(),
+            hyper_parameters=hp,
+        )
+        result = run_worker(run, run_dir / fw, opts.timeout_s)
+        rec = {**base, "framework": fw, "device": opts.device, "status": result["status"]}
+        if result["status"] == "ok":
+            forecasts = np.load(run_dir / f"{fw}.npz")["forecasts"] * std[:, None, None] + mean[:, None, None]
+            s = score(forecasts, truth)
+            summary["scores"][fw] = _table(s)
+            rec.update(_record_environment(result))
+            rec.update(
+                {
+                    "losses": result["losses"],
+                    "step_ms": result["step_ms"],
+                    "step_ms_p50": float(np.median(result["step_ms"])),
+                    "rollout_ms_p50": float(np.median(result["rollout_ms"])),
+                    **_flat_scores("", s, src.channels, hours),
+                    **ref_fields,
+                }
+            )
+        else:
+            rec["reason"] = result.get("reason", "unknown")
+        append_record(Path(opts.results_dir) / "records.jsonl", rec)
+        summary["records"].append(rec)
+        progress(f"[{fw}] {rec['status']}" + (f": {rec['reason']}" if "reason" in rec else ""))
+    summary["agreement"] = _agreement(summary["scores"], opts.frameworks)
+    (run_dir / "skill.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _scorer(clim, convention, channels):
+    def score(forecasts, truth):
+        return score_lead_times(forecasts, truth, clim, convention=convention, channels=tuple(channels))
+
+    return score
+
+
+def _fingerprint(parts: dict) -> str:
+    import hashlib
+
+    keys = (
+        "model",
+        "weights_sha256",
+        "seed",
+        "batch_size",
+        "train_steps",
+        "hyper_parameters",
+        "data_sha256",
+        "data_grid",
+        "train_range",
+        "test_inits",
+        "precision",
+    )
+    return hashlib.sha256(json.dumps({k: parts[k] for k in keys}, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _agreement(scores: dict, frameworks) -> dict | None:
+    ran = [fw for fw in frameworks if fw in scores]
+    if len(ran) < 2:
+        return None
+    a, b = np.asarray(scores[ran[0]]["rmse"]), np.asarray(scores[ran[1]]["rmse"])
+    worst = float(np.max(np.abs(b - a) / a))
+    return {
+        "reference": ran[0],
+        "other": ran[1],
+        "rmse_max_rel_diff": worst,
+        "tolerance": AGREEMENT,
+        "within_tolerance": worst <= AGREEMENT,
+    }
