@@ -20,21 +20,40 @@ def append_record(path: Path, record: dict) -> None:
         os.fsync(fh.fileno())
 
 
-def read_records(path: Path) -> list[dict]:
-    """All records of a results file; a line that is not a JSON object is an error naming the line."""
+def _parse(path: Path):
+    """Yield (line number, record or None, problem or None) for each non-blank line; never writes."""
     path = Path(path)
     if not path.is_file():
         raise PairbenchError(f"results file {path} does not exist")
-    out = []
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8", errors="replace") as fh:
         for number, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise PairbenchError(f"{path} line {number} is not valid JSON ({exc.msg})") from None
+                yield number, None, f"{path} line {number} is not valid JSON ({exc.msg})"
+                continue
             if not isinstance(record, dict):
-                raise PairbenchError(f"{path} line {number} is not a JSON object")
-            out.append(record)
+                yield number, None, f"{path} line {number} is not a JSON object"
+                continue
+            yield number, record, None
+
+
+def read_records(path: Path) -> list[dict]:
+    """All records of a results file; a line that is not a JSON object is an error naming the line
+    (the file itself is left as it is: nothing valid in it is lost)."""
+    out = []
+    for _, record, problem in _parse(path):
+        if problem:
+            raise PairbenchError(f"{problem}; pass --skip-invalid to report the valid records anyway")
+        out.append(record)
     return out
+
+
+def read_records_lenient(path: Path) -> tuple[list[dict], list[str]]:
+    """The valid records, and one sentence per line that was skipped (such as a run killed mid-write)."""
+    records, skipped = [], []
+    for _, record, problem in _parse(path):
+        (skipped.append(problem) if problem else records.append(record))
+    return records, skipped

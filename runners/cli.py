@@ -44,6 +44,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--results-dir", type=Path, default=Path("results"))
     run.add_argument("--timeout", type=float, default=3600.0, help="seconds per framework run")
+    run.add_argument(
+        "--skill",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also train both frameworks on the built-in data and score rollouts (default: on)",
+    )
+    run.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help="where to write the HTML report of this run's records (default RESULTS_DIR/report.html)",
+    )
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip frameworks whose run with this fingerprint already succeeded (needs --seed)",
+    )
 
     sk = sub.add_parser("skill", help="train each framework to a fixed budget on the built-in data and score rollouts")
     sk.add_argument("--workload", default=DEFAULT_WORKLOAD)
@@ -57,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     sk.add_argument("--seed", type=int, default=None)
     sk.add_argument("--results-dir", type=Path, default=Path("results"))
     sk.add_argument("--timeout", type=float, default=3600.0)
+
+    rp = sub.add_parser("report", help="pair records and write an HTML, Markdown or CSV report")
+    rp.add_argument("results", nargs="+", type=Path, help="records.jsonl files, or directories holding one")
+    rp.add_argument("-o", "--output", type=Path, default=Path("results/report.html"))
+    rp.add_argument("--format", choices=("html", "md", "csv"), default="html")
+    rp.add_argument("--skip-invalid", action="store_true", help="report the valid records of a damaged file")
 
     dv = sub.add_parser("devices", help="list CUDA GPUs, Ascend NPUs and the CPU with profiles and power")
     dv.add_argument("--json", action="store_true")
@@ -117,6 +140,14 @@ def _cmd_skill(args) -> int:
     return 0 if ok and (summary["agreement"] is None or summary["agreement"]["within_tolerance"]) else 1
 
 
+def _cmd_report(args) -> int:
+    from reports.build import write_report
+
+    for path in write_report(args.results, args.output, args.format, args.skip_invalid):
+        print(f"report written: {path.resolve()}")
+    return 0
+
+
 def _cmd_devices(args) -> int:
     from hardware_profiles.detect import detect_devices, format_devices
 
@@ -141,6 +172,7 @@ def _cmd_run(args) -> int:
         weights=args.weights,
         results_dir=args.results_dir,
         timeout_s=args.timeout,
+        resume=args.resume,
     )
     outcome = run_pair(opts)
     print()
@@ -149,15 +181,57 @@ def _cmd_run(args) -> int:
         print()
         print("\n".join(parity_lines(outcome.parity)))
     print(f"\nrecords appended to {Path(args.results_dir) / 'records.jsonl'}; run files in {outcome.run_dir}")
-    return 0 if outcome.ok else 1
+    records = [*outcome.records, *([outcome.parity_record] if outcome.parity_record else [])]
+    ok = outcome.ok
+    if args.skill:
+        ok &= _run_skill_after(args, records)
+    from reports.build import render
+
+    report = args.report or Path(args.results_dir) / "report.html"
+    for path in render(records, report, "html", [str(Path(args.results_dir) / "records.jsonl")]):
+        print(f"\nreport written: {path.resolve()}")
+    return 0 if ok else 1
+
+
+def _run_skill_after(args, records: list[dict]) -> bool:
+    """The skill part of the main job, for workloads the built-in data covers; adds its records."""
+    from reports.console import skill_tables
+    from runners.datasets.builtin import BUILTIN
+    from runners.registry import get_workload
+    from runners.skill import SkillOptions, run_skill
+
+    h, w = get_workload(args.workload).model.img_size
+    if BUILTIN.nlat % h or (BUILTIN.nlat // h) * w != BUILTIN.nlon:
+        print(f"\nskill: skipped: the built-in data has no {h} x {w} grid (use pairbench skill with your data)")
+        return True
+    print()
+    summary = run_skill(
+        SkillOptions(
+            workload=args.workload,
+            frameworks=args.frameworks,
+            device=args.device,
+            seed=args.seed,
+            results_dir=args.results_dir,
+            timeout_s=args.timeout,
+        )
+    )
+    print()
+    print(skill_tables(summary))
+    records += summary["records"]
+    good = all(r["status"] == "ok" for r in summary["records"])
+    return good and (summary["agreement"] is None or summary["agreement"]["within_tolerance"])
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": _cmd_run, "skill": _cmd_skill, "workloads": _cmd_workloads, "devices": _cmd_devices}[
-            args.command
-        ](args)
+        return {
+            "run": _cmd_run,
+            "skill": _cmd_skill,
+            "report": _cmd_report,
+            "workloads": _cmd_workloads,
+            "devices": _cmd_devices,
+        }[args.command](args)
     except (PairbenchError, FileNotFoundError, CheckpointError, WeightsMismatch, DataError) as exc:
         print(f"pairbench: error: {exc}", file=sys.stderr)
         return 2

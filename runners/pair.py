@@ -18,7 +18,7 @@ import numpy as np
 from hardware_profiles import match_profile, mfu
 from metrics.parity import relative_differences, relative_l2, worst_relative_l2
 from metrics.timing import summarize
-from reports.records import append_record
+from reports.records import append_record, read_records
 from runners.devices import parse_device
 from runners.registry import DEFAULT_WORKLOAD, check_framework, get_workload
 from runners.spec import FRAMEWORKS, SCHEMA_VERSION, PairbenchError, RunConfig
@@ -43,9 +43,12 @@ class PairOptions:
     results_dir: Path = Path("results")
     timeout_s: float = 3600.0
     model: dict = field(default_factory=dict)
+    resume: bool = False
 
     def validate(self) -> None:
         parse_device(self.device)
+        if self.resume and self.seed is None:
+            raise PairbenchError("--resume needs --seed, so that the runs already done can be recognised")
         for fw in self.frameworks:
             check_framework(fw)
         if len(set(self.frameworks)) != len(self.frameworks):
@@ -63,6 +66,7 @@ class PairOutcome:
     run_dir: Path
     records: list[dict]
     parity: dict | None
+    parity_record: dict | None = None
 
     @property
     def ok(self) -> bool:
@@ -133,6 +137,8 @@ _ENVIRONMENT = (
 def _record_environment(result: dict) -> dict:
     """What a worker reported about its environment, and its power fields, for a record."""
     env = {k: result[k] for k in _ENVIRONMENT}
+    if env["device_name"] == "cpu":
+        env["device_name"] = result["cpu_name"]
     env.update({k: v for k, v in result.items() if k.startswith(("power_", "energy_", "samples_per_j"))})
     return env
 
@@ -145,7 +151,7 @@ def _record(base: dict, run: RunConfig, spec, result: dict) -> dict:
     flops = spec.model.flops()
     step_s = float(np.median(result["step_ms"])) / 1e3
     rec.update(_record_environment(result))
-    rec.update({k: result[k] for k in ("losses", "forward_ms", "step_ms")})
+    rec.update({k: result[k] for k in ("loss_initial", "losses", "forward_ms", "step_ms", "input_ms")})
     rec.update(summarize(result["forward_ms"], "forward"))
     rec.update(summarize(result["step_ms"], "step"))
     rec.update(summarize(result["input_ms"], "input"))
@@ -176,9 +182,36 @@ def _record(base: dict, run: RunConfig, spec, result: dict) -> dict:
     return rec
 
 
-def _parity(run_dir: Path, reference: str, other: str, results: dict[str, dict]) -> dict:
-    ref = np.load(run_dir / f"{reference}.npz")
-    oth = np.load(run_dir / f"{other}.npz")
+_PARITY_KEYS = ("schema_version", "run_id", "timestamp", "workload", "workload_fingerprint", "precision", "seed")
+
+
+def _completed(path: Path, fingerprint: str, device: str) -> dict[str, dict]:
+    """Successful run records already in ``path`` for this fingerprint and device, by framework."""
+    if not path.is_file():
+        return {}
+    return {
+        r["framework"]: r
+        for r in read_records(path)
+        if r.get("record_type", "run") == "run"
+        and r.get("workload_fingerprint") == fingerprint
+        and r.get("device") == device
+        and r.get("status") == "ok"
+    }
+
+
+def source_commit() -> str | None:
+    """The git commit of this pairbench checkout, or None outside a git work tree."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _parity(run_dirs: dict[str, Path], reference: str, other: str, results: dict[str, dict]) -> dict:
+    ref = np.load(run_dirs[reference] / f"{reference}.npz")
+    oth = np.load(run_dirs[other] / f"{other}.npz")
     grads_ref = {k[5:]: ref[k] for k in ref.files if k.startswith("grad/")}
     grads_oth = {k[5:]: oth[k] for k in oth.files if k.startswith("grad/")}
     grad_worst, grad_where = worst_relative_l2(grads_oth, grads_ref)
@@ -240,6 +273,9 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
     }
     base = {
         "schema_version": SCHEMA_VERSION,
+        "record_type": "run",
+        "task": "pair",
+        "pairbench_commit": source_commit(),
         "run_id": run_dir.name,
         "timestamp": stamp,
         "workload": spec.name,
@@ -256,8 +292,18 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
         "forward_steps": opts.forward_steps,
         "hyper_parameters": hp,
     }
-    records, results = [], {}
+    records_path = Path(opts.results_dir) / "records.jsonl"
+    done = _completed(records_path, base["workload_fingerprint"], opts.device) if opts.resume else {}
+    records, results, run_dirs = [], {}, {}
     for fw in opts.frameworks:
+        if fw in done:
+            rec = done[fw]
+            records.append(rec)
+            results[fw] = {"status": "ok", "losses": rec["losses"], "loss_initial": rec["loss_initial"]}
+            run_dirs[fw] = Path(opts.results_dir) / rec["run_id"]
+            progress(f"[{fw}] already done in {rec['run_id']}: skipped (--resume)")
+            continue
+        run_dirs[fw] = run_dir
         progress(f"[{fw}] {spec.name} on {opts.device}, batch {batch}: building and running ...")
         run = RunConfig(
             workload=spec.name,
@@ -274,15 +320,18 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
         )
         results[fw] = run_worker(run, run_dir / fw, opts.timeout_s)
         rec = _record(base, run, spec, results[fw])
-        append_record(Path(opts.results_dir) / "records.jsonl", rec)
+        append_record(records_path, rec)
         records.append(rec)
         progress(f"[{fw}] {rec['status']}" + (f": {rec['reason']}" if "reason" in rec else ""))
 
-    parity = None
+    parity = parity_record = None
     ok = [fw for fw in opts.frameworks if results[fw]["status"] == "ok"]
     if len(ok) >= 2:
         reference = "torch" if "torch" in ok else ok[0]
         other = next(fw for fw in ok if fw != reference)
-        parity = _parity(run_dir, reference, other, results)
+        parity = _parity(run_dirs, reference, other, results)
         (run_dir / "parity.json").write_text(json.dumps(parity, indent=1))
-    return PairOutcome(run_dir=run_dir, records=records, parity=parity)
+        parity_record = {**{k: base[k] for k in _PARITY_KEYS}, "record_type": "parity", "device": opts.device, **parity}
+        if len(done) < len(opts.frameworks):  # a new pairing, not one already recorded
+            append_record(records_path, parity_record)
+    return PairOutcome(run_dir=run_dir, records=records, parity=parity, parity_record=parity_record)

@@ -104,7 +104,7 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
     """Train, roll out and score each framework; returns the summary also written to skill.json."""
     from runners.datasets.builtin import builtin_dataset
     from runners.datasets.stats import channel_stats, save_stats, time_mean_climatology
-    from runners.pair import _new_run_dir, _record_environment, run_worker
+    from runners.pair import _new_run_dir, _record_environment, run_worker, source_commit
     from runners.weights import save_weights
 
     for fw in opts.frameworks:
@@ -140,6 +140,8 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
     }
     base = {
         "schema_version": SCHEMA_VERSION,
+        "record_type": "run",
+        "pairbench_commit": source_commit(),
         "run_id": run_dir.name,
         "timestamp": stamp,
         "task": "skill",

@@ -58,11 +58,18 @@ def test_demo_default_runs_both_frameworks_and_prints_parity(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "torch" in out and "mindspore" in out and "train step ms p50" in out
-    assert out.count(": ok") == 3 and "OUT OF TOLERANCE" not in out
+    assert out.count(": ok") == 4 and "OUT OF TOLERANCE" not in out  # 3 parity checks, skill agreement
+    assert "RMSE persistence" in out and "ACC torch" in out
+    assert out.strip().endswith(f"report written: {(tmp_path / 'report.html').resolve()}")
+    html = (tmp_path / "report.html").read_text()
+    assert "Numerical parity" in html and "Skill" in html and html.count("data:image/png;base64,") >= 5
     assert "power: estimated, not measured" in out or "unavailable" in out
     records = read_records(tmp_path / "records.jsonl")
-    assert [r["framework"] for r in records] == ["torch", "mindspore"]
-    for r in records:
+    assert [(r["record_type"], r.get("task"), r.get("framework")) for r in records] == [
+        ("run", "pair", "torch"), ("run", "pair", "mindspore"), ("parity", None, None),
+        ("run", "skill", "torch"), ("run", "skill", "mindspore"),
+    ]  # fmt: skip
+    for r in records[:2]:
         assert r["status"] == "ok" and r["workload"] == "fourcastnet-tiny" and r["step_ms_p50"] > 0
         assert len(r["step_ms"]) == 3 and r["provenance"]["timings"] == "measured"
         # This machine has no power sensor: power is a labelled estimate or unavailable, never 0 W.

@@ -1,0 +1,216 @@
+"""Open a self-contained HTML report in headless Chromium and check that it loads cleanly and every figure renders."""
+
+# Driver: Playwright's Python package, pointed at Debian's /usr/bin/chromium (its bundled browsers are never
+# downloaded). Console messages, uncaught page errors and network requests arrive as callbacks registered before
+# navigation, so nothing emitted while the page loads is missed, and a full-page screenshot is one call. Selenium
+# would need chromedriver's legacy ``get_log("browser")`` (a non-W3C extension), parsing of the performance log's
+# DevTools JSON to see requests, a raw DevTools call for a full-page screenshot in Chrome, and a chromedriver whose
+# version matches the browser: more code and more to go wrong.
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CHROMIUM = "/usr/bin/chromium"
+"""Debian's Chromium; the environment variable ``PAIRBENCH_CHROMIUM`` names another binary."""
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+"""Flags this machine needs; the fresh ``--user-data-dir`` is given as Playwright's persistent-context directory."""
+
+_CONSOLE_ERROR_TYPES = ("error", "assert")
+_NOT_NETWORK = ("data:", "blob:", "about:")
+
+# For each <img>: whether it decoded, and a name for it (alt text, else the start of its src).
+_IMAGES_JS = """() => Array.from(document.images).map(img => ({
+    ok: img.complete && img.naturalWidth > 0,
+    name: img.alt || (img.getAttribute('src') || '').slice(0, 60),
+}))"""
+
+
+class BrowserUnavailable(Exception):
+    """Headless Chromium or the Playwright Python package is missing or does not start."""
+
+
+@dataclass(frozen=True)
+class BrowserCheck:
+    """What headless Chromium saw when it opened a report.
+
+    Attributes
+    ----------
+    title : str
+        The document title.
+    console_errors : list of str
+        Console messages of level error (including failed ``console.assert``) and uncaught page errors.
+    images : int
+        Number of ``<img>`` elements.
+    broken_images : list of str
+        Alt text (or the start of ``src``) of every ``<img>`` that did not decode.
+    failed_requests : list of str
+        Every network request the page attempted, with the failure reason where it failed; a self-contained report
+        makes none (``data:`` URLs and the page's own ``file://`` URL are not counted).
+    """
+
+    title: str
+    console_errors: list[str] = field(default_factory=list)
+    images: int = 0
+    broken_images: list[str] = field(default_factory=list)
+    failed_requests: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when there are no console errors, no broken images, no requests, and at least one image."""
+        return not self.console_errors and not self.broken_images and not self.failed_requests and self.images > 0
+
+
+def _chromium() -> str:
+    """Return the Chromium binary to use, or raise `BrowserUnavailable` when it is absent."""
+    binary = os.environ.get("PAIRBENCH_CHROMIUM") or CHROMIUM
+    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+        raise BrowserUnavailable(f"Chromium is not installed at {binary}: install it with `apt-get install chromium`.")
+    return binary
+
+
+def check_html(path: str | Path, screenshot: Path | None = None, timeout_s: float = 60) -> BrowserCheck:
+    """Open an HTML file in headless Chromium and report console errors, images and network requests.
+
+    Parameters
+    ----------
+    path : str or Path
+        The HTML file.
+    screenshot : Path, optional
+        Where to write a full-page PNG screenshot.
+    timeout_s : float
+        Limit, in seconds, for starting the browser and for loading the page.
+
+    Returns
+    -------
+    BrowserCheck
+        What the browser saw once the page's load event had fired.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    BrowserUnavailable
+        When Chromium or the Playwright Python package is missing, or the browser does not start.
+    """
+    page_path = Path(path).resolve()
+    if not page_path.is_file():
+        raise FileNotFoundError(f"no such HTML file: {page_path}")
+    page_url = page_path.as_uri()
+    binary = _chromium()
+    try:
+        from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise BrowserUnavailable(
+            "The Python package playwright is not installed: install it with `pip install playwright` "
+            "(never `playwright install`; the system Chromium is used)."
+        ) from None
+
+    timeout_ms = timeout_s * 1000
+    console_errors: list[str] = []
+    requests: list[str] = []
+    failures: dict[str, str] = {}
+
+    def on_console(msg) -> None:
+        if msg.type in _CONSOLE_ERROR_TYPES:
+            where = msg.location  # lineNumber is 0-based; only a line of the report itself is worth naming
+            own = where.get("url") == page_url and "lineNumber" in where
+            line = f" (line {where['lineNumber'] + 1})" if own else ""
+            console_errors.append(f"console.{msg.type}: {msg.text}{line}")
+
+    def on_request(request) -> None:
+        url = request.url
+        if url != page_url and not url.startswith(_NOT_NETWORK):
+            requests.append(url)
+
+    def on_request_failed(request) -> None:
+        failures[request.url] = request.failure or "failed"
+
+    with sync_playwright() as pw, tempfile.TemporaryDirectory(prefix="pairbench-chromium-") as profile:
+        try:
+            context = pw.chromium.launch_persistent_context(
+                profile,
+                executable_path=binary,
+                headless=True,
+                args=list(CHROMIUM_FLAGS),
+                timeout=timeout_ms,
+            )
+        except PlaywrightError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BrowserUnavailable(f"Chromium at {binary} did not start under Playwright: {first}") from exc
+        try:
+            page = context.pages[0] if context.pages else context.new_page()
+            page.on("console", on_console)
+            page.on("pageerror", lambda exc: console_errors.append(f"uncaught {exc.name}: {exc.message}"))
+            page.on("request", on_request)
+            page.on("requestfailed", on_request_failed)
+            page.goto(page_url, wait_until="load", timeout=timeout_ms)
+            images = page.evaluate(_IMAGES_JS)
+            title = page.title()
+            if screenshot is not None:
+                Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(screenshot), full_page=True, timeout=timeout_ms)
+        finally:
+            context.close()
+
+    return BrowserCheck(
+        title=title,
+        console_errors=console_errors,
+        images=len(images),
+        broken_images=[img["name"] for img in images if not img["ok"]],
+        failed_requests=[f"{url} ({failures[url]})" if url in failures else url for url in requests],
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: check one report; exit 0 when ok, 1 when not, 2 when the browser is unavailable."""
+    parser = argparse.ArgumentParser(
+        prog="python -m reports.browser_check",
+        description="Open a pairbench HTML report in headless Chromium: no console errors, every figure renders.",
+    )
+    parser.add_argument("report", type=Path, help="the HTML report")
+    parser.add_argument("--screenshot", type=Path, default=None, help="write a full-page PNG screenshot here")
+    parser.add_argument("--timeout", type=float, default=60, help="seconds for browser start and page load")
+    args = parser.parse_args(argv)
+    if not args.report.is_file():
+        parser.error(f"no such file: {args.report}")
+    try:
+        result = check_html(args.report, screenshot=args.screenshot, timeout_s=args.timeout)
+    except BrowserUnavailable as exc:
+        print(f"browser unavailable: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.report}: {'OK' if result.ok else 'NOT OK'}  title={result.title!r}")
+    print(f"  images: {result.images}, broken: {len(result.broken_images)}")
+    for name in result.broken_images:
+        print(f"    broken image: {name}")
+    print(f"  console errors: {len(result.console_errors)}")
+    for message in result.console_errors:
+        print(f"    {message}")
+    print(f"  network requests: {len(result.failed_requests)}")
+    for url in result.failed_requests:
+        print(f"    {url}")
+    if result.images == 0:
+        print("  no <img> elements: a report should embed at least one figure")
+    if args.screenshot is not None:
+        print(f"  screenshot: {args.screenshot}")
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""``pairbench report``: read results files, pair the records, and write HTML, Markdown or CSV."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from reports import figures
+from reports.pairing import pair_records
+from reports.records import read_records, read_records_lenient
+from reports.tables import failures_table, parity_table, ratios_table, runs_table, skill_long, skill_table
+from runners.spec import PairbenchError
+
+FORMATS = ("html", "md", "csv")
+
+
+@dataclass
+class Section:
+    title: str
+    frame: pd.DataFrame | None = None
+    text: str = ""
+    figures: list[dict] = field(default_factory=list)
+
+
+def load(paths: list[Path], skip_invalid: bool) -> tuple[list[dict], list[str]]:
+    records, skipped = [], []
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            path = path / "records.jsonl"
+        recs, bad = read_records_lenient(path) if skip_invalid else (read_records(path), [])
+        records += recs
+        skipped += bad
+    if not records:
+        raise PairbenchError(f"no records in {', '.join(str(p) for p in paths)}")
+    return records, skipped
+
+
+def sections(records: list[dict], with_figures: bool) -> tuple[list[Section], list[str], int]:
+    pairing = pair_records(records)
+    fig = (lambda f, *a: f(*a)) if with_figures else (lambda f, *a: None)
+    runs, ratios, skill, parity, failed = (
+        runs_table(pairing),
+        ratios_table(pairing),
+        skill_table(pairing),
+        parity_table(pairing),
+        failures_table(pairing),
+    )
+    out = [
+        Section(
+            "Numerical parity",
+            parity,
+            "Same weights and data in both frameworks, fp32: relative L2 difference "
+            "of the forward output, worst relative L2 difference of any parameter's gradient, and worst relative "
+            "loss difference over the Adam steps.",
+            [_fig(fig(figures.parity, pairing), "parity", "Relative loss difference per step.")],
+        ),
+        Section(
+            "Runs",
+            runs,
+            "Training step and forward latencies are medians and percentiles of every timed step "
+            "(warm-up excluded, device synchronised around each step). MFU is empty where the device's profile "
+            "has no peak for the precision.",
+        ),
+        Section(
+            "Ratios",
+            ratios,
+            "A ratio above 1 means the first side takes longer. Intervals: 95% bootstrap over "
+            "per-step samples; 'within noise' marks intervals that contain 1.",
+        ),
+        Section(
+            "Throughput and latency",
+            None,
+            "",
+            [
+                _fig(fig(figures.throughput, pairing), "throughput", "Training samples/s with 95% intervals."),
+                _fig(fig(figures.latency, pairing), "latency", "Every timed step, log scale."),
+                _fig(fig(figures.memory, pairing), "memory", "Peak host memory (RSS) of each run's process."),
+            ],
+        ),
+        Section(
+            "Power and energy",
+            None,
+            "Power over the same window as the timed steps.",
+            [_fig(fig(figures.power, pairing), "power", "Samples as taken; provenance in the legend.")],
+        ),
+        Section(
+            "Skill",
+            skill,
+            "Latitude-weighted RMSE and ACC by variable and lead time, each framework beside "
+            "persistence and climatology, scored once in NumPy (metrics/skill.py).",
+            [
+                _fig(src, f"skill {w}", f"{w}: RMSE and ACC against lead time.")
+                for w, src in (figures.skill(skill_long(pairing)) if with_figures else [])
+            ],
+        ),
+        Section("Failed or unavailable runs", failed),
+    ]
+    for s in out:
+        s.figures = [f for f in s.figures if f["src"]]
+    kept = [s for s in out if (s.frame is not None and not s.frame.empty) or s.figures]
+    return kept, pairing.refusals, len(pairing.groups)
+
+
+def _fig(src, alt, caption) -> dict:
+    return {"src": src, "alt": alt, "caption": caption}
+
+
+def write_report(paths: list[Path], out: Path, fmt: str = "html", skip_invalid: bool = False) -> list[Path]:
+    """Write the report of the records in ``paths``; returns the files written."""
+    if fmt not in FORMATS:
+        raise PairbenchError(f"unknown report format '{fmt}'; choose from {', '.join(FORMATS)}")
+    records, skipped = load(paths, skip_invalid)
+    return render(records, out, fmt, [str(p) for p in paths], skipped)
+
+
+def render(records: list[dict], out: Path, fmt: str, sources: list[str], skipped: list[str] = ()) -> list[Path]:
+    """Write the report of ``records`` (already read) as ``fmt``; returns the files written."""
+    secs, refusals, n_groups = sections(records, with_figures=fmt == "html")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "csv":
+        written = []
+        for s in secs:
+            if s.frame is not None and not s.frame.empty:
+                path = out.with_name(f"{out.stem}.{s.title.lower().replace(' ', '-')}.csv")
+                s.frame.to_csv(path, index=False)
+                written.append(path)
+        return written
+    if fmt == "md":
+        text = _markdown(secs, refusals, list(skipped))
+    else:
+        text = _html(secs, refusals, list(skipped), sources, len(records), n_groups)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+    return [out]
+
+
+def _markdown(secs, refusals, skipped) -> str:
+    parts = ["# pairbench report", ""]
+    parts += [f"- not compared: {r}" for r in refusals] + [f"- skipped: {s}" for s in skipped]
+    for s in secs:
+        if s.frame is None or s.frame.empty:
+            continue
+        parts += [
+            "",
+            f"## {s.title}",
+            "",
+            s.text,
+            "",
+            _blank_missing(s.frame).to_markdown(index=False, floatfmt=".4g", missingval=""),
+        ]
+    return "\n".join(parts) + "\n"
+
+
+def _blank_missing(frame: pd.DataFrame) -> pd.DataFrame:
+    """Missing values as None, which tabulate leaves blank (a NaN would print as 'nan')."""
+    return frame.astype(object).where(frame.notna(), None)
+
+
+def _html(secs, refusals, skipped, paths, n_records, n_groups) -> str:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True)
+    rendered = []
+    for s in secs:
+        table = None
+        if s.frame is not None and not s.frame.empty:
+            # pandas escapes every cell (escape=True); the markup is then safe to embed.
+            table = jinja2.utils.markupsafe.Markup(
+                s.frame.astype(object)
+                .where(s.frame.notna(), "")
+                .to_html(index=False, escape=True, float_format=lambda v: f"{v:.4g}", border=0)
+            )
+        rendered.append({"title": s.title, "text": s.text, "table": table, "figures": s.figures})
+    return env.get_template("report.html.j2").render(
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        sources=[str(p) for p in paths],
+        n_records=n_records,
+        n_groups=n_groups,
+        sections=rendered,
+        refusals=refusals,
+        skipped=skipped,
+    )

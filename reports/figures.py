@@ -1,0 +1,157 @@
+"""Report figures with matplotlib (Agg), returned as embeddable PNG data URIs; every figure is drawn
+from samples stored in the records and says whether its values were measured or estimated."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+
+from reports.pairing import Pairing
+from reports.stats import bootstrap_interval
+from reports.tables import FRAMEWORK_LABEL
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _encode(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=96, bbox_inches="tight")
+    _plt().close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _label(fw: str, device: str) -> str:
+    return f"{FRAMEWORK_LABEL.get(fw, fw)}\n{device}"
+
+
+def _timing_runs(pairing: Pairing):
+    for g in pairing.groups:
+        if g.task == "pair":
+            for (fw, device), rec in sorted(g.runs.items()):
+                yield g.workload, fw, device, rec
+
+
+def throughput(pairing: Pairing) -> str | None:
+    """Training samples/s per run; error bars are the 95% bootstrap interval of the median step."""
+    runs = [r for r in _timing_runs(pairing) if len(r[3].get("step_ms") or []) >= 2]
+    if not runs:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(4, 1.4 * len(runs)), 3.2))
+    values, low, high = [], [], []
+    for _, _, _, rec in runs:
+        steps = np.asarray(rec["step_ms"])
+        slow, fast = bootstrap_interval(steps)[::-1]  # a longer step is fewer samples per second
+        per_s = rec["batch_size"] * 1000.0 / np.median(steps)
+        values.append(per_s)
+        low.append(per_s - rec["batch_size"] * 1000.0 / slow)
+        high.append(rec["batch_size"] * 1000.0 / fast - per_s)
+    x = np.arange(len(runs))
+    ax.bar(x, values, yerr=[low, high], capsize=4, color="#4c72b0")
+    ax.set_xticks(x, [f"{w}\n{_label(fw, d)}" for w, fw, d, _ in runs], fontsize=8)
+    ax.set_ylabel("training samples/s (measured)")
+    ax.set_title("Training throughput, median step with 95% interval")
+    return _encode(fig)
+
+
+def latency(pairing: Pairing) -> str | None:
+    """Distributions of every timed training step and forward pass."""
+    runs = list(_timing_runs(pairing))
+    if not runs:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(max(8, 2.6 * len(runs)), 3.4))
+    labels = [f"{w}\n{_label(fw, d)}" for w, fw, d, _ in runs]
+    for ax, key, title in zip(axes, ("step_ms", "forward_ms"), ("training step", "forward pass"), strict=True):
+        data = [rec.get(key) or [np.nan] for *_, rec in runs]
+        ax.boxplot(data, showfliers=True)
+        ax.set_xticks(range(1, len(runs) + 1), labels, fontsize=7)
+        ax.set_yscale("log")
+        ax.set_ylabel("ms per step (measured)")
+        ax.set_title(title)
+    fig.suptitle("Latency distributions (every timed step)")
+    return _encode(fig)
+
+
+def power(pairing: Pairing) -> str | None:
+    """Power samples over each run's timed window, labelled measured or estimated."""
+    runs = [r for r in _timing_runs(pairing) if r[3].get("power_samples")]
+    if not runs:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    for w, fw, d, rec in runs:
+        t, p = np.asarray(rec["power_samples"], dtype=float).T
+        ax.plot(t, p, marker=".", label=f"{w} {FRAMEWORK_LABEL.get(fw, fw)} {d} ({rec['power_provenance']})")
+    ax.set_xlabel("seconds into the timed window")
+    ax.set_ylabel("W")
+    ax.set_title("Power over time (provenance in the legend)")
+    ax.legend(fontsize=7)
+    return _encode(fig)
+
+
+def memory(pairing: Pairing) -> str | None:
+    runs = [r for r in _timing_runs(pairing) if r[3].get("host_peak_rss_mb")]
+    if not runs:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(4, 1.4 * len(runs)), 3.2))
+    x = np.arange(len(runs))
+    ax.bar(x, [rec["host_peak_rss_mb"] for *_, rec in runs], color="#55a868")
+    ax.set_xticks(x, [f"{w}\n{_label(fw, d)}" for w, fw, d, _ in runs], fontsize=8)
+    ax.set_ylabel("peak host RSS, MB (measured)")
+    ax.set_title("Peak memory per run")
+    return _encode(fig)
+
+
+def skill(skill_frame) -> list[tuple[str, str]]:
+    """(title, figure) per workload: RMSE and ACC against lead time for every variable and source."""
+    out = []
+    if skill_frame.empty:
+        return out
+    plt = _plt()
+    for workload, frame in skill_frame.groupby("workload"):
+        variables = list(dict.fromkeys(frame["variable"]))
+        fig, axes = plt.subplots(2, len(variables), figsize=(3.4 * len(variables), 5.4), squeeze=False)
+        for j, var in enumerate(variables):
+            sub = frame[frame["variable"] == var]
+            for (source, device), line in sub.groupby(["source", "device"], sort=False):
+                name = source if device == "-" else f"{source} ({device})"
+                style = "--" if device == "-" else "-"
+                axes[0, j].plot(line["lead_h"], line["rmse"], style, marker="o", ms=3, label=name)
+                if line["acc"].notna().any():
+                    axes[1, j].plot(line["lead_h"], line["acc"], style, marker="o", ms=3, label=name)
+            axes[0, j].set_title(f"{var}: RMSE")
+            axes[1, j].set_title(f"{var}: ACC")
+            axes[1, j].set_xlabel("lead time, h")
+        axes[0, 0].legend(fontsize=7)
+        fig.suptitle(f"{workload}: skill against lead time (climatology has no ACC)")
+        out.append((str(workload), _encode(fig)))
+    return out
+
+
+def parity(pairing: Pairing) -> str | None:
+    """Per-step relative loss difference between the frameworks, with the tolerance."""
+    recs = [(g.workload, p) for g in pairing.groups for p in g.parity[-1:] if p.get("loss_rel_per_step")]
+    if not recs:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    for w, p in recs:
+        rel = np.maximum(np.asarray(p["loss_rel_per_step"], dtype=float), 1e-12)
+        ax.semilogy(np.arange(rel.size), rel, marker=".", label=f"{w}: {p['other']} vs {p['reference']}")
+        ax.axhline(p["tolerances"]["losses"], color="red", lw=1, ls="--")
+    ax.set_xlabel("training step (0 = before the first update)")
+    ax.set_ylabel("relative loss difference")
+    ax.set_title("Numerical parity over training (dashed: tolerance)")
+    ax.legend(fontsize=7)
+    return _encode(fig)

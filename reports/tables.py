@@ -1,0 +1,192 @@
+"""Comparison tables (pandas) from paired records: runs, ratios with intervals, skill, parity."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from reports.pairing import Pairing, device_kind
+from reports.stats import bootstrap_ratio, factor_split
+
+RUN_COLUMNS = [
+    "workload", "framework", "framework_version", "device", "device_name", "precision", "batch_size",
+    "samples_per_s", "step_ms_p50", "step_ms_p90", "step_ms_p99", "forward_ms_p50", "forward_ms_p90",
+    "forward_ms_p99", "build_s", "host_peak_rss_mb", "power_w_mean", "power_provenance", "energy_j_per_sample",
+    "samples_per_j", "mfu_train", "hardware_profile", "host", "workload_fingerprint",
+]  # fmt: skip
+FRAMEWORK_LABEL = {"torch": "PyTorch", "mindspore": "MindSpore"}
+KIND_LABEL = {"cuda": "GPU", "ascend": "NPU", "cpu": "CPU"}
+
+
+def runs_table(pairing: Pairing) -> pd.DataFrame:
+    """One row per successful timing run; missing values stay empty (never 0)."""
+    rows = [{c: run.get(c) for c in RUN_COLUMNS} for g in pairing.groups if g.task == "pair" for run in g.runs.values()]
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def failures_table(pairing: Pairing) -> pd.DataFrame:
+    rows = [
+        {
+            "workload": r.get("workload"),
+            "task": r.get("task", "pair"),
+            "framework": r.get("framework"),
+            "device": r.get("device"),
+            "status": r.get("status"),
+            "reason": r.get("reason"),
+        }
+        for g in pairing.groups
+        for r in g.failed
+    ]
+    return pd.DataFrame(rows, columns=["workload", "task", "framework", "device", "status", "reason"])
+
+
+def _ratio_rows(workload: str, comparison: str, num: dict, den: dict) -> list[dict]:
+    rows = []
+    for metric, key in (("train step time", "step_ms"), ("forward latency", "forward_ms")):
+        if len(num.get(key) or []) >= 2 and len(den.get(key) or []) >= 2:
+            r = bootstrap_ratio(num[key], den[key])
+            rows.append(
+                {
+                    "workload": workload,
+                    "comparison": comparison,
+                    "metric": metric,
+                    "ratio": r.value,
+                    "ci_low": r.low,
+                    "ci_high": r.high,
+                    "within_noise": r.within_noise,
+                    "basis": "median of per-step times, 95% bootstrap interval",
+                }
+            )
+    e_num, e_den = num.get("energy_j_per_sample"), den.get("energy_j_per_sample")
+    if e_num and e_den:
+        kinds = {num.get("power_provenance"), den.get("power_provenance")}
+        rows.append(
+            {
+                "workload": workload,
+                "comparison": comparison,
+                "metric": "energy per sample",
+                "ratio": e_num / e_den,
+                "ci_low": None,
+                "ci_high": None,
+                "within_noise": None,
+                "basis": "one energy window per run; " + " / ".join(sorted(k for k in kinds if k)),
+            }
+        )
+    return rows
+
+
+def ratios_table(pairing: Pairing) -> pd.DataFrame:
+    """MindSpore / PyTorch on each device, and NPU / GPU for each framework, with intervals; the
+    framework x hardware split where both frameworks ran on both kinds of accelerator."""
+    rows = []
+    for g in pairing.groups:
+        if g.task != "pair" or not g.paired:
+            continue
+        devices = sorted({d for _, d in g.runs})
+        for d in devices:
+            if ("torch", d) in g.runs and ("mindspore", d) in g.runs:
+                rows += _ratio_rows(
+                    g.workload, f"MindSpore / PyTorch on {d}", g.runs["mindspore", d], g.runs["torch", d]
+                )
+        for fw in ("torch", "mindspore"):
+            gpus = [d for d in devices if device_kind(d) == "cuda" and (fw, d) in g.runs]
+            npus = [d for d in devices if device_kind(d) == "ascend" and (fw, d) in g.runs]
+            if gpus and npus:
+                label = f"NPU / GPU, {FRAMEWORK_LABEL[fw]} ({npus[0]} / {gpus[0]})"
+                rows += _ratio_rows(g.workload, label, g.runs[fw, npus[0]], g.runs[fw, gpus[0]])
+        times = {(fw, device_kind(d)): float(np.median(r["step_ms"])) for (fw, d), r in g.runs.items()}
+        try:
+            split = factor_split(times)
+        except ValueError:
+            continue
+        for metric in ("gap", "framework_factor", "hardware_factor"):
+            rows.append(
+                {
+                    "workload": g.workload,
+                    "comparison": "MindSpore on NPU / PyTorch on GPU",
+                    "metric": f"train step time: {metric.replace('_', ' ')}",
+                    "ratio": split[metric],
+                    "ci_low": None,
+                    "ci_high": None,
+                    "within_noise": None,
+                    "basis": "geometric mean of both paths; framework x hardware = gap",
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["workload", "comparison", "metric", "ratio", "ci_low", "ci_high", "within_noise", "basis"]
+    )
+
+
+_SKILL_KEY = re.compile(r"^(rmse|acc)_(?:(persistence|climatology)_)?(.+)_(\d+)h$")
+
+
+def skill_long(pairing: Pairing) -> pd.DataFrame:
+    """RMSE and ACC in long form: workload, forecast source (each framework with its device,
+    persistence, climatology), variable, lead time."""
+    values: dict[tuple, dict] = {}
+    for g in pairing.groups:
+        if g.task != "skill":
+            continue
+        for (fw, device), rec in g.runs.items():
+            for key, value in rec.items():
+                m = _SKILL_KEY.match(key)
+                if not m:
+                    continue
+                metric, reference, variable, lead = m.groups()
+                source = reference or FRAMEWORK_LABEL.get(fw, fw)
+                dev = "-" if reference else device
+                row = values.setdefault((g.workload, source, dev, variable, int(lead)), {})
+                row[metric] = value
+    rows = [
+        {"workload": w, "source": s, "device": d, "variable": v, "lead_h": lead, **m}
+        for (w, s, d, v, lead), m in sorted(values.items())
+    ]
+    return pd.DataFrame(rows, columns=["workload", "source", "device", "variable", "lead_h", "rmse", "acc"])
+
+
+def skill_table(pairing: Pairing) -> pd.DataFrame:
+    """RMSE and ACC by workload, variable and lead time, one column per metric and forecast source."""
+    long = skill_long(pairing)
+    if long.empty:
+        return long
+    long["name"] = [s if d == "-" else f"{s} {d}" for s, d in zip(long.source, long.device, strict=True)]
+    wide = long.pivot_table(
+        index=["workload", "variable", "lead_h"], columns="name", values=["rmse", "acc"], aggfunc="first", dropna=False
+    )
+    wide.columns = [f"{metric.upper()} {name}" for metric, name in wide.columns]
+    ordered = sorted(wide.columns, key=lambda c: (not c.startswith("RMSE"), "persistence" in c, "climatology" in c, c))
+    wide = wide[[c for c in ordered if not (c.startswith("ACC") and "climatology" in c)]]
+    return wide.reset_index()
+
+
+def parity_table(pairing: Pairing) -> pd.DataFrame:
+    rows = []
+    for g in pairing.groups:
+        for p in sorted(g.parity, key=lambda r: r.get("timestamp", ""))[-1:]:
+            rows.append(
+                {
+                    "workload": g.workload,
+                    "device": p.get("device"),
+                    "compared": f"{p['other']} vs {p['reference']}",
+                    "forward_rel_l2": p["forward_rel_l2"],
+                    "gradient_max_rel_l2": p["gradient_max_rel_l2"],
+                    "gradient_worst_parameter": p["gradient_worst_parameter"],
+                    "loss_max_rel": p["loss_max_rel"],
+                    "within_tolerance": p["within_tolerance"],
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "workload",
+            "device",
+            "compared",
+            "forward_rel_l2",
+            "gradient_max_rel_l2",
+            "gradient_worst_parameter",
+            "loss_max_rel",
+            "within_tolerance",
+        ],
+    )

@@ -1,0 +1,189 @@
+"""Reports: pairing (match, mismatch, unpaired), ratio and interval arithmetic on hand-made records,
+escaping, damaged results files, and the three output formats."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from reports.build import write_report
+from reports.pairing import pair_records
+from reports.records import append_record, read_records, read_records_lenient
+from reports.stats import bootstrap_interval, bootstrap_ratio, factor_split
+from reports.tables import ratios_table, runs_table
+from runners.spec import PairbenchError
+
+rng = np.random.default_rng(0)
+
+
+def run(framework, device="cpu", step=10.0, spread=0.0, fingerprint="fp1", **extra):
+    steps = list(step + spread * rng.standard_normal(20)) if spread else [step] * 20
+    rec = {
+        "schema_version": 1, "record_type": "run", "task": "pair", "workload": "fourcastnet-tiny",
+        "workload_fingerprint": fingerprint, "framework": framework, "device": device, "status": "ok",
+        "timestamp": "20261124T000000Z", "model": {"embed_dim": 64}, "weights_sha256": "a" * 64, "seed": 1,
+        "hyper_parameters": {"lr": 5e-4}, "batch_size": 2, "precision": "fp32", "train_steps": 20,
+        "warmup_steps": 3, "step_ms": steps, "forward_ms": [s / 3 for s in steps],
+        "step_ms_p50": float(np.median(steps)),
+        "samples_per_s": 2000 / float(np.median(steps)), "host_peak_rss_mb": 300.0, "device_name": device,
+        "power_provenance": "estimated", "power_w_mean": 15.0, "energy_j_per_sample": 0.1, "host": "h",
+        "power_samples": [[0.0, 14.0], [0.1, 16.0]],
+    }  # fmt: skip
+    rec.update(extra)
+    return rec
+
+
+def test_matching_fingerprints_pair_and_give_ratios():
+    p = pair_records([run("torch", step=10.0), run("mindspore", step=20.0)])
+    assert len(p.groups) == 1 and p.groups[0].paired and not p.refusals
+    table = ratios_table(p)
+    step = table[table.metric == "train step time"].iloc[0]
+    assert step.comparison == "MindSpore / PyTorch on cpu"
+    assert step.ratio == pytest.approx(2.0) and step.ci_low == pytest.approx(2.0) and step.ci_high == pytest.approx(2.0)
+    assert not step.within_noise
+    energy = table[table.metric == "energy per sample"].iloc[0]
+    assert energy.ratio == pytest.approx(1.0) and "estimated" in energy.basis
+
+
+def test_mismatched_weights_are_refused_naming_the_difference():
+    other = run("mindspore", fingerprint="fp2", weights_sha256="b" * 64)
+    p = pair_records([run("torch"), other])
+    assert len(p.groups) == 2 and not any(g.paired for g in p.groups)
+    assert len(p.refusals) == 1
+    assert (
+        "not compared: they differ in weights_sha256 (aaaaaaaaaaaa...aaaaaa vs bbbbbbbbbbbb...bbbbbb)" in p.refusals[0]
+    )
+    assert ratios_table(p).empty
+
+
+def test_unpaired_run_is_shown_without_ratios():
+    p = pair_records([run("torch"), {**run("mindspore"), "status": "failed", "reason": "killed by signal 9"}])
+    assert not p.groups[0].paired and ratios_table(p).empty
+    assert list(runs_table(p).framework) == ["torch"]
+    assert p.groups[0].failed[0]["reason"] == "killed by signal 9"
+
+
+def test_latest_run_of_a_framework_and_device_wins():
+    older = run("torch", step=50.0, timestamp="20261101T000000Z")
+    p = pair_records([run("torch", step=10.0), older])
+    assert p.groups[0].runs["torch", "cpu"]["step_ms_p50"] == 10.0
+
+
+def test_noisy_overlapping_samples_are_within_noise():
+    a = 10 + rng.standard_normal(15)
+    b = 10.1 + rng.standard_normal(15)
+    r = bootstrap_ratio(a, b)
+    assert r.low < 1 < r.high and r.within_noise and "(within noise)" in r.label()
+    assert bootstrap_ratio(a, b) == r  # deterministic for a seed
+    lo, hi = bootstrap_interval([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert 1.0 <= lo <= 3.0 <= hi <= 5.0
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        bootstrap_ratio([1.0], [1.0, 2.0])
+
+
+def test_factor_split_hand_worked():
+    t = {("torch", "cuda"): 1.0, ("mindspore", "cuda"): 2.0, ("torch", "ascend"): 3.0, ("mindspore", "ascend"): 4.0}
+    s = factor_split(t)
+    assert s["gap"] == 4.0
+    assert s["framework_factor"] == pytest.approx(np.sqrt(2 / 1 * 4 / 3))
+    assert s["hardware_factor"] == pytest.approx(np.sqrt(3 / 1 * 4 / 2))
+    assert s["framework_factor"] * s["hardware_factor"] == pytest.approx(s["gap"])
+    with pytest.raises(ValueError, match="missing"):
+        factor_split({("torch", "cuda"): 1.0})
+
+
+def test_ratios_across_devices_and_the_split_appear_when_all_four_ran():
+    recs = [
+        run("torch", "cuda:0", 1.0),
+        run("mindspore", "cuda:0", 2.0),
+        run("torch", "ascend:0", 3.0),
+        run("mindspore", "ascend:0", 4.0),
+    ]
+    table = ratios_table(pair_records(recs))
+    npu_gpu = table[
+        (table.comparison == "NPU / GPU, PyTorch (ascend:0 / cuda:0)") & (table.metric == "train step time")
+    ]
+    assert npu_gpu.ratio.iloc[0] == pytest.approx(3.0)
+    split = table[table.comparison == "MindSpore on NPU / PyTorch on GPU"].set_index("metric").ratio
+    assert split["train step time: gap"] == pytest.approx(4.0)
+    assert split["train step time: framework factor"] == pytest.approx(np.sqrt(8 / 3))
+
+
+def test_html_is_self_contained_and_escapes_every_text(tmp_path):
+    evil = "<script>alert('x')</script>"
+    recs = [run("torch", workload=evil, host="<b>host</b>"), run("mindspore", step=12.0, workload=evil)]
+    path = tmp_path / "records.jsonl"
+    for r in recs:
+        append_record(path, r)
+    (out,) = write_report([path], tmp_path / "r.html")
+    html = out.read_text()
+    assert "<script>" not in html and "<b>host</b>" not in html
+    assert "&lt;script&gt;alert(" in html and "&lt;b&gt;host&lt;/b&gt;" in html
+    assert html.count("data:image/png;base64,") >= 4  # throughput, latency, memory, power
+    assert not re.search(r"(src|href)=\"(https?:)?//", html)  # nothing fetched from anywhere
+
+
+def test_markdown_and_csv(tmp_path):
+    path = tmp_path / "records.jsonl"
+    for r in (run("torch"), run("mindspore", step=20.0)):
+        append_record(path, r)
+    (md,) = write_report([tmp_path], tmp_path / "r.md", "md")
+    text = md.read_text()
+    assert "## Ratios" in text and "| MindSpore / PyTorch on cpu |" in text and not re.search(r"\bnan\b", text)
+    written = write_report([path], tmp_path / "r.csv", "csv")
+    names = sorted(p.name for p in written)
+    assert names == ["r.ratios.csv", "r.runs.csv"]
+    assert "train step time" in (tmp_path / "r.ratios.csv").read_text()
+
+
+def test_damaged_results_file_names_the_line_and_keeps_the_valid_records(tmp_path):
+    path = tmp_path / "records.jsonl"
+    append_record(path, run("torch"))
+    with open(path, "a") as fh:
+        fh.write('{"workload": "fourcastnet-tiny", "step_ms": [1, 2')  # a run killed mid-write
+        fh.write("\n")
+    append_record(path, run("mindspore", step=20.0))
+    before = path.read_bytes()
+    with pytest.raises(PairbenchError, match=r"records.jsonl line 2 is not valid JSON .*--skip-invalid"):
+        write_report([path], tmp_path / "r.html")
+    records, skipped = read_records_lenient(path)
+    assert [r["framework"] for r in records] == ["torch", "mindspore"]
+    assert skipped == [f"{path} line 2 is not valid JSON (Expecting ',' delimiter)"]
+    (out,) = write_report([path], tmp_path / "r.html", skip_invalid=True)
+    assert "line 2 is not valid JSON" in out.read_text()
+    assert path.read_bytes() == before
+    with pytest.raises(PairbenchError, match="does not exist"):
+        read_records(tmp_path / "none.jsonl")
+
+
+def test_report_command_errors_are_one_sentence(tmp_path):
+    from conftest import run_python
+
+    (tmp_path / "bad.jsonl").write_text("[1, 2]\n")
+    proc = run_python(
+        f"import sys; from runners.cli import main; sys.exit(main(['report', '{tmp_path / 'bad.jsonl'}']))"
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().endswith(
+        "line 1 is not a JSON object; pass --skip-invalid to report the valid records anyway"
+    )
+    json.loads("{}")
+
+
+def test_report_opens_in_headless_chromium_with_every_figure(tmp_path):
+    from reports.browser_check import BrowserUnavailable, check_html
+
+    path = tmp_path / "records.jsonl"
+    for r in (run("torch", spread=1.0), run("mindspore", step=20.0, spread=2.0)):
+        append_record(path, r)
+    (out,) = write_report([path], tmp_path / "r.html")
+    try:
+        result = check_html(out, screenshot=tmp_path / "r.png")
+    except BrowserUnavailable as exc:
+        pytest.skip(str(exc))
+    assert result.console_errors == [] and result.failed_requests == [] and result.broken_images == []
+    assert result.images == out.read_text().count("data:image/png;base64,") >= 4
+    assert result.ok and (tmp_path / "r.png").stat().st_size > 10_000
