@@ -11,7 +11,15 @@ import pandas as pd
 from reports import figures
 from reports.pairing import pair_records
 from reports.records import read_records, read_records_lenient
-from reports.tables import failures_table, parity_table, ratios_table, runs_table, skill_long, skill_table
+from reports.tables import (
+    data_parallel_table,
+    failures_table,
+    parity_table,
+    ratios_table,
+    runs_table,
+    skill_long,
+    skill_table,
+)
 from runners.spec import PairbenchError
 
 FORMATS = ("html", "md", "csv")
@@ -96,6 +104,13 @@ def sections(records: list[dict], with_figures: bool) -> tuple[list[Section], li
                 _fig(src, f"skill {w}", f"{w}: RMSE and ACC against lead time.")
                 for w, src in (figures.skill(skill_long(pairing)) if with_figures else [])
             ],
+        ),
+        Section(
+            "Data parallel",
+            data_parallel_table(records),
+            "Each framework over N processes (torchrun with "
+            "DistributedDataParallel, msrun with MindSpore's data-parallel mode) beside one process with the same "
+            "global batch; scaling efficiency = (throughput with N / N) / throughput with 1.",
         ),
         Section("Failed or unavailable runs", failed),
     ]

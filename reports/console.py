@@ -10,6 +10,7 @@ _COLUMNS = {
     "status": "status",
     "param_count": "params",
     "build_s": "build s",
+    "compile_s": "compile s",
     "forward_ms_p50": "forward ms p50",
     "step_ms_p50": "train step ms p50",
     "step_ms_p90": "p90",
@@ -63,7 +64,8 @@ def parity_lines(parity: dict) -> list[str]:
 
     n_losses = len(parity["loss_rel_per_step"])
     return [
-        f"parity of {parity['other']} against {parity['reference']} (fp32, same weights and data):",
+        f"parity of {parity['other']} against {parity['reference']} ({parity.get('precision', 'fp32')}, "
+        "same weights and data):",
         f"  forward output, relative L2       {parity['forward_rel_l2']:.3e}  (<= {tol['forward']:g}: "
         f"{verdict(parity['forward_rel_l2'], tol['forward'])})",
         f"  gradients, worst relative L2      {parity['gradient_max_rel_l2']:.3e}  (<= {tol['gradients']:g}: "

@@ -190,3 +190,16 @@ def parity_table(pairing: Pairing) -> pd.DataFrame:
             "within_tolerance",
         ],
     )
+
+
+DP_COLUMNS = [
+    "workload", "framework", "device", "nproc", "backend", "global_batch", "samples_per_s_total",
+    "samples_per_s_per_device", "reference_samples_per_s", "scaling_efficiency", "loss_max_rel_diff",
+    "grad0_max_rel_l2", "status", "reason",
+]  # fmt: skip
+
+
+def data_parallel_table(records: list[dict]) -> pd.DataFrame:
+    """Data-parallel runs (torchrun / msrun) beside one process with the same global batch."""
+    rows = [{c: r.get(c) for c in DP_COLUMNS} for r in records if r.get("record_type") == "data_parallel"]
+    return pd.DataFrame(rows, columns=DP_COLUMNS)

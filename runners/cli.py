@@ -9,7 +9,7 @@ from pathlib import Path
 
 from runners.datasets.source import DataError
 from runners.registry import DEFAULT_WORKLOAD, WORKLOADS
-from runners.spec import FRAMEWORKS, PairbenchError
+from runners.spec import FRAMEWORKS, MODES, PRECISIONS, PairbenchError
 from runners.torch_pickle import CheckpointError
 from runners.weights import WeightsMismatch
 
@@ -24,6 +24,27 @@ def _frameworks(text: str) -> tuple[str, ...]:
     return names
 
 
+def _choices(allowed: tuple[str, ...]):
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(n.strip() for n in text.split(",") if n.strip())
+        bad = [n for n in names if n not in allowed]
+        if bad or not names:
+            raise argparse.ArgumentTypeError(f"'{bad[0] if bad else text}' is not one of {', '.join(allowed)}")
+        return names
+
+    return parse
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a batch size or a comma-separated list of them") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("batch sizes must be at least 1")
+    return values
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pairbench", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -33,8 +54,28 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--frameworks", type=_frameworks, default=FRAMEWORKS, help="comma-separated, default torch,mindspore"
     )
-    run.add_argument("--device", default="cpu", help="cpu, cuda[:i] or ascend[:i]")
-    run.add_argument("--batch-size", type=int, default=None)
+    run.add_argument("--device", default="cpu", help="cpu, cuda[:i], ascend[:i] or auto (what this machine has)")
+    run.add_argument(
+        "--precision",
+        type=_choices(PRECISIONS),
+        default=("fp32",),
+        help="comma-separated sweep of fp32, bf16, fp16 (default fp32)",
+    )
+    run.add_argument(
+        "--mode",
+        type=_choices(MODES),
+        default=("eager",),
+        help="eager (PyTorch eager, MindSpore PyNative) and/or compiled (torch.compile, MindSpore jit)",
+    )
+    run.add_argument("--recompute", action="store_true", help="activation recompute of every block")
+    run.add_argument("--threads", type=int, default=None, help="intra-op threads per framework process")
+    run.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="data-parallel processes (torchrun / msrun); the batch size is the global batch",
+    )
+    run.add_argument("--batch-size", type=_ints, default=None, help="a batch size, or a comma-separated sweep")
     run.add_argument("--warmup-steps", type=int, default=3)
     run.add_argument("--train-steps", type=int, default=20, help="timed Adam steps after warm-up")
     run.add_argument("--forward-steps", type=int, default=20, help="timed forward passes after warm-up")
@@ -157,32 +198,53 @@ def _cmd_devices(args) -> int:
 
 
 def _cmd_run(args) -> int:
+    import itertools
+    import secrets
+
+    from tqdm import tqdm
+
     from reports.console import parity_lines, run_table
+    from runners.devices import resolve_auto
     from runners.pair import PairOptions, run_pair
 
-    opts = PairOptions(
-        workload=args.workload,
-        frameworks=args.frameworks,
-        device=args.device,
-        batch_size=args.batch_size,
-        warmup_steps=args.warmup_steps,
-        train_steps=args.train_steps,
-        forward_steps=args.forward_steps,
-        seed=args.seed,
-        weights=args.weights,
-        results_dir=args.results_dir,
-        timeout_s=args.timeout,
-        resume=args.resume,
-    )
-    outcome = run_pair(opts)
-    print()
-    print(run_table(outcome.records))
-    if outcome.parity:
-        print()
-        print("\n".join(parity_lines(outcome.parity)))
-    print(f"\nrecords appended to {Path(args.results_dir) / 'records.jsonl'}; run files in {outcome.run_dir}")
-    records = [*outcome.records, *([outcome.parity_record] if outcome.parity_record else [])]
-    ok = outcome.ok
+    if args.device == "auto":
+        args.device = resolve_auto()
+        print(f"device auto: {args.device}")
+    if args.nproc > 1:
+        return _cmd_data_parallel(args)
+    if args.seed is None and not args.resume:
+        args.seed = secrets.randbits(31)  # one seed for the whole sweep: every point starts alike
+    sweep = list(itertools.product(args.precision, args.mode, args.batch_size or (None,)))
+    records, ok = [], True
+    for precision, mode, batch in tqdm(sweep, desc="sweep", unit="run", disable=len(sweep) == 1):
+        opts = PairOptions(
+            workload=args.workload,
+            frameworks=args.frameworks,
+            device=args.device,
+            precision=precision,
+            mode=mode,
+            recompute=args.recompute,
+            threads=args.threads,
+            batch_size=batch,
+            warmup_steps=args.warmup_steps,
+            train_steps=args.train_steps,
+            forward_steps=args.forward_steps,
+            seed=args.seed,
+            weights=args.weights,
+            results_dir=args.results_dir,
+            timeout_s=args.timeout,
+            resume=args.resume,
+        )
+        outcome = run_pair(opts)
+        print(f"\n{args.workload}, {precision}, {mode}{', recompute' if args.recompute else ''}:")
+        print(run_table(outcome.records))
+        if outcome.parity:
+            print()
+            print("\n".join(parity_lines(outcome.parity)))
+        print(f"run files in {outcome.run_dir}")
+        records += [*outcome.records, *([outcome.parity_record] if outcome.parity_record else [])]
+        ok &= outcome.ok
+    print(f"\nrecords appended to {Path(args.results_dir) / 'records.jsonl'}")
     if args.skill:
         ok &= _run_skill_after(args, records)
     from reports.build import render
@@ -190,6 +252,53 @@ def _cmd_run(args) -> int:
     report = args.report or Path(args.results_dir) / "report.html"
     for path in render(records, report, "html", [str(Path(args.results_dir) / "records.jsonl")]):
         print(f"\nreport written: {path.resolve()}")
+    return 0 if ok else 1
+
+
+def _cmd_data_parallel(args) -> int:
+    """``--nproc N``: each framework trained data-parallel over N processes, beside one process with
+    the same global batch (losses compared, scaling efficiency)."""
+    import secrets
+    from datetime import datetime, timezone
+
+    from reports.records import append_record
+    from runners.distributed import run_data_parallel, to_record
+    from runners.spec import SCHEMA_VERSION
+
+    seed = args.seed if args.seed is not None else secrets.randbits(31)
+    batch = (args.batch_size or (2 * args.nproc,))[0]
+    records_path = Path(args.results_dir) / "records.jsonl"
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    ok = True
+    for fw in args.frameworks:
+        print(f"[{fw}] {args.workload}: {args.nproc} processes, global batch {batch}, and 1 process beside ...")
+        res = run_data_parallel(
+            args.workload,
+            fw,
+            args.nproc,
+            batch,
+            steps=args.train_steps,
+            warmup=args.warmup_steps,
+            seed=seed,
+            device=args.device,
+            results_dir=Path(args.results_dir) / f"{stamp}-{args.workload}-dp{args.nproc}-{fw}",
+            timeout_s=args.timeout,
+            reference=True,
+        )
+        append_record(
+            records_path,
+            {"schema_version": SCHEMA_VERSION, "record_type": "data_parallel", "timestamp": stamp, **to_record(res)},
+        )
+        if res["status"] != "ok":
+            ok = False
+            print(f"[{fw}] {res['status']}: {res.get('reason')}")
+            continue
+        print(
+            f"[{fw}] ok: {res['samples_per_s_total']:.4g} samples/s in total, {res['samples_per_s_per_device']:.4g} "
+            f"per process; 1 process {res['reference_samples_per_s']:.4g}; scaling efficiency "
+            f"{res['scaling_efficiency']:.2f}; losses within {res['loss_max_rel_diff']:.1e} of 1 process"
+        )
+    print(f"\nrecords appended to {records_path}")
     return 0 if ok else 1
 
 

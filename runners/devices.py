@@ -18,6 +18,25 @@ class Device:
         return self.kind if self.kind == "cpu" else f"{self.kind}:{self.index}"
 
 
+def resolve_auto() -> str:
+    """``auto``: the first CUDA GPU NVML sees, else the first NPU npu-smi lists, else the CPU."""
+    from metrics.npu_smi import NpuSmi, NpuSmiError
+    from metrics.nvml import _nvml
+    from metrics.power import PowerUnavailable
+
+    try:
+        if _nvml().nvmlDeviceGetCount() > 0:
+            return "cuda:0"
+    except PowerUnavailable:
+        pass
+    try:
+        if NpuSmi().info():
+            return "ascend:0"
+    except NpuSmiError:
+        pass
+    return "cpu"
+
+
 def parse_device(text: str) -> Device:
     kind, sep, index = text.strip().lower().partition(":")
     if kind not in KINDS:

@@ -12,11 +12,16 @@ import numpy as np
 
 SCHEMA_VERSION = 1
 FRAMEWORKS = ("torch", "mindspore")
-PRECISIONS = ("fp32",)
+PRECISIONS = ("fp32", "bf16", "fp16")
+MODES = ("eager", "compiled")  # PyTorch eager / torch.compile; MindSpore PyNative / graph mode (jit)
 
 
 class PairbenchError(Exception):
     """An error a user can cause; the CLI prints its message as one sentence and exits non-zero."""
+
+
+class UnsupportedError(PairbenchError):
+    """A combination a framework truly lacks here (a run then records status "unsupported")."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,9 @@ class RunConfig:
     weights: str
     device: str = "cpu"
     precision: str = "fp32"
+    mode: str = "eager"
+    recompute: bool = False
+    threads: int | None = None
     batch_size: int = 2
     warmup_steps: int = 3
     train_steps: int = 20

@@ -1,6 +1,10 @@
-"""PyTorch runner: builds a workload's torch.nn model from neutral weights and runs it."""
+"""PyTorch runner: builds a workload's torch.nn model from neutral weights and runs it, in fp32, bf16 or
+fp16 (autocast, with GradScaler's dynamic loss scaling for fp16), eager or torch.compile, with or
+without activation recompute."""
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import torch
@@ -8,7 +12,11 @@ import torch.nn.functional as F
 
 from runners.devices import parse_device
 from runners.registry import load_object
-from runners.spec import PairbenchError, RunConfig, WorkloadSpec
+from runners.spec import PairbenchError, RunConfig, UnsupportedError, WorkloadSpec
+
+AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Dynamic loss scaling for fp16, the same settings as MindSpore's DynamicLossScaler in its runner.
+LOSS_SCALE = {"init_scale": 2.0**16, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000}
 
 
 def _torch_device(text: str) -> torch.device:
@@ -21,51 +29,87 @@ def _torch_device(text: str) -> torch.device:
         if dev.index >= torch.cuda.device_count():
             raise PairbenchError(f"device {dev} is absent: {torch.cuda.device_count()} CUDA GPU(s) visible")
         return torch.device("cuda", dev.index)
-    raise PairbenchError(f"device {dev} is not supported by the PyTorch runner yet")
+    try:
+        import torch_npu  # noqa: F401  (registers the "npu" device with PyTorch)
+    except ImportError:
+        raise PairbenchError(f"device {dev} is absent for PyTorch: torch_npu is not installed") from None
+    if not torch.npu.is_available() or dev.index >= torch.npu.device_count():
+        raise PairbenchError(f"device {dev} is absent: torch_npu sees no such Ascend NPU")
+    return torch.device("npu", dev.index)
 
 
 class TorchRunner:
-    """Eager PyTorch, fp32; MSE loss; torch.optim.Adam."""
+    """MSE loss and torch.optim.Adam; the mixed-precision policy is the model's own (see README)."""
 
     framework = "torch"
 
     def __init__(self, spec: WorkloadSpec, run: RunConfig):
         self.spec, self.run = spec, run
+        if run.threads:
+            torch.set_num_threads(run.threads)
         self.device = _torch_device(run.device)
+        if run.precision not in AMP_DTYPES:
+            raise UnsupportedError(f"precision {run.precision} is not one of {', '.join(AMP_DTYPES)}")
+        self.amp_dtype = AMP_DTYPES[run.precision]
         self.model_cls = load_object(spec.models[self.framework])
 
     def versions(self) -> dict[str, str]:
-        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
+        name = "cpu"
+        if self.device.type == "cuda":
+            name = torch.cuda.get_device_name(self.device)
+        elif self.device.type == "npu":
+            name = torch.npu.get_device_name(self.device)
         return {
             "framework_version": torch.__version__,
             "device_name": name,
+            "cuda_runtime": torch.version.cuda,
             "threads": str(torch.get_num_threads()),
-            "execution_mode": "eager",
+            "execution_mode": "torch.compile" if self.run.mode == "compiled" else "eager",
         }
 
     def build(self, weights: dict[str, np.ndarray]) -> None:
         net = self.model_cls(self.spec.model)
         net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=True)
+        net.recompute = self.run.recompute
         self.net = net.to(self.device)
+        self.model = torch.compile(self.net) if self.run.mode == "compiled" else self.net
         hp = self.run.hyper_parameters
         self.opt = torch.optim.Adam(self.net.parameters(), lr=hp["lr"], betas=tuple(hp["betas"]), eps=hp["adam_eps"])
+        self.scaler = torch.amp.GradScaler(self.device.type, **LOSS_SCALE) if self.run.precision == "fp16" else None
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     def put(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array).to(self.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self.net(x)
+        with torch.no_grad(), self._autocast():
+            return self.model(x).float()
 
     def fetch(self, tensor: torch.Tensor) -> np.ndarray:
-        return tensor.detach().cpu().numpy()
+        return tensor.detach().float().cpu().numpy()
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(self.net(x), y)
+        with self._autocast():
+            out = self.model(x)
+        return F.mse_loss(out.float(), y)
 
     def loss_and_grads(self, x, y) -> tuple[float, dict[str, np.ndarray]]:
+        """Loss and every parameter's gradient; also measures the bytes autograd saves for backward
+        (distinct storages), the activation memory that recompute trades for time."""
         self.net.zero_grad(set_to_none=True)
-        loss = self._loss(x, y)
+        storages: dict[int, int] = {}
+
+        def pack(t: torch.Tensor):
+            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = self._loss(x, y)
+        self.activation_memory = {"saved_activations_mb": sum(storages.values()) / 2**20}
         loss.backward()
         grads = {
             n: (p.grad.detach().cpu().numpy() if p.grad is not None else np.zeros(p.shape, np.float32))
@@ -77,13 +121,28 @@ class TorchRunner:
     def train_step(self, x, y) -> float:
         self.opt.zero_grad(set_to_none=True)
         loss = self._loss(x, y)
-        loss.backward()
-        self.opt.step()
+        if self.scaler is None:
+            loss.backward()
+            self.opt.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt)  # skipped when the scaled gradients overflowed
+            self.scaler.update()
         return float(loss.item())
 
     def synchronize(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+        elif self.device.type == "npu":
+            torch.npu.synchronize(self.device)
+
+    def device_memory(self) -> dict:
+        """Peak device memory allocated by this process, or why there is no such figure."""
+        if self.device.type == "cuda":
+            return {"device_peak_mem_mb": torch.cuda.max_memory_allocated(self.device) / 2**20}
+        if self.device.type == "npu":
+            return {"device_peak_mem_mb": torch.npu.max_memory_allocated(self.device) / 2**20}
+        return {"device_peak_mem_mb": None, "device_peak_mem_reason": "CPU: host memory is the device memory"}
 
     def state(self) -> dict[str, np.ndarray]:
         return {k: v.detach().cpu().numpy() for k, v in self.net.state_dict().items()}

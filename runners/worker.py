@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from metrics.collectors import collector_for, cpu_name
+from metrics.memory import RssPeak
 from metrics.timing import time_steps
 from runners.data import synthetic_batch
 from runners.devices import parse_device
 from runners.registry import get_workload, runner_class
-from runners.spec import PairbenchError, RunConfig
+from runners.spec import PairbenchError, RunConfig, UnsupportedError
 from runners.weights import load_weights
 
 
@@ -71,7 +72,8 @@ def timed_training(run: RunConfig, runner, batch, n_steps: int, samples_per_step
             raise FloatingPointError(f"training loss became {loss} at step {i}")
         return loss, (t_step - t_in) * 1e3, (t_end - t_step) * 1e3
 
-    losses = [step(i)[0] for i in range(run.warmup_steps)]
+    warmup = [step(i) for i in range(run.warmup_steps)]
+    losses = [loss for loss, _, _ in warmup]
     dev = parse_device(run.device)
     collector = collector_for(dev.kind, dev.index, run.power_rate_hz)
     # Power and timings come from the same window: the timed training steps, fenced by synchronisation.
@@ -80,10 +82,14 @@ def timed_training(run: RunConfig, runner, batch, n_steps: int, samples_per_step
     timed = [step(i) for i in range(run.warmup_steps, run.warmup_steps + n_steps)]
     runner.synchronize()
     power = collector.stop()
+    step_ms = [t for _, _, t in timed]
+    first = warmup[0][2] if warmup else None
     return {
         "losses": losses + [loss for loss, _, _ in timed],
         "input_ms": [t for _, t, _ in timed],
-        "step_ms": [t for _, _, t in timed],
+        "step_ms": step_ms,
+        "first_step_ms": first,
+        **runner.device_memory(),
         **power.to_record(samples_in_window=samples_per_step * n_steps),
     }
 
@@ -96,13 +102,35 @@ def execute_pair(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.ndarr
         return synthetic_batch(shape, spec.model.out_chans, run.seed, i)
 
     x0, y0 = (runner.put(a) for a in batch(0))
+    t0 = time.perf_counter()
     forward_output = runner.fetch(runner.forward(x0))
+    forward_first_ms = (time.perf_counter() - t0) * 1e3
+    # The first backward pass of the process: what it adds to the resident set is its activations and
+    # gradients (no allocator cache from earlier steps to hide them). Sampled at 200 Hz, here only.
+    memory = RssPeak()
+    memory.start()
+    t0 = time.perf_counter()
     loss0, grads = runner.loss_and_grads(x0, y0)
+    runner.synchronize()
+    first_backward_ms = (time.perf_counter() - t0) * 1e3
+    rss_before, rss_peak = memory.stop()
     forward_ms = time_steps(lambda: runner.forward(x0), run.warmup_steps, run.forward_steps, runner.synchronize)
+    training = timed_training(run, runner, lambda i: batch(i + 1), run.train_steps, run.batch_size)
+    # First calls carry compilation or graph building (and first-touch allocation): their excess over
+    # the steady-state medians is recorded apart from them.
+    compile_s = (
+        max(0.0, forward_first_ms - float(np.median(forward_ms)))
+        + max(0.0, first_backward_ms - float(np.median(training["step_ms"])))
+    ) / 1e3
     result = {
+        "compile_s": compile_s,
+        "first_backward_ms": first_backward_ms,
+        "backward_rss_growth_mb": rss_peak - rss_before,
+        **getattr(runner, "activation_memory", {}),
         "loss_initial": loss0,
+        "forward_first_ms": forward_first_ms,
         "forward_ms": forward_ms,
-        **timed_training(run, runner, lambda i: batch(i + 1), run.train_steps, run.batch_size),
+        **training,
     }
     arrays = {"forward_output": forward_output, **{f"grad/{k}": v for k, v in grads.items()}}
     return result, arrays
@@ -143,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run = RunConfig(**json.loads(Path(argv[0]).read_text()))
         result, arrays = execute(run)
+    except UnsupportedError as exc:
+        result, arrays = {"status": "unsupported", "reason": str(exc)}, None
     except PairbenchError as exc:
         result, arrays = {"status": "unavailable", "reason": str(exc)}, None
     except Exception as exc:  # any failure becomes a record with its reason

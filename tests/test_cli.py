@@ -33,7 +33,7 @@ def _one_sentence(stderr: str) -> str:
             ["run", "--weights", "/nonexistent/w.safetensors"],
             "pairbench: error: weights file /nonexistent/w.safetensors does not exist",
         ),
-        (["run", "--batch-size", "two"], "argument --batch-size: invalid int value: 'two'"),
+        (["run", "--batch-size", "two"], "argument --batch-size: 'two' is not a batch size or a comma-separated list"),
         (["run", "--colour"], "unrecognized arguments: --colour"),
     ],
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from runners.fourcastnet.config import FourCastNetConfig
 
@@ -28,6 +29,11 @@ class AFNO2D(nn.Module):
         self.b2 = nn.Parameter(torch.zeros(2, nb, bs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Mixed-precision policy: the Fourier filter always runs in fp32 (as MindSpore's side does).
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self._filter(x)
+
+    def _filter(self, x: torch.Tensor) -> torch.Tensor:
         bias = x
         dtype = x.dtype
         x = x.float()
@@ -108,6 +114,7 @@ class AFNONet(nn.Module):
         # Present in the reference and its checkpoints, though its forward never applies it.
         self.norm = nn.LayerNorm(cfg.embed_dim, eps=cfg.layer_norm_eps)
         self.head = nn.Linear(cfg.embed_dim, cfg.head_out, bias=False)
+        self.recompute = False  # activation recompute of each block (torch.utils.checkpoint)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
@@ -118,6 +125,6 @@ class AFNONet(nn.Module):
         p = cfg.patch_size
         x = (self.patch_embed(x) + self.pos_embed).reshape(b, h, w, cfg.embed_dim)
         for blk in self.blocks:
-            x = blk(x)
+            x = checkpoint(blk, x, use_reentrant=False) if self.recompute and torch.is_grad_enabled() else blk(x)
         x = self.head(x).reshape(b, h, w, p, p, cfg.out_chans)
         return x.permute(0, 5, 1, 3, 2, 4).reshape(b, cfg.out_chans, h * p, w * p)

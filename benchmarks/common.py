@@ -1,0 +1,186 @@
+"""What the asv suite runs: parameters, budgets, skips, and the cached pairbench runs behind every track_ benchmark."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+# The parameter grid. Values that cannot run here (a framework not installed, a device not present, a
+# precision the runners do not offer yet) are skipped by NotImplementedError in setup, shown as n/a.
+FRAMEWORKS = ["torch", "mindspore"]
+PRECISIONS = ["fp32"]  # extend with "bf16", "fp16" once PairOptions / SkillOptions take a precision
+DEVICES = ["cpu", "cuda", "ascend"]
+TRAINING_WORKLOADS = ["fourcastnet-tiny", "fourcastnet-small", "fourcastnet-era5"]
+SKILL_WORKLOADS = ["fourcastnet-tiny", "fourcastnet-small"]  # the built-in data's grids
+LEADS = ["6h", "24h", "48h"]  # of the 8 six-hourly rollout steps
+CHANNELS = ["u", "v", "vo"]  # the built-in data's channels
+
+SEED = 1  # fixed: weights, data and batch order, so that accuracy is reproducible run to run
+TIMEOUT_S = 3600.0  # per framework run, as pairbench's --timeout
+
+# Budgets: pairbench's defaults unless listed. Each (workload, device kind) runs exactly what
+# `pairbench_command` prints, so `pairbench run` / `pairbench skill` with those flags reproduce it.
+PAIR_DEFAULTS = {"warmup_steps": 3, "train_steps": 20, "forward_steps": 20}
+PAIR_BUDGETS = {("fourcastnet-small", "cpu"): {"warmup_steps": 2, "train_steps": 10, "forward_steps": 5}}
+SKILL_DEFAULTS = {"batch_size": 8, "train_steps": 400, "lr": 2e-3, "n_init": 16, "n_lead": 8}
+SKILL_BUDGETS: dict[tuple[str, str], dict] = {}
+TOO_BIG = {
+    ("pair", "fourcastnet-era5", "cpu"): "fourcastnet-era5 (75 M parameters, 720 x 1440) is for a GPU or NPU",
+    ("skill", "fourcastnet-small", "cpu"): "400 training steps of fourcastnet-small take too long on a CPU",
+}
+
+DEVICES_ENV = "PAIRBENCH_ASV_DEVICES"  # e.g. "cuda": run only these device kinds, skip the others
+RESULTS_ENV = "PAIRBENCH_ASV_RESULTS"  # where the pairbench runs write; default <repo>/.asv/pairbench
+
+
+class Skip(Exception):
+    """A combination that cannot run here, with the reason asv prints."""
+
+
+def repo_root() -> Path:
+    """The directory holding asv.conf.json (asv sets ASV_CONF_DIR), else this checkout's root."""
+    return Path(os.environ.get("ASV_CONF_DIR") or Path(__file__).resolve().parent.parent)
+
+
+def import_project() -> None:
+    """Make `runners` importable: installed in asv's environment, or this checkout (asv run --python=same)."""
+    if importlib.util.find_spec("runners") is None:
+        sys.path.insert(0, str(repo_root()))
+
+
+def framework_installed(framework: str) -> bool:
+    return importlib.util.find_spec(framework) is not None
+
+
+def device_absent(device: str) -> str | None:
+    """Why ``device`` cannot run here, or None; cheap (NVML, npu-smi), no framework imported."""
+    selected = os.environ.get(DEVICES_ENV)
+    if selected and device not in [d.strip() for d in selected.split(",")]:
+        return f"{DEVICES_ENV}={selected} leaves out {device}"
+    if device == "cuda":
+        from metrics.power import PowerUnavailable
+
+        try:
+            from metrics.nvml import list_gpus
+
+            return None if list_gpus() else "no CUDA GPU (NVML lists none)"
+        except (PowerUnavailable, ImportError, OSError) as exc:
+            return f"no CUDA GPU ({exc})"
+    if device == "ascend":
+        from metrics.npu_smi import NpuSmiError
+
+        try:
+            from metrics.ascend_power import list_npus
+
+            return None if list_npus() else "no Ascend NPU (npu-smi lists none)"
+        except (NpuSmiError, OSError) as exc:
+            return f"no Ascend NPU ({exc})"
+    return None
+
+
+def pair_budget(workload: str, device: str) -> dict:
+    return {**PAIR_DEFAULTS, **PAIR_BUDGETS.get((workload, device), {})}
+
+
+def skill_budget(workload: str, device: str) -> dict:
+    return {**SKILL_DEFAULTS, **SKILL_BUDGETS.get((workload, device), {})}
+
+
+def pairbench_command(task: str, workload: str, precision: str, device: str) -> str:
+    """The `pairbench` command line that runs what the asv benchmark of these parameters runs."""
+    if task == "pair":
+        budget = {k.replace("_", "-"): v for k, v in pair_budget(workload, device).items()}
+        extra = " --no-skill"
+    else:
+        budget = {k.replace("_", "-"): v for k, v in skill_budget(workload, device).items()}
+        extra = ""
+    flags = " ".join(f"--{k} {v}" for k, v in budget.items())
+    cmd = "run" if task == "pair" else "skill"
+    precision_flag = "" if precision == "fp32" else f" --precision {precision}"
+    return f"pairbench {cmd} --workload {workload} --device {device} --seed {SEED} {flags}{precision_flag}{extra}"
+
+
+def options(cls, precision: str, **fields):
+    """``cls(**fields)`` with ``precision`` where the options class takes one; fp32 is the only one before."""
+    if any(f.name == "precision" for f in dataclasses.fields(cls)):
+        fields["precision"] = precision
+    elif precision != "fp32":
+        raise Skip(f"{cls.__name__} takes no precision here: fp32 only")
+    return cls(**fields)
+
+
+def results_dir(task: str) -> Path:
+    return Path(os.environ.get(RESULTS_ENV) or repo_root() / ".asv" / "pairbench") / task
+
+
+def key(*parts: str) -> str:
+    return "|".join(parts)
+
+
+def _skip_all(out: dict, reason: str, *parts: str) -> None:
+    for fw in FRAMEWORKS:
+        out[key(*parts, fw)] = {"skip": reason}
+
+
+def run_grid(task: str, workloads: list[str], run_one) -> dict:
+    """Run ``run_one(workload, precision, device, frameworks)`` for every combination that can run here.
+
+    Returns {key(workload, precision, device, framework): {"values": ...} | {"skip": why} | {"error": why}}.
+    """
+    import_project()
+    from runners.spec import PairbenchError
+
+    out: dict[str, dict] = {}
+    absent = {d: device_absent(d) for d in DEVICES}
+    for workload in workloads:
+        for precision in PRECISIONS:
+            for device in DEVICES:
+                parts = (workload, precision, device)
+                reason = TOO_BIG.get((task, workload, device)) or absent[device]
+                if reason:
+                    _skip_all(out, reason, *parts)
+                    continue
+                present = [fw for fw in FRAMEWORKS if framework_installed(fw)]
+                for fw in FRAMEWORKS:
+                    if fw not in present:
+                        out[key(*parts, fw)] = {"skip": f"{fw} is not installed"}
+                if not present:
+                    continue
+                print(f"[asv] {pairbench_command(task, workload, precision, device)}", flush=True)
+                try:
+                    out.update({key(*parts, fw): entry for fw, entry in run_one(*parts, present).items()})
+                except Skip as exc:
+                    _skip_all(out, str(exc), *parts)
+                except PairbenchError as exc:  # a combination the runners refuse
+                    _skip_all(out, f"pairbench refused: {exc}", *parts)
+    return out
+
+
+def entry_for(record: dict, values: dict) -> dict:
+    """A cache entry from a pairbench record: its values, a skip (unavailable) or an error (failed)."""
+    if record["status"] == "ok":
+        return {"values": values}
+    reason = f"{record['framework']} {record['status']}: {record.get('reason', 'unknown')}"
+    return {"skip": reason} if record["status"] == "unavailable" else {"error": reason}
+
+
+def lookup(cache: dict, *parts: str) -> dict:
+    """The values of one combination; NotImplementedError (asv: skipped) or RuntimeError (asv: failed)."""
+    entry = cache.get(key(*parts), {"skip": "not in this suite's grid"})
+    if "skip" in entry:
+        raise NotImplementedError(entry["skip"])
+    if "error" in entry:
+        raise RuntimeError(entry["error"])
+    return entry["values"]
+
+
+def not_measured(reason: str) -> NotImplementedError:
+    """The exception that skips one track_ benchmark from inside its body (asv records n/a)."""
+    try:
+        from asv_runner.benchmarks.mark import SkipNotImplemented
+    except ImportError:  # outside asv
+        return NotImplementedError(reason)
+    return SkipNotImplemented(reason)

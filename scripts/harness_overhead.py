@@ -1,0 +1,259 @@
+"""Harness overhead: median training-step time through the runner (worker) over a bare hand-written loop."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from reports.stats import bootstrap_ratio  # noqa: E402
+from runners.data import synthetic_batch  # noqa: E402
+from runners.pair import run_worker  # noqa: E402
+from runners.registry import check_framework, get_workload  # noqa: E402
+from runners.spec import PairbenchError, RunConfig  # noqa: E402
+from runners.weights import load_weights, save_weights  # noqa: E402
+
+TARGET = 1.02
+WARMUP_STEPS = 3
+# Timed steps per measurement when --steps is not given: enough samples that a 2 % difference shows, with the
+# full default run (3 rounds x 2 sides x 2 frameworks x 2 workloads) taking a few minutes on a 2-core CPU.
+DEFAULT_STEPS = {"fourcastnet-tiny": 100, "fourcastnet-small": 30}
+
+
+# --------------------------------------------------------------------------------------------------
+# The bare loop: run in a subprocess of its own (``--bare FRAMEWORK``), imports one framework only.
+# --------------------------------------------------------------------------------------------------
+
+
+def _bare_torch(spec, weights, batches):
+    """Returns step(i) -> loss for a hand-written PyTorch loop over the pre-built batches."""
+    import torch
+    import torch.nn.functional as F
+
+    from runners.fourcastnet.torch_model import AFNONet
+
+    net = AFNONet(spec.model)
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=True)
+    opt = torch.optim.Adam(net.parameters(), lr=spec.lr, betas=spec.betas, eps=spec.adam_eps)
+    data = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches]
+
+    def step(i: int) -> float:
+        x, y = data[i]
+        opt.zero_grad(set_to_none=True)
+        loss = F.mse_loss(net(x), y)
+        loss.backward()
+        opt.step()
+        return loss.item()  # on CPU this waits for the whole step
+
+    return step
+
+
+def _bare_mindspore(spec, weights, batches):
+    """Returns step(i) -> loss for a hand-written MindSpore (PyNative) loop over the pre-built batches."""
+    import mindspore as ms
+    from mindspore import Tensor
+
+    from runners.fourcastnet.mindspore_model import AFNONet
+    from runners.mindspore_optim import TorchRuleAdam
+
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    ms.set_device("CPU")
+    ms.runtime.launch_blocking()  # as the runner does on CPU: asynchronous dispatch costs ms per kernel here
+    net = AFNONet(spec.model)
+    for p in net.get_parameters():
+        p.set_data(Tensor(weights[p.name]))
+    params = net.trainable_params()
+    opt = TorchRuleAdam(params, lr=spec.lr, betas=spec.betas, eps=spec.adam_eps)
+
+    def loss_fn(x, y):
+        return ((net(x) - y) ** 2).mean()
+
+    grad_fn = ms.value_and_grad(loss_fn, None, params)
+    data = [(Tensor(x), Tensor(y)) for x, y in batches]
+
+    def step(i: int) -> float:
+        x, y = data[i]
+        loss, grads = grad_fn(x, y)
+        opt(grads)
+        return float(loss.asnumpy())
+
+    return step
+
+
+def bare_main(framework: str, workload: str, weights_path: str, steps: int, batch: int, seed: int, out: str) -> int:
+    """Time ``steps`` bare training steps after ``WARMUP_STEPS`` untimed ones; write their ms as JSON."""
+    spec = get_workload(workload)
+    weights = load_weights(Path(weights_path), spec.model)
+    shape = (batch, spec.model.in_chans, *spec.model.img_size)
+    # The worker's training steps use batches 1, 2, ... of the seed's stream (batch 0 is the parity batch).
+    batches = [synthetic_batch(shape, spec.model.out_chans, seed, i + 1) for i in range(WARMUP_STEPS + steps)]
+    step = (_bare_torch if framework == "torch" else _bare_mindspore)(spec, weights, batches)
+    for i in range(WARMUP_STEPS):
+        step(i)
+    step_ms = []
+    for i in range(WARMUP_STEPS, WARMUP_STEPS + steps):
+        t0 = time.perf_counter()
+        step(i)
+        step_ms.append((time.perf_counter() - t0) * 1e3)
+    Path(out).write_text(json.dumps({"step_ms": step_ms}))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# The comparison: runner and bare loop alternated, round after round, in one run.
+# --------------------------------------------------------------------------------------------------
+
+
+def measure_runner(run: RunConfig, prefix: Path) -> list[float]:
+    result = run_worker(run, prefix, timeout_s=1800.0)
+    if result.get("status") != "ok":
+        raise RuntimeError(f"runner {run.framework} {run.workload}: {result.get('reason')}")
+    return result["step_ms"]
+
+
+def measure_bare(framework: str, workload: str, weights: Path, steps: int, batch: int, seed: int, prefix: Path):
+    out = prefix.with_suffix(".bare.json")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--bare", framework, "--workloads", workload]
+    cmd += ["--weights", str(weights), "--steps", str(steps), "--batch", str(batch), "--seed", str(seed)]
+    cmd += ["--out", str(out)]
+    log = prefix.with_suffix(".bare.log")
+    with open(log, "w") as fh:
+        code = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, timeout=1800).returncode
+    if code != 0 or not out.is_file():
+        raise RuntimeError(f"bare {framework} {workload} exited with code {code}:\n{log.read_text()[-2000:]}")
+    return json.loads(out.read_text())["step_ms"]
+
+
+def verdict(ratio) -> str:
+    met = "PASS" if ratio.value <= TARGET else "FAIL"
+    if ratio.low <= TARGET <= ratio.high:
+        return f"{met} (interval contains {TARGET}: too noisy to tell)"
+    return met
+
+
+def loadavg() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg()) + f" (1/5/15 min, {os.cpu_count()} CPUs)"
+
+
+def compare(args, tmp: Path) -> list[dict]:
+    rows = []
+    for name in args.workloads:
+        spec = get_workload(name)
+        steps = args.steps or DEFAULT_STEPS.get(name, 30)
+        weights = tmp / f"{name}.safetensors"
+        save_weights(weights, spec.model, spec.model.init_weights(args.seed))
+        for fw in args.frameworks:
+            run = RunConfig(
+                workload=name,
+                framework=fw,
+                weights=str(weights),
+                batch_size=args.batch,
+                warmup_steps=WARMUP_STEPS,
+                train_steps=steps,
+                forward_steps=1,  # the worker's forward timing is not compared; keep it short
+                seed=args.seed,
+                model=spec.model.to_dict(),
+                hyper_parameters=spec.hyper_parameters(),
+            )
+            samples = {"runner": [], "bare": []}
+            for r in range(args.rounds):
+                order = ("runner", "bare") if r % 2 == 0 else ("bare", "runner")  # ABBA: drift hits both alike
+                for side in order:
+                    prefix = tmp / f"{name}-{fw}-{r}-{side}"
+                    t0 = time.perf_counter()
+                    if side == "runner":
+                        ms = measure_runner(run, prefix)
+                    else:
+                        ms = measure_bare(fw, name, weights, steps, args.batch, args.seed, prefix)
+                    samples[side] += ms
+                    print(
+                        f"  {name} {fw:<9} round {r + 1}/{args.rounds} {side:<6} median {np.median(ms):9.3f} ms"
+                        f"  ({len(ms)} steps, {time.perf_counter() - t0:5.1f} s wall, load {os.getloadavg()[0]:.2f})",
+                        flush=True,
+                    )
+            ratio = bootstrap_ratio(samples["runner"], samples["bare"])
+            rows.append(
+                {
+                    "workload": name,
+                    "framework": fw,
+                    "runner_ms": float(np.median(samples["runner"])),
+                    "bare_ms": float(np.median(samples["bare"])),
+                    "ratio": ratio,
+                    "n": (len(samples["runner"]), len(samples["bare"])),
+                }
+            )
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    head = f"{'workload':<18} {'framework':<10} {'runner ms':>10} {'bare ms':>10} {'steps':>9}  "
+    print(head + f"{'runner/bare [95% CI]':<26} verdict (target <= {TARGET})")
+    for row in rows:
+        r = row["ratio"]
+        n = f"{row['n'][0]}/{row['n'][1]}"
+        ci = f"{r.value:.3f} [{r.low:.3f}, {r.high:.3f}]"
+        print(
+            f"{row['workload']:<18} {row['framework']:<10} {row['runner_ms']:>10.3f} {row['bare_ms']:>10.3f} "
+            f"{n:>9}  {ci:<26} {verdict(r)}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--workloads", default="fourcastnet-tiny,fourcastnet-small")
+    ap.add_argument("--frameworks", default="torch,mindspore")
+    ap.add_argument(
+        "--steps", type=int, help="timed training steps per measurement (default: 100 for tiny, 30 otherwise)"
+    )
+    ap.add_argument("--rounds", type=int, default=3, help="runner/bare measurement pairs, alternated")
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bare", choices=("torch", "mindspore"), help=argparse.SUPPRESS)
+    ap.add_argument("--weights", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.bare:
+        return bare_main(args.bare, args.workloads, args.weights, args.steps, args.batch, args.seed, args.out)
+    args.workloads = [w for w in args.workloads.split(",") if w]
+    args.frameworks = [f for f in args.frameworks.split(",") if f]
+    if (args.steps is not None and args.steps < 2) or args.rounds < 1:
+        ap.error("--steps must be at least 2 and --rounds at least 1")
+    try:  # unknown names fail before anything runs
+        for name in args.workloads:
+            get_workload(name)
+        for fw in args.frameworks:
+            check_framework(fw)
+    except PairbenchError as exc:
+        ap.error(str(exc))
+    steps = ", ".join(f"{w} {args.steps or DEFAULT_STEPS.get(w, 30)}" for w in args.workloads)
+    t0 = time.perf_counter()
+    print(f"load average at start: {loadavg()}")
+    print(
+        f"batch {args.batch}; per measurement {WARMUP_STEPS} warm-up steps, then timed: {steps}; "
+        f"{args.rounds} rounds of runner and bare loop alternated (ABBA)",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="pairbench-overhead-") as tmp:
+        rows = compare(args, Path(tmp))
+    print()
+    print_table(rows)
+    print()
+    print(f"load average at end:   {loadavg()}")
+    print(f"wall time: {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

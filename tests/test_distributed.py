@@ -1,0 +1,161 @@
+"""Data-parallel training: 2 processes against 1 with the same global batch, crashes, refusals, bookkeeping."""
+
+from __future__ import annotations
+
+import pytest
+
+from runners import distributed
+from runners.distributed import (
+    check_split,
+    exit_report,
+    failure_reason,
+    run_data_parallel,
+    summarize_ranks,
+    telling_line,
+    to_record,
+)
+from runners.spec import PairbenchError
+from tests.conftest import needs_mindspore, needs_torch
+
+WORKLOAD = "fourcastnet-tiny"
+# The 2-process loss is the mean of two half-batch MSEs and the gradients are all-reduced, so the sums run in
+# another order than in one process: not bitwise equal. Measured on fourcastnet-tiny (global batch 4 and 16,
+# 8 to 35 Adam steps, 1 or 2 threads), torch with gloo and MindSpore with MCCL alike: worst relative loss
+# difference 5.9e-8 to 1.8e-7 and relative L2 distance of the first step's averaged gradients 4.2e-7 (fp32
+# rounding); worst relative L2 distance of the final parameters 1.2e-7 to 5.9e-6, as Adam's division by
+# sqrt(v) amplifies rounding in tiny gradients. The bounds leave 17x or more over those figures. Adam barely
+# sees a gradient scale, so a sum in place of the mean would hardly move the losses: the gradients catch it
+# (their distance would be 1), and unreduced gradients would also leave the replicas apart.
+LOSS_RTOL = 1e-5
+GRAD_RTOL = 1e-5
+PARAM_RTOL = 1e-4
+FRAMEWORKS = [pytest.param("torch", marks=needs_torch), pytest.param("mindspore", marks=needs_mindspore)]
+BACKENDS = {"torch": "gloo", "mindspore": "mccl"}
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_two_processes_train_as_one(framework, tmp_path):
+    res = run_data_parallel(WORKLOAD, framework, 2, 4, steps=6, warmup=2, results_dir=tmp_path, reference=True)
+    assert res["status"] == "ok", res.get("reason")
+    assert res["backend"] == BACKENDS[framework] and res["local_batch"] == 2
+    assert len(res["losses"]) == len(res["reference_losses"]) == 8
+    assert res["loss_max_rel_diff"] <= LOSS_RTOL, res["loss_max_rel_diff"]
+    assert res["grad0_max_rel_l2"] <= GRAD_RTOL, res["grad0_max_rel_l2"]
+    assert res["param_max_rel_l2"] <= PARAM_RTOL, res["param_max_rel_l2"]
+    assert res["replicas_identical"]  # gradients were averaged: both ranks hold the same parameters
+    assert res["losses"][-1] < res["losses"][0]
+    assert sorted(res["step_ms_per_rank"]) == ["0", "1"] and len(res["step_ms"]) == 6
+    assert res["samples_per_s_per_device"] == pytest.approx(res["samples_per_s_total"] / 2)
+    expected = res["samples_per_s_total"] / 2 / res["reference_samples_per_s"]
+    assert res["scaling_efficiency"] == pytest.approx(expected) and res["scaling_efficiency"] > 0
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_crashed_rank_is_a_failure_naming_it(framework, tmp_path, monkeypatch):
+    monkeypatch.setenv("PAIRBENCH_DP_CRASH_RANK", "1")
+    res = run_data_parallel(WORKLOAD, framework, 2, 4, steps=2, warmup=1, results_dir=tmp_path, timeout_s=240)
+    assert res["status"] == "failed"
+    launcher = {"torch": "torchrun", "mindspore": "msrun"}[framework]
+    # msrun's own exit (code 1) waits for its scheduler to notice the dead rank, MS_NODE_TIMEOUT (10 s) or so;
+    # on a loaded machine that can outlast LINGER_S and the launcher is then stopped: either way rank 1 is named.
+    assert res["reason"].startswith(launcher)
+    assert "; rank 1 exited with code 17 without a result" in res["reason"]
+    assert "injected crash of rank 1 at step 1" in res["reason"]
+    assert "then rank(s) 0 stopped too" in res["reason"]
+
+
+@needs_torch
+def test_absent_backend_is_unavailable(tmp_path):
+    res = run_data_parallel(WORKLOAD, "torch", 2, 4, steps=1, warmup=0, device="cuda", results_dir=tmp_path)
+    if res["status"] == "ok":
+        pytest.skip("this machine has CUDA GPUs")
+    assert res["status"] == "unavailable"
+    assert "NCCL data parallel needs cuda:" in res["reason"] and "CUDA GPU(s)" in res["reason"]
+
+
+def test_uneven_split_is_refused(tmp_path):
+    with pytest.raises(PairbenchError, match="global batch 3 cannot be split evenly over 2 processes"):
+        run_data_parallel(WORKLOAD, "torch", 2, 3, results_dir=tmp_path)
+    with pytest.raises(PairbenchError, match="at least 1"):
+        check_split(4, 0)
+    with pytest.raises(PairbenchError, match="steps >= 1"):
+        run_data_parallel(WORKLOAD, "torch", 2, 4, steps=0, results_dir=tmp_path)
+    assert check_split(8, 4) == 2
+    assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(PairbenchError, match="torch data parallel has no backend for ascend"):
+        run_data_parallel(WORKLOAD, "torch", 2, 4, device="ascend")
+
+
+def test_missing_framework_is_unavailable(tmp_path, monkeypatch):
+    monkeypatch.setattr(distributed.importlib.util, "find_spec", lambda name: None)
+    res = run_data_parallel(WORKLOAD, "mindspore", 2, 4, results_dir=tmp_path)
+    assert res["status"] == "unavailable" and res["reason"].startswith("mindspore is not installed")
+
+
+def _job(tmp_path, launcher_log: str, worker_logs: dict[int, str], pids: dict[int, int]):
+    (tmp_path / "logs").mkdir(parents=True)
+    (tmp_path / "launcher.log").write_text(launcher_log)
+    for r, text in worker_logs.items():
+        (tmp_path / "logs" / f"worker_{r}.log").write_text(text)
+    for r, pid in pids.items():
+        (tmp_path / f"rank_{r}.pid").write_text(str(pid))
+    return tmp_path
+
+
+def test_exit_reports_of_both_launchers_map_to_ranks(tmp_path):
+    torchrun = (
+        "Failures:\n[1]:\n  rank : 0 (local_rank: 0)\n  exitcode  : -15 (pid: 101)  (SIGTERM)\n"
+        "Root Cause (first observed failure):\n[0]:\n  rank : 1 (local_rank: 1)\n  exitcode  : 9 (pid: 102)\n"
+    )
+    assert exit_report(_job(tmp_path / "t", torchrun, {}, {0: 101, 1: 102})) == [(1, 9), (0, -15)]
+    msrun = "[ERROR] ME(1) _api.py:365] Worker process 202 exit with exception. Error code: 3.\n"
+    assert exit_report(_job(tmp_path / "m", msrun, {}, {0: 201, 1: 202})) == [(1, 3)]
+
+
+def test_time_out_names_every_silent_rank(tmp_path):
+    log = "[WARNING] DISTRIBUTED(1) noise\nstill waiting for rank 0\n[INFO] more noise\n"
+    job = _job(tmp_path, "", {0: log, 1: "Traceback\nValueError: bad shard\n- C++ Call Stack:\n"}, {})
+    run = {"rc": None, "wall_s": 30.2, "stopped": "timeout"}
+    reason = failure_reason("msrun", run, 30, {0: None, 1: None}, job)
+    assert reason.startswith("msrun timed out after 30 s; rank 0 stopped without a result")
+    assert "(last log line: still waiting for rank 0)" in reason
+    assert "rank 1 stopped without a result (last log line: ValueError: bad shard)" in reason
+
+
+def test_lingering_launcher_is_named(tmp_path):
+    job = _job(tmp_path, "", {}, {})
+    run = {"rc": None, "wall_s": 45.0, "stopped": "linger"}
+    ranks = {0: {"status": "failed", "reason": "rank 0: RuntimeError: no"}, 1: {"status": "ok"}}
+    reason = failure_reason("msrun", run, 600, ranks, job)
+    assert (
+        reason
+        == "msrun was still running 25 s after its last rank had exited and was stopped; rank 0: RuntimeError: no"
+    )
+
+
+def test_telling_line_prefers_errors_over_noise(tmp_path):
+    path = tmp_path / "w.log"
+    path.write_text("RuntimeError: boom\n----\n- C++ Call Stack: (For framework developers)\n[INFO] x\n")
+    assert telling_line(path) == "RuntimeError: boom"
+    path.write_text("hello\n[WARNING] y\n")
+    assert telling_line(path) == "hello"
+    assert telling_line(tmp_path / "absent.log") == ""
+
+
+def test_throughput_takes_the_slowest_rank_per_step():
+    ranks = {
+        0: {"step_ms": [10.0, 30.0, 20.0], "losses": [1.0], "params_digest": "a", "threads": "1",
+            "framework_version": "x"},
+        1: {"step_ms": [20.0, 10.0, 40.0], "losses": [1.0], "params_digest": "a", "threads": "1",
+            "framework_version": "x"},
+    }  # fmt: skip
+    out = summarize_ranks(ranks, global_batch=8)
+    assert out["step_ms"] == [20.0, 30.0, 40.0] and out["step_ms_p50"] == 30.0
+    assert out["samples_per_s_total"] == pytest.approx(8 / 0.030)
+    assert out["samples_per_s_per_device"] == pytest.approx(4 / 0.030)
+    assert out["replicas_identical"]
+    flat = to_record({**out, "status": "ok"})
+    assert flat["step_ms_rank1"] == [20.0, 10.0, 40.0] and "step_ms_per_rank" not in flat
