@@ -88,7 +88,8 @@ class PairOutcome:
         return statuses_ok and (self.parity is None or self.parity["within_tolerance"])
 
 
-def _fingerprint(parts: dict) -> str:
+def fingerprint(parts: dict) -> str:
+    """Short SHA-256 of what makes two runs the same work (canonical JSON of ``parts``)."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -308,7 +309,7 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
         "run_id": run_dir.name,
         "timestamp": stamp,
         "workload": spec.name,
-        "workload_fingerprint": _fingerprint(fingerprint_parts),
+        "workload_fingerprint": fingerprint(fingerprint_parts),
         "model": spec.model.to_dict(),
         "weights_sha256": digest,
         "weights_source": weights_source,

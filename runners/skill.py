@@ -104,7 +104,7 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
     """Train, roll out and score each framework; returns the summary also written to skill.json."""
     from runners.datasets.builtin import builtin_dataset
     from runners.datasets.stats import channel_stats, save_stats, time_mean_climatology
-    from runners.pair import _new_run_dir, _record_environment, run_worker, source_commit
+    from runners.pair import _new_run_dir, _record_environment, fingerprint, run_worker, source_commit
     from runners.weights import save_weights
 
     for fw in opts.frameworks:
@@ -161,7 +161,7 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
         "weights_convention": data.weights_convention,
         "rmse_order": "sqrt_of_mean_mse",
     }
-    base["workload_fingerprint"] = _fingerprint(base)
+    base["workload_fingerprint"] = fingerprint({k: base[k] for k in _IDENTITY})
 
     truth = np.stack([src.read(i + 1, i + 1 + opts.n_lead) for i in inits])
     x0 = np.stack([src.read(i, i + 1)[0] for i in inits])
@@ -232,23 +232,10 @@ def _scorer(clim, convention, channels):
     return score
 
 
-def _fingerprint(parts: dict) -> str:
-    import hashlib
-
-    keys = (
-        "model",
-        "weights_sha256",
-        "seed",
-        "batch_size",
-        "train_steps",
-        "hyper_parameters",
-        "data_sha256",
-        "data_grid",
-        "train_range",
-        "test_inits",
-        "precision",
-    )
-    return hashlib.sha256(json.dumps({k: parts[k] for k in keys}, sort_keys=True).encode()).hexdigest()[:16]
+_IDENTITY = (
+    "model", "weights_sha256", "seed", "batch_size", "train_steps", "hyper_parameters", "data_sha256", "data_grid",
+    "train_range", "test_inits", "precision",
+)  # fmt: skip
 
 
 def _agreement(scores: dict, frameworks) -> dict | None:

@@ -35,13 +35,15 @@ DEFAULT_STEPS = {"fourcastnet-tiny": 100, "fourcastnet-small": 30}
 # --------------------------------------------------------------------------------------------------
 
 
-def _bare_torch(spec, weights, batches):
+def _bare_torch(spec, weights, batches, threads):
     """Returns step(i) -> loss for a hand-written PyTorch loop over the pre-built batches."""
     import torch
     import torch.nn.functional as F
 
     from runners.fourcastnet.torch_model import AFNONet
 
+    if threads:
+        torch.set_num_threads(threads)
     net = AFNONet(spec.model)
     net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=True)
     opt = torch.optim.Adam(net.parameters(), lr=spec.lr, betas=spec.betas, eps=spec.adam_eps)
@@ -58,7 +60,7 @@ def _bare_torch(spec, weights, batches):
     return step
 
 
-def _bare_mindspore(spec, weights, batches):
+def _bare_mindspore(spec, weights, batches, threads):
     """Returns step(i) -> loss for a hand-written MindSpore (PyNative) loop over the pre-built batches."""
     import mindspore as ms
     from mindspore import Tensor
@@ -67,6 +69,8 @@ def _bare_mindspore(spec, weights, batches):
     from runners.mindspore_optim import TorchRuleAdam
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
+    if threads:
+        ms.set_context(runtime_num_threads=threads)
     ms.set_device("CPU")
     ms.runtime.launch_blocking()  # as the runner does on CPU: asynchronous dispatch costs ms per kernel here
     net = AFNONet(spec.model)
@@ -90,22 +94,23 @@ def _bare_mindspore(spec, weights, batches):
     return step
 
 
-def bare_main(framework: str, workload: str, weights_path: str, steps: int, batch: int, seed: int, out: str) -> int:
-    """Time ``steps`` bare training steps after ``WARMUP_STEPS`` untimed ones; write their ms as JSON."""
-    spec = get_workload(workload)
-    weights = load_weights(Path(weights_path), spec.model)
-    shape = (batch, spec.model.in_chans, *spec.model.img_size)
+def bare_main(args) -> int:
+    """Time ``args.steps`` bare training steps after ``WARMUP_STEPS`` untimed ones; write their ms as JSON."""
+    spec = get_workload(args.workloads)
+    weights = load_weights(Path(args.weights), spec.model)
+    shape = (args.batch, spec.model.in_chans, *spec.model.img_size)
     # The worker's training steps use batches 1, 2, ... of the seed's stream (batch 0 is the parity batch).
-    batches = [synthetic_batch(shape, spec.model.out_chans, seed, i + 1) for i in range(WARMUP_STEPS + steps)]
-    step = (_bare_torch if framework == "torch" else _bare_mindspore)(spec, weights, batches)
+    n = WARMUP_STEPS + args.steps
+    batches = [synthetic_batch(shape, spec.model.out_chans, args.seed, i + 1) for i in range(n)]
+    step = (_bare_torch if args.bare == "torch" else _bare_mindspore)(spec, weights, batches, args.threads)
     for i in range(WARMUP_STEPS):
         step(i)
     step_ms = []
-    for i in range(WARMUP_STEPS, WARMUP_STEPS + steps):
+    for i in range(WARMUP_STEPS, n):
         t0 = time.perf_counter()
         step(i)
         step_ms.append((time.perf_counter() - t0) * 1e3)
-    Path(out).write_text(json.dumps({"step_ms": step_ms}))
+    Path(args.out).write_text(json.dumps({"step_ms": step_ms}))
     return 0
 
 
@@ -121,12 +126,13 @@ def measure_runner(run: RunConfig, prefix: Path) -> list[float]:
     return result["step_ms"]
 
 
-def measure_bare(framework: str, workload: str, weights: Path, steps: int, batch: int, seed: int, prefix: Path):
+def measure_bare(framework: str, workload: str, weights: Path, steps: int, args, prefix: Path) -> list[float]:
     out = prefix.with_suffix(".bare.json")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--bare", framework, "--workloads", workload]
-    cmd += ["--weights", str(weights), "--steps", str(steps), "--batch", str(batch), "--seed", str(seed)]
+    cmd += ["--weights", str(weights), "--steps", str(steps), "--batch", str(args.batch), "--seed", str(args.seed)]
+    cmd += ["--threads", str(args.threads)] if args.threads else []
     cmd += ["--out", str(out)]
     log = prefix.with_suffix(".bare.log")
     with open(log, "w") as fh:
@@ -144,7 +150,11 @@ def verdict(ratio) -> str:
 
 
 def loadavg() -> str:
-    return " ".join(f"{v:.2f}" for v in os.getloadavg()) + f" (1/5/15 min, {os.cpu_count()} CPUs)"
+    load = os.getloadavg()
+    text = " ".join(f"{v:.2f}" for v in load) + f" (1/5/15 min, {os.cpu_count()} CPUs)"
+    if load[0] > 0.75 * (os.cpu_count() or 1):
+        text += ": busy machine, other processes compete for the cores and the timings are noisy"
+    return text
 
 
 def compare(args, tmp: Path) -> list[dict]:
@@ -159,6 +169,7 @@ def compare(args, tmp: Path) -> list[dict]:
                 workload=name,
                 framework=fw,
                 weights=str(weights),
+                threads=args.threads,
                 batch_size=args.batch,
                 warmup_steps=WARMUP_STEPS,
                 train_steps=steps,
@@ -174,13 +185,13 @@ def compare(args, tmp: Path) -> list[dict]:
                     prefix = tmp / f"{name}-{fw}-{r}-{side}"
                     t0 = time.perf_counter()
                     if side == "runner":
-                        ms = measure_runner(run, prefix)
+                        step_ms = measure_runner(run, prefix)
                     else:
-                        ms = measure_bare(fw, name, weights, steps, args.batch, args.seed, prefix)
-                    samples[side] += ms
+                        step_ms = measure_bare(fw, name, weights, steps, args, prefix)
+                    samples[side] += step_ms
                     print(
-                        f"  {name} {fw:<9} round {r + 1}/{args.rounds} {side:<6} median {np.median(ms):9.3f} ms"
-                        f"  ({len(ms)} steps, {time.perf_counter() - t0:5.1f} s wall, load {os.getloadavg()[0]:.2f})",
+                        f"  {name} {fw:<9} round {r + 1}/{args.rounds} {side:<6} median {np.median(step_ms):9.3f} ms"
+                        f"  ({len(step_ms)} steps, {time.perf_counter() - t0:5.1f} s wall, load {os.getloadavg()[0]:.2f})",
                         flush=True,
                     )
             ratio = bootstrap_ratio(samples["runner"], samples["bare"])
@@ -220,12 +231,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="runner/bare measurement pairs, alternated")
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--threads", type=int, help="CPU threads for both sides (default: the framework's); 1 resists a busy machine"
+    )
     ap.add_argument("--bare", choices=("torch", "mindspore"), help=argparse.SUPPRESS)
     ap.add_argument("--weights", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.bare:
-        return bare_main(args.bare, args.workloads, args.weights, args.steps, args.batch, args.seed, args.out)
+        return bare_main(args)
     args.workloads = [w for w in args.workloads.split(",") if w]
     args.frameworks = [f for f in args.frameworks.split(",") if f]
     if (args.steps is not None and args.steps < 2) or args.rounds < 1:
@@ -241,8 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     print(f"load average at start: {loadavg()}")
     print(
-        f"batch {args.batch}; per measurement {WARMUP_STEPS} warm-up steps, then timed: {steps}; "
-        f"{args.rounds} rounds of runner and bare loop alternated (ABBA)",
+        f"batch {args.batch}, threads {args.threads or 'framework default'}; per measurement {WARMUP_STEPS} warm-up "
+        f"steps, then timed: {steps}; {args.rounds} rounds of runner and bare loop alternated (ABBA...)",
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="pairbench-overhead-") as tmp:

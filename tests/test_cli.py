@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import needs_both, run_python
@@ -60,6 +61,7 @@ def test_demo_default_runs_both_frameworks_and_prints_parity(tmp_path):
     assert "torch" in out and "mindspore" in out and "train step ms p50" in out
     assert out.count(": ok") == 4 and "OUT OF TOLERANCE" not in out  # 3 parity checks, skill agreement
     assert "RMSE persistence" in out and "ACC torch" in out
+    _assert_skill(tmp_path)
     assert out.strip().endswith(f"report written: {(tmp_path / 'report.html').resolve()}")
     html = (tmp_path / "report.html").read_text()
     assert "Numerical parity" in html and "Skill" in html and html.count("data:image/png;base64,") >= 5
@@ -92,3 +94,31 @@ def test_corrupt_results_file_names_the_line_and_keeps_the_rest(tmp_path):
     assert path.read_text().splitlines()[0] == '{"a": 1}'
     with pytest.raises(ValueError):
         append_record(path, {"nan": float("nan")})  # a NaN is never written as a number
+
+
+def _assert_skill(results: Path) -> None:
+    """The main job's skill part: both frameworks, trained to the same budget on the built-in data,
+    beat persistence at the first lead times and their RMSE curves agree within the stated bound."""
+    import numpy as np
+
+    from runners.skill import AGREEMENT
+
+    (path,) = results.glob("*-skill-*/skill.json")
+    summary = json.loads(path.read_text())
+    assert [r["status"] for r in summary["records"]] == ["ok", "ok"], summary["records"]
+    scores = summary["scores"]
+    persistence = np.asarray(scores["persistence"]["rmse"])
+    for fw in ("torch", "mindspore"):
+        rmse, acc = np.asarray(scores[fw]["rmse"]), np.asarray(scores[fw]["acc"])
+        assert rmse.shape == (8, 3)
+        assert (rmse[:2] < persistence[:2]).all(), (fw, rmse[:2], persistence[:2])  # every channel, 6 h and 12 h
+        assert (np.diff(rmse, axis=0) > 0).all()  # errors grow with lead time
+        assert (acc[0] > np.asarray(scores["persistence"]["acc"])[0]).all()
+    agreement = summary["agreement"]
+    assert agreement["within_tolerance"] and agreement["rmse_max_rel_diff"] <= AGREEMENT
+    assert all(v is None for v in np.ravel(scores["climatology"]["acc"]))  # undefined, never a number
+    records = [r for r in read_records(results / "records.jsonl") if r.get("task") == "skill"]
+    assert {r["workload_fingerprint"] for r in records} == {records[0]["workload_fingerprint"]}
+    assert records[0]["rmse_u_6h"] == scores["torch"]["rmse"][0][0]
+    assert records[0]["rmse_persistence_u_6h"] == scores["persistence"]["rmse"][0][0]
+    assert records[0]["weights_convention"] == "uniform"

@@ -89,9 +89,11 @@ def test_recompute_keeps_the_loss_and_lowers_measured_memory(tmp_path):
         a, b = plain[fw], recomputed[fw]
         assert a["status"] == b["status"] == "ok"
         np.testing.assert_allclose(b["losses"], a["losses"], rtol=1e-6)
-        # What the first backward pass adds to the process's resident memory (measured, sampled).
-        assert b["backward_rss_growth_mb"] < 0.8 * a["backward_rss_growth_mb"], (fw, a, b)
-    # PyTorch also reports the bytes autograd saved for backward, an exact count.
+        # What the first backward pass adds to the process's resident memory (measured, sampled at
+        # 200 Hz; measured 242 -> 154 MB for PyTorch, 437 -> 128 MB for MindSpore).
+        assert b["backward_rss_growth_mb"] < a["backward_rss_growth_mb"], (fw, a, b)
+    assert recomputed["mindspore"]["backward_rss_growth_mb"] < 0.6 * plain["mindspore"]["backward_rss_growth_mb"]
+    # PyTorch also reports the bytes autograd saves for backward, an exact count (measured 243 -> 22 MB).
     assert recomputed["torch"]["saved_activations_mb"] < 0.25 * plain["torch"]["saved_activations_mb"]
 
 
