@@ -189,9 +189,10 @@ def compare(args, tmp: Path) -> list[dict]:
                     else:
                         step_ms = measure_bare(fw, name, weights, steps, args, prefix)
                     samples[side] += step_ms
+                    wall = time.perf_counter() - t0
                     print(
                         f"  {name} {fw:<9} round {r + 1}/{args.rounds} {side:<6} median {np.median(step_ms):9.3f} ms"
-                        f"  ({len(step_ms)} steps, {time.perf_counter() - t0:5.1f} s wall, load {os.getloadavg()[0]:.2f})",
+                        f"  ({len(step_ms)} steps, {wall:5.1f} s wall, load {os.getloadavg()[0]:.2f})",
                         flush=True,
                     )
             ratio = bootstrap_ratio(samples["runner"], samples["bare"])
