@@ -13,10 +13,13 @@ from pathlib import Path
 FRAMEWORKS = ["torch", "mindspore"]
 PRECISIONS = ["fp32"]  # extend with "bf16", "fp16" once PairOptions / SkillOptions take a precision
 DEVICES = ["cpu", "cuda", "ascend"]
-TRAINING_WORKLOADS = ["fourcastnet-tiny", "fourcastnet-small", "fourcastnet-era5"]
-SKILL_WORKLOADS = ["fourcastnet-tiny", "fourcastnet-small"]  # the built-in data's grids
-LEADS = ["6h", "24h", "48h"]  # of the 8 six-hourly rollout steps
-CHANNELS = ["u", "v", "vo"]  # the built-in data's channels
+TRAINING_WORKLOADS = [
+    "fourcastnet-tiny", "fourcastnet-small", "fourcastnet-era5", "aigoms-tiny", "aigoms-small", "aigoms-paper",
+]  # fmt: skip
+SKILL_WORKLOADS = ["fourcastnet-tiny", "fourcastnet-small", "aigoms-tiny"]  # the built-in data's grids
+LEADS = ["6h", "24h", "48h"]  # of the 8 rollout steps (six-hourly atmosphere, daily ocean)
+# The built-in data's channels: the atmosphere's u, v, vorticity; the ocean's surface t, s, u and height.
+CHANNELS = ["u", "v", "vo", "t0", "s0", "u0", "ssh"]
 
 SEED = 1  # fixed: weights, data and batch order, so that accuracy is reproducible run to run
 TIMEOUT_S = 3600.0  # per framework run, as pairbench's --timeout
@@ -24,11 +27,15 @@ TIMEOUT_S = 3600.0  # per framework run, as pairbench's --timeout
 # Budgets: pairbench's defaults unless listed. Each (workload, device kind) runs exactly what
 # `pairbench_command` prints, so `pairbench run` / `pairbench skill` with those flags reproduce it.
 PAIR_DEFAULTS = {"warmup_steps": 3, "train_steps": 20, "forward_steps": 20}
-PAIR_BUDGETS = {("fourcastnet-small", "cpu"): {"warmup_steps": 2, "train_steps": 10, "forward_steps": 5}}
+PAIR_BUDGETS = {
+    (workload, "cpu"): {"warmup_steps": 2, "train_steps": 10, "forward_steps": 5}
+    for workload in ("fourcastnet-small", "aigoms-small")
+}
 SKILL_DEFAULTS = {"batch_size": 8, "train_steps": 400, "lr": 2e-3, "n_init": 16, "n_lead": 8}
 SKILL_BUDGETS: dict[tuple[str, str], dict] = {}
 TOO_BIG = {
     ("pair", "fourcastnet-era5", "cpu"): "fourcastnet-era5 (75 M parameters, 720 x 1440) is for a GPU or NPU",
+    ("pair", "aigoms-paper", "cpu"): "aigoms-paper (143 M parameters, 720 x 1440) is for a GPU or NPU",
     ("skill", "fourcastnet-small", "cpu"): "400 training steps of fourcastnet-small take too long on a CPU",
 }
 

@@ -134,6 +134,19 @@ def _row_weights(weights, shape: tuple[int, ...]) -> np.ndarray:
     return w[:, None]
 
 
+def _cell_weights(weights, shape: tuple[int, ...], mask) -> np.ndarray:
+    """Row weights times an optional 0/1 ``mask`` of shape ``(lat, lon)`` or ``(channel, lat, lon)`` (land = 0)."""
+    w = _row_weights(weights, shape)
+    if mask is None:
+        return w
+    m = np.asarray(mask, dtype=np.float64)
+    if m.shape not in (shape[-2:], shape[-3:]):
+        raise ValueError(f"mask must have shape {shape[-2:]} or {shape[-3:]} to match the fields, got {m.shape}")
+    if not np.all((m == 0) | (m == 1)) or np.any(m.sum(axis=(-2, -1)) == 0):
+        raise ValueError("mask must hold only 0 and 1 and keep at least one cell of every channel")
+    return w * m
+
+
 def _channel_std(std, shape: tuple[int, ...]) -> np.ndarray | None:
     if std is None:
         return None
@@ -152,12 +165,13 @@ def _sample_axis(shape: tuple[int, ...]) -> None:
 # Functional metrics
 
 
-def weighted_mse(pred, truth, weights, std=None) -> np.ndarray:
+def weighted_mse(pred, truth, weights, std=None, mask=None) -> np.ndarray:
     """Latitude-weighted mean squared error over (lat, lon), shape ``(..., channel)``.
 
     The weighted mean ``sum(w * (pred - truth)^2) / sum(w)``, both sums over lat and lon with ``w`` repeated along
     lon: the plain mean of ``w * err^2`` for weights of mean 1 as :func:`latitude_weights` returns, and the same
-    value for any positive multiple of them. Times ``std^2`` per channel when ``std`` is given.
+    value for any positive multiple of them. Times ``std^2`` per channel when ``std`` is given. With a ``mask``
+    (1 at sea, 0 on land, per channel or for all), the sums run over the masked-in cells only.
 
     Examples
     --------
@@ -165,13 +179,13 @@ def weighted_mse(pred, truth, weights, std=None) -> np.ndarray:
     array([400.])
     """
     p, t = _fields(pred, truth)
-    w = _row_weights(weights, p.shape)
+    w = np.broadcast_to(_cell_weights(weights, p.shape, mask), p.shape[-3:])
     s = _channel_std(std, p.shape)
-    mse = np.sum(w * (p - t) ** 2, axis=(-2, -1)) / (w.sum() * p.shape[-1])
+    mse = np.sum(w * (p - t) ** 2, axis=(-2, -1)) / w.sum(axis=(-2, -1))
     return mse if s is None else mse * s**2
 
 
-def rmse(pred, truth, weights, std=None) -> np.ndarray:
+def rmse(pred, truth, weights, std=None, mask=None) -> np.ndarray:
     """Latitude-weighted RMSE of each field, shape ``(..., channel)``; no averaging over leading axes.
 
     ``sqrt(mean over lat, lon of w * (pred - truth)^2)``. Fields normalised per channel are reported in physical
@@ -182,10 +196,10 @@ def rmse(pred, truth, weights, std=None) -> np.ndarray:
     >>> rmse(np.full((2, 3, 4), 1.5), np.ones((2, 3, 4)), latitude_weights(3), std=[2.0, 4.0])
     array([1., 2.])
     """
-    return np.sqrt(weighted_mse(pred, truth, weights, std))
+    return np.sqrt(weighted_mse(pred, truth, weights, std, mask))
 
 
-def rmse_mean_of_rmse(pred, truth, weights, std=None) -> np.ndarray:
+def rmse_mean_of_rmse(pred, truth, weights, std=None, mask=None) -> np.ndarray:
     """FourCastNet's order: RMSE of each sample (axis 0), then the mean over samples; shape ``(..., channel)``.
 
     Examples
@@ -196,10 +210,10 @@ def rmse_mean_of_rmse(pred, truth, weights, std=None) -> np.ndarray:
     array([2.])
     """
     _sample_axis(np.shape(pred))
-    return rmse(pred, truth, weights, std).mean(axis=0)
+    return rmse(pred, truth, weights, std, mask).mean(axis=0)
 
 
-def rmse_sqrt_of_mean_mse(pred, truth, weights, std=None) -> np.ndarray:
+def rmse_sqrt_of_mean_mse(pred, truth, weights, std=None, mask=None) -> np.ndarray:
     """WeatherBench's order: MSE of each sample (axis 0), mean over samples, then the root; ``(..., channel)``.
 
     Examples
@@ -210,10 +224,10 @@ def rmse_sqrt_of_mean_mse(pred, truth, weights, std=None) -> np.ndarray:
     array([5.])
     """
     _sample_axis(np.shape(pred))
-    return np.sqrt(weighted_mse(pred, truth, weights, std).mean(axis=0))
+    return np.sqrt(weighted_mse(pred, truth, weights, std, mask).mean(axis=0))
 
 
-def acc(pred, truth, clim, weights) -> np.ndarray:
+def acc(pred, truth, clim, weights, mask=None) -> np.ndarray:
     """Latitude-weighted anomaly correlation of each field, shape ``(..., channel)``; NaN where undefined.
 
     With anomalies ``p' = pred - clim`` and ``t' = truth - clim``, sums over lat and lon:
@@ -221,6 +235,7 @@ def acc(pred, truth, clim, weights) -> np.ndarray:
     WeatherBench 2 agree). Where either anomaly has zero weighted energy (for instance a climatology forecast,
     or anomalies only at zero-weight pole rows) the correlation is undefined and the entry is NaN, never 0 or 1.
     ``clim`` must broadcast to ``pred``'s shape, for instance ``(channel, lat, lon)``, and be in the same units.
+    A ``mask`` (as in :func:`weighted_mse`) restricts the sums to the masked-in cells.
 
     Examples
     --------
@@ -237,7 +252,7 @@ def acc(pred, truth, clim, weights) -> np.ndarray:
         broadcast = None
     if broadcast != p.shape:
         raise ValueError(f"clim of shape {c.shape} does not broadcast to the fields' shape {p.shape}")
-    w = _row_weights(weights, p.shape)
+    w = _cell_weights(weights, p.shape, mask)
     pa, ta = p - c, t - c
     num = np.sum(w * pa * ta, axis=(-2, -1))
     den = np.sum(w * pa**2, axis=(-2, -1)) * np.sum(w * ta**2, axis=(-2, -1))
@@ -273,13 +288,13 @@ class RMSE:
         _check_convention(self.convention)
         _check_order(self.order)
 
-    def compute(self, pred, truth, lats_deg=None, std=None) -> np.ndarray:
+    def compute(self, pred, truth, lats_deg=None, std=None, mask=None) -> np.ndarray:
         """RMSE of fields ``(sample, ..., channel, lat, lon)``, averaged over axis 0: shape ``(..., channel)``."""
         _sample_axis(np.shape(pred))
         weights = latitude_weights(np.shape(pred)[-2], self.convention, lats_deg)
         if self.order == "mean_of_rmse":
-            return rmse_mean_of_rmse(pred, truth, weights, std)
-        return rmse_sqrt_of_mean_mse(pred, truth, weights, std)
+            return rmse_mean_of_rmse(pred, truth, weights, std, mask)
+        return rmse_sqrt_of_mean_mse(pred, truth, weights, std, mask)
 
 
 @dataclass(frozen=True)
@@ -301,11 +316,11 @@ class ACC:
     def __post_init__(self) -> None:
         _check_convention(self.convention)
 
-    def compute(self, pred, truth, clim, lats_deg=None) -> np.ndarray:
+    def compute(self, pred, truth, clim, lats_deg=None, mask=None) -> np.ndarray:
         """ACC of fields ``(sample, ..., channel, lat, lon)``, averaged over axis 0: shape ``(..., channel)``."""
         _sample_axis(np.shape(pred))
         weights = latitude_weights(np.shape(pred)[-2], self.convention, lats_deg)
-        return acc(pred, truth, clim, weights).mean(axis=0)
+        return acc(pred, truth, clim, weights, mask).mean(axis=0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -347,6 +362,7 @@ def score_lead_times(
     lats_deg=None,
     std=None,
     channels: tuple[str, ...] | None = None,
+    mask=None,
 ) -> Scores:
     """RMSE and ACC per lead time and channel of forecasts from several initial conditions.
 
@@ -365,6 +381,8 @@ def score_lead_times(
         Per-channel normalisation scale; RMSE is multiplied by it (ACC does not depend on it).
     channels : tuple of str, optional
         Channel names, recorded in the result.
+    mask : array of shape (lat, lon) or (channel, lat, lon), optional
+        1 where a field is defined (the ocean at its depth), 0 elsewhere; scores use those cells only.
 
     Returns
     -------
@@ -381,8 +399,8 @@ def score_lead_times(
     """
     if np.ndim(forecasts) != 5:
         raise ValueError(f"forecasts must have shape (n_init, n_lead, channel, lat, lon), got {np.shape(forecasts)}")
-    rmse_values = RMSE(convention, order).compute(forecasts, truth, lats_deg, std)
-    acc_values = ACC(convention).compute(forecasts, truth, clim, lats_deg)
+    rmse_values = RMSE(convention, order).compute(forecasts, truth, lats_deg, std, mask)
+    acc_values = ACC(convention).compute(forecasts, truth, clim, lats_deg, mask)
     names = None if channels is None else tuple(channels)
     return Scores(rmse_values, acc_values, convention, order, names)
 

@@ -113,28 +113,43 @@ def memory(pairing: Pairing) -> str | None:
     return _encode(fig)
 
 
+SKILL_COLUMNS = 5  # variables per row of a skill figure (AI-GOMS has 13 or more)
+
+
 def skill(skill_frame) -> list[tuple[str, str]]:
-    """(title, figure) per workload: RMSE and ACC against lead time for every variable and source."""
+    """(title, figure) per workload: RMSE and ACC against lead time for every variable and source, variables
+    wrapped ``SKILL_COLUMNS`` to a row (an RMSE row above its ACC row)."""
     out = []
     if skill_frame.empty:
         return out
     plt = _plt()
     for workload, frame in skill_frame.groupby("workload"):
         variables = list(dict.fromkeys(frame["variable"]))
-        fig, axes = plt.subplots(2, len(variables), figsize=(3.4 * len(variables), 5.4), squeeze=False)
+        # One colour per forecast source in every panel (climatology has no ACC line to take its turn).
+        sources = dict.fromkeys(zip(frame["source"], frame["device"], strict=True))
+        colours = {key: f"C{i}" for i, key in enumerate(sources)}
+        ncols = min(len(variables), SKILL_COLUMNS)
+        groups = -(-len(variables) // ncols)
+        fig, axes = plt.subplots(2 * groups, ncols, figsize=(3.4 * ncols, 2.7 * 2 * groups), squeeze=False)
         for j, var in enumerate(variables):
+            rmse_ax, acc_ax = axes[2 * (j // ncols), j % ncols], axes[2 * (j // ncols) + 1, j % ncols]
             sub = frame[frame["variable"] == var]
             for (source, device), line in sub.groupby(["source", "device"], sort=False):
                 name = source if device == "-" else f"{source} ({device})"
                 style = "--" if device == "-" else "-"
-                axes[0, j].plot(line["lead_h"], line["rmse"], style, marker="o", ms=3, label=name)
+                look = {"marker": "o", "ms": 3, "label": name, "color": colours[(source, device)]}
+                rmse_ax.plot(line["lead_h"], line["rmse"], style, **look)
                 if line["acc"].notna().any():
-                    axes[1, j].plot(line["lead_h"], line["acc"], style, marker="o", ms=3, label=name)
-            axes[0, j].set_title(f"{var}: RMSE")
-            axes[1, j].set_title(f"{var}: ACC")
-            axes[1, j].set_xlabel("lead time, h")
+                    acc_ax.plot(line["lead_h"], line["acc"], style, **look)
+            rmse_ax.set_title(f"{var}: RMSE")
+            acc_ax.set_title(f"{var}: ACC")
+            acc_ax.set_xlabel("lead time, h")
+        for j in range(len(variables), groups * ncols):  # empty cells of the last row
+            axes[2 * (j // ncols), j % ncols].set_visible(False)
+            axes[2 * (j // ncols) + 1, j % ncols].set_visible(False)
         axes[0, 0].legend(fontsize=7)
         fig.suptitle(f"{workload}: skill against lead time (climatology has no ACC)")
+        fig.tight_layout()
         out.append((str(workload), _encode(fig)))
     return out
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 # What makes two runs the same work; any difference here forbids a comparison.
 IDENTITY_FIELDS = (
     "task", "model", "weights_sha256", "seed", "data_generator", "data_sha256", "hyper_parameters", "batch_size",
-    "precision", "train_steps", "warmup_steps", "test_inits",
+    "precision", "train_steps", "warmup_steps", "test_inits", "objective",
 )  # fmt: skip
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from runners.datasets.source import DataError
 from runners.registry import DEFAULT_WORKLOAD, WORKLOADS
-from runners.spec import FRAMEWORKS, MODES, PRECISIONS, PairbenchError
+from runners.spec import FRAMEWORKS, MODES, OBJECTIVES, PRECISIONS, PairbenchError
 from runners.torch_pickle import CheckpointError
 from runners.weights import WeightsMismatch
 
@@ -67,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
         default=("eager",),
         help="eager (PyTorch eager, MindSpore PyNative) and/or compiled (torch.compile, MindSpore jit)",
     )
+    run.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        default="forecast",
+        help="forecast (default), or masked: masked pre-training, a random share of the patches hidden (AI-GOMS)",
+    )
     run.add_argument("--recompute", action="store_true", help="activation recompute of every block")
     run.add_argument("--threads", type=int, default=None, help="intra-op threads per framework process")
     run.add_argument(
@@ -111,7 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     sk.add_argument("--train-steps", type=int, default=400, help="the training budget in Adam steps")
     sk.add_argument("--lr", type=float, default=2e-3)
     sk.add_argument("--n-init", type=int, default=16, help="initial conditions in the test split")
-    sk.add_argument("--n-lead", type=int, default=8, help="autoregressive steps of 6 h")
+    sk.add_argument(
+        "--n-lead", type=int, default=8, help="autoregressive steps of the data's time step (6 h; the ocean's: 1 day)"
+    )
     sk.add_argument("--seed", type=int, default=None)
     sk.add_argument("--results-dir", type=Path, default=Path("results"))
     sk.add_argument("--timeout", type=float, default=3600.0)
@@ -211,6 +219,8 @@ def _cmd_run(args) -> int:
         args.device = resolve_auto()
         print(f"device auto: {args.device}")
     if args.nproc > 1:
+        if args.objective != "forecast":
+            raise PairbenchError("data-parallel runs (--nproc) train the forecast objective only")
         return _cmd_data_parallel(args)
     if args.seed is None and not args.resume:
         args.seed = secrets.randbits(31)  # one seed for the whole sweep: every point starts alike
@@ -223,6 +233,7 @@ def _cmd_run(args) -> int:
             device=args.device,
             precision=precision,
             mode=mode,
+            objective=args.objective,
             recompute=args.recompute,
             threads=args.threads,
             batch_size=batch,
@@ -236,7 +247,9 @@ def _cmd_run(args) -> int:
             resume=args.resume,
         )
         outcome = run_pair(opts)
-        print(f"\n{args.workload}, {precision}, {mode}{', recompute' if args.recompute else ''}:")
+        extra = ", recompute" if args.recompute else ""
+        extra += f", {args.objective}" if args.objective != "forecast" else ""
+        print(f"\n{args.workload}, {precision}, {mode}{extra}:")
         print(run_table(outcome.records))
         if outcome.parity:
             print()

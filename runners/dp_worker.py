@@ -57,7 +57,8 @@ def shard(req: dict, step: int, rank: int, world: int) -> tuple[np.ndarray, np.n
 
 
 class TorchRank:
-    """DistributedDataParallel over torch.distributed (gloo on CPU, NCCL on CUDA); MSE loss; torch.optim.Adam."""
+    """DistributedDataParallel over torch.distributed (gloo on CPU, NCCL on CUDA); the workload's loss;
+    torch.optim.Adam."""
 
     def __init__(self, req: dict):
         import torch
@@ -90,6 +91,8 @@ class TorchRank:
         torch = self.torch
         from torch.nn.parallel import DistributedDataParallel
 
+        from runners.torch_runner import make_loss
+
         net = load_object(spec.models["torch"])(spec.model)
         net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=True)
         net = net.to(self.device)
@@ -99,12 +102,13 @@ class TorchRank:
         self.ddp = DistributedDataParallel(net, device_ids=ids, static_graph=True)
         self.opt = torch.optim.Adam(net.parameters(), lr=hp["lr"], betas=tuple(hp["betas"]), eps=hp["adam_eps"])
         self.net = net
+        self.loss_fn = make_loss(spec, self.device)
 
     def step(self, x: np.ndarray, y: np.ndarray) -> float:
         """One Adam step on the local shard; DDP averages the gradients over ranks during backward."""
         xt, yt = self.torch.from_numpy(x).to(self.device), self.torch.from_numpy(y).to(self.device)
         self.opt.zero_grad(set_to_none=True)
-        loss = self.torch.nn.functional.mse_loss(self.ddp(xt), yt)
+        loss = self.loss_fn(self.ddp(xt), yt)
         loss.backward()
         self.opt.step()
         return float(loss.item())
@@ -170,6 +174,7 @@ class MindSporeRank:
         from mindspore import Tensor, nn
 
         from runners.mindspore_optim import TorchRuleAdam
+        from runners.mindspore_runner import make_loss
 
         net = load_object(spec.models["mindspore"])(spec.model)
         params = list(net.get_parameters())
@@ -178,12 +183,13 @@ class MindSporeRank:
         for p in params:
             p.set_data(Tensor(weights[p.name]))
         self.net, self.params = net, net.trainable_params()
+        self.loss_fn = make_loss(spec)
         self.opt = TorchRuleAdam(self.params, lr=hp["lr"], betas=tuple(hp["betas"]), eps=hp["adam_eps"])
         self.grad_fn = ms.value_and_grad(self._loss, None, self.params)
         self.reducer = nn.DistributedGradReducer(self.params, mean=True, degree=self.world)
 
     def _loss(self, x, y):
-        return ((self.net(x) - y) ** 2).mean()
+        return self.loss_fn(self.net(x), y)
 
     def step(self, x: np.ndarray, y: np.ndarray) -> float:
         """One Adam step on the local shard; the reducer all-reduces and averages the gradients."""

@@ -37,8 +37,23 @@ def _set_device(text: str) -> str:
     return target
 
 
+def make_loss(spec: WorkloadSpec):
+    """The workload's loss as ``loss(out, y)`` on fp32 tensors, the same formulas as the PyTorch runner's."""
+    if spec.loss == "masked_relative_l2":
+        mask = Tensor(spec.model.loss_mask())
+
+        def masked_relative_l2(out, y):
+            b = out.shape[0]
+            diff = ((out - y) * mask).reshape(b, -1)
+            ref = (y * mask).reshape(b, -1)
+            return ((diff**2).sum(axis=1).sqrt() / (ref**2).sum(axis=1).sqrt()).mean()
+
+        return masked_relative_l2
+    return lambda out, y: ((out - y) ** 2).mean()
+
+
 class MindSporeRunner:
-    """MSE loss; Adam with PyTorch's update rule (TorchRuleAdam)."""
+    """The workload's loss; Adam with PyTorch's update rule (TorchRuleAdam)."""
 
     framework = "mindspore"
 
@@ -55,6 +70,7 @@ class MindSporeRunner:
                 "MindSpore 2.10 has no bfloat16 Dense/Conv2d kernels on CPU (TypeError at the first step)"
             )
         self.model_cls = load_object(spec.models[self.framework])
+        self.loss_fn = make_loss(spec)
 
     def versions(self) -> dict[str, str]:
         return {
@@ -81,8 +97,7 @@ class MindSporeRunner:
                 if isinstance(cell, (nn.Dense, nn.Conv2d)):
                     cell.to_float(dtype)
         if self.run.recompute:
-            for block in net.blocks:
-                block.recompute()
+            net.recompute_blocks()
         self.net = net
         self.params = net.trainable_params()
         hp = self.run.hyper_parameters
@@ -123,11 +138,12 @@ class MindSporeRunner:
     def _forward(self, x):
         return self.net(x).astype(ms.float32)
 
-    def _loss(self, x, y):
-        return ((self.net(x).astype(ms.float32) - y) ** 2).mean()
+    def _loss(self, x, y, token_mask=None):
+        out = self.net(x) if token_mask is None else self.net(x, token_mask)
+        return self.loss_fn(out.astype(ms.float32), y)
 
-    def _scaled_loss(self, x, y):
-        loss = self._loss(x, y)
+    def _scaled_loss(self, x, y, token_mask=None):
+        loss = self._loss(x, y, token_mask)
         return loss if self.scaler is None else self.scaler.scale(loss)
 
     def put(self, array: np.ndarray) -> Tensor:
@@ -139,8 +155,8 @@ class MindSporeRunner:
     def fetch(self, tensor: Tensor) -> np.ndarray:
         return tensor.astype(ms.float32).asnumpy()
 
-    def _loss_and_unscaled_grads(self, x, y):
-        loss, grads = self.grad_fn(x, y)
+    def _loss_and_unscaled_grads(self, *inputs):
+        loss, grads = self.grad_fn(*inputs)
         if self.scaler is None:
             return float(loss.asnumpy()), grads, True
         grads = self.scaler.unscale(grads)
@@ -148,12 +164,12 @@ class MindSporeRunner:
         self.scaler.adjust(finite)
         return float(self.scaler.unscale(loss).asnumpy()), grads, bool(finite.asnumpy())
 
-    def loss_and_grads(self, x, y) -> tuple[float, dict[str, np.ndarray]]:
-        loss, grads, _ = self._loss_and_unscaled_grads(x, y)
+    def loss_and_grads(self, x, y, token_mask=None) -> tuple[float, dict[str, np.ndarray]]:
+        loss, grads, _ = self._loss_and_unscaled_grads(x, y, *([] if token_mask is None else [token_mask]))
         return loss, {p.name: g.asnumpy() for p, g in zip(self.params, grads, strict=True)}
 
-    def train_step(self, x, y) -> float:
-        loss, grads, finite = self._loss_and_unscaled_grads(x, y)
+    def train_step(self, x, y, token_mask=None) -> float:
+        loss, grads, finite = self._loss_and_unscaled_grads(x, y, *([] if token_mask is None else [token_mask]))
         if finite:  # an overflowed fp16 step is skipped, as GradScaler skips it
             self.opt(grads)
         return loss

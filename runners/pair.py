@@ -21,7 +21,7 @@ from metrics.timing import summarize
 from reports.records import append_record, read_records
 from runners.devices import parse_device
 from runners.registry import DEFAULT_WORKLOAD, check_framework, get_workload
-from runners.spec import FRAMEWORKS, MODES, PRECISIONS, SCHEMA_VERSION, PairbenchError, RunConfig
+from runners.spec import FRAMEWORKS, MODES, OBJECTIVES, PRECISIONS, SCHEMA_VERSION, PairbenchError, RunConfig
 from runners.weights import load_weights, save_weights
 
 # fp32: the foundation issue's acceptance bounds. Low precision: each framework rounds differently
@@ -42,6 +42,7 @@ class PairOptions:
     device: str = "cpu"
     precision: str = "fp32"
     mode: str = "eager"
+    objective: str = "forecast"
     recompute: bool = False
     threads: int | None = None
     batch_size: int | None = None
@@ -61,6 +62,8 @@ class PairOptions:
             raise PairbenchError(f"unknown precision '{self.precision}'; choose from {', '.join(PRECISIONS)}")
         if self.mode not in MODES:
             raise PairbenchError(f"unknown mode '{self.mode}'; choose from {', '.join(MODES)}")
+        if self.objective not in OBJECTIVES:
+            raise PairbenchError(f"unknown objective '{self.objective}'; choose from {', '.join(OBJECTIVES)}")
         if self.resume and self.seed is None:
             raise PairbenchError("--resume needs --seed, so that the runs already done can be recognised")
         for fw in self.frameworks:
@@ -300,6 +303,7 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
         "precision": opts.precision,
         "warmup_steps": opts.warmup_steps,
         "train_steps": opts.train_steps,
+        **({"objective": opts.objective} if opts.objective != "forecast" else {}),  # earlier fingerprints stand
     }
     base = {
         "schema_version": SCHEMA_VERSION,
@@ -317,6 +321,7 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
         "seed": seed,
         "precision": opts.precision,
         "mode": opts.mode,
+        "objective": opts.objective,
         "recompute": opts.recompute,
         "threads": opts.threads,
         "batch_size": batch,
@@ -345,6 +350,7 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
             device=opts.device,
             precision=opts.precision,
             mode=opts.mode,
+            objective=opts.objective,
             recompute=opts.recompute,
             threads=opts.threads,
             batch_size=batch,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 
+from runners.aigoms.config import CONFIGS as AIGOMS_CONFIGS
 from runners.fourcastnet.config import CONFIGS as FOURCASTNET_CONFIGS
 from runners.spec import FRAMEWORKS, PairbenchError, WorkloadSpec
 
@@ -15,21 +16,30 @@ _DESCRIPTIONS = {
     "fourcastnet-tiny": "FourCastNet AFNO, 3 x 32 x 64 grid; CI and demo default",
     "fourcastnet-small": "FourCastNet AFNO, 3 x 64 x 128 grid; CPU benchmarks",
     "fourcastnet-era5": "FourCastNet AFNO as published: 20 x 720 x 1440, patch 8; GPU or NPU only",
+    "aigoms-tiny": "AI-GOMS ocean backbone, 3 depth levels (19 in, 13 out) on 32 x 64; CI",
+    "aigoms-small": "AI-GOMS ocean backbone, 5 depth levels (27 in, 21 out) on 64 x 128; CPU benchmarks",
+    "aigoms-paper": "AI-GOMS as the study configured it: 67 in, 61 out (15 levels), 720 x 1440, patch 8; GPU or NPU",
+}
+_AIGOMS_MODELS = {
+    "torch": "runners.aigoms.torch_model:MaskedOceanAE",
+    "mindspore": "runners.aigoms.mindspore_model:MaskedOceanAE",
 }
 _RUNNERS = {
     "torch": "runners.torch_runner:TorchRunner",
     "mindspore": "runners.mindspore_runner:MindSporeRunner",
 }
 
+
+def _family(configs: dict, family: str, models: dict[str, str], **shared) -> dict[str, WorkloadSpec]:
+    return {
+        name: WorkloadSpec(name, family, cfg, models, _DESCRIPTIONS[name], **shared) for name, cfg in configs.items()
+    }
+
+
 WORKLOADS: dict[str, WorkloadSpec] = {
-    name: WorkloadSpec(
-        name=name,
-        family="fourcastnet",
-        model=cfg,
-        models=_FOURCASTNET_MODELS,
-        description=_DESCRIPTIONS[name],
-    )
-    for name, cfg in FOURCASTNET_CONFIGS.items()
+    **_family(FOURCASTNET_CONFIGS, "fourcastnet", _FOURCASTNET_MODELS),
+    # The study's AI-GOMS training: relative L2 loss over the ocean (land masked), Adam at lr 1e-3.
+    **_family(AIGOMS_CONFIGS, "aigoms", _AIGOMS_MODELS, lr=1e-3, loss="masked_relative_l2"),
 }
 DEFAULT_WORKLOAD = "fourcastnet-tiny"
 

@@ -25,13 +25,18 @@ AGREEMENT = 0.02
 
 # ---------------------------------------------------------------------------------- worker side
 def execute_skill(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.ndarray]]:
-    """Train on the data set for the budget, then roll out; forecasts are returned normalised."""
+    """Train on the data set for the budget, then roll out; forecasts are returned normalised.
+
+    The data set's first ``out_chans`` channels are the model's outputs; any further input channels
+    (AI-GOMS's atmospheric forcings and orography) are read from the data at each input time, in training
+    and in the rollout alike."""
     from runners.worker import timed_training
 
     d = run.data
     data = np.load(d["path"], mmap_mode="r")
     mean = np.asarray(d["mean"], np.float32)[:, None, None]
     std = np.asarray(d["std"], np.float32)[:, None, None]
+    n_out = spec.model.out_chans
 
     def norm(a: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray((a - mean) / std, dtype=np.float32)
@@ -41,19 +46,23 @@ def execute_skill(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.ndar
     order = rng.integers(t0, t1 - 1, size=(run.warmup_steps + run.train_steps, run.batch_size))
 
     def batch(i: int):
-        return norm(data[order[i]]), norm(data[order[i] + 1])
+        return norm(data[order[i]]), np.ascontiguousarray(norm(data[order[i] + 1])[:, :n_out])
 
     training = timed_training(run, runner, batch, run.train_steps, run.batch_size)
     inits = np.asarray(d["inits"])
     x = runner.put(norm(data[inits]))
     forecasts, rollout_ms = [], []
-    for _ in range(d["n_lead"]):
+    for k in range(d["n_lead"]):
         runner.synchronize()
         start = time.perf_counter()
-        x = runner.forward(x)
+        out = runner.forward(x)
         runner.synchronize()
         rollout_ms.append((time.perf_counter() - start) * 1e3)
-        forecasts.append(runner.fetch(x))
+        forecasts.append(runner.fetch(out))
+        if n_out == data.shape[1]:
+            x = out
+        elif k + 1 < d["n_lead"]:  # the next input: this forecast, then the forcings and static fields at its time
+            x = runner.put(np.concatenate([forecasts[-1], norm(data[inits + k + 1])[:, n_out:]], axis=1))
     return {**training, "rollout_ms": rollout_ms}, {"forecasts": np.stack(forecasts, axis=1)}
 
 
@@ -102,7 +111,6 @@ def _table(scores) -> dict:
 
 def run_skill(opts: SkillOptions, progress=print) -> dict:
     """Train, roll out and score each framework; returns the summary also written to skill.json."""
-    from runners.datasets.builtin import builtin_dataset
     from runners.datasets.stats import channel_stats, save_stats, time_mean_climatology
     from runners.pair import _new_run_dir, _record_environment, fingerprint, run_worker, source_commit
     from runners.weights import save_weights
@@ -114,9 +122,12 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
     spec = get_workload(opts.workload)
     seed = secrets.randbits(31) if opts.seed is None else opts.seed
     progress(f"built-in data at {spec.model.img_size[0]} x {spec.model.img_size[1]} ...")
-    data = builtin_dataset(spec.model.img_size)
+    data = spec.model.builtin_data(progress=None)
     src = data.source
-    if len(src.channels) != spec.model.in_chans or spec.model.in_chans != spec.model.out_chans:
+    n_out = spec.model.out_chans
+    # Scored on the model's outputs, over the cells where each is defined (the ocean at its depth, for AI-GOMS).
+    mask = spec.model.loss_mask() if spec.loss == "masked_relative_l2" else None
+    if len(src.channels) != spec.model.in_chans:
         raise PairbenchError(
             f"{spec.name} takes {spec.model.in_chans} channels; the built-in data has {len(src.channels)}"
         )
@@ -160,23 +171,26 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
         "test_inits": inits.tolist(),
         "weights_convention": data.weights_convention,
         "rmse_order": "sqrt_of_mean_mse",
+        "scored_cells": "all" if mask is None else "ocean at each channel's depth",
     }
     base["workload_fingerprint"] = fingerprint({k: base[k] for k in _IDENTITY})
 
-    truth = np.stack([src.read(i + 1, i + 1 + opts.n_lead) for i in inits])
-    x0 = np.stack([src.read(i, i + 1)[0] for i in inits])
-    score = _scorer(clim, data.weights_convention, src.channels)
+    channels = src.channels[:n_out]
+    truth = np.stack([src.read(i + 1, i + 1 + opts.n_lead)[:, :n_out] for i in inits])
+    x0 = np.stack([src.read(i, i + 1)[0, :n_out] for i in inits])
+    clim = clim[:n_out]
+    score = _scorer(clim, data.weights_convention, channels, mask)
     refs = {
         "persistence": score(persistence_forecast(x0, opts.n_lead), truth),
         "climatology": score(climatology_forecast(clim, len(inits), opts.n_lead), truth),
     }
     hours = src.time_step_hours
     ref_fields = {
-        **_flat_scores("persistence_", refs["persistence"], src.channels, hours),
-        **_flat_scores("climatology_", refs["climatology"], src.channels, hours),
+        **_flat_scores("persistence_", refs["persistence"], channels, hours),
+        **_flat_scores("climatology_", refs["climatology"], channels, hours),
     }
 
-    summary = {"run_dir": str(run_dir), "channels": list(src.channels), "hours": hours, "scores": {}, "records": []}
+    summary = {"run_dir": str(run_dir), "channels": list(channels), "hours": hours, "scores": {}, "records": []}
     for name, s in refs.items():
         summary["scores"][name] = _table(s)
     for fw in opts.frameworks:
@@ -201,7 +215,8 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
         result = run_worker(run, run_dir / fw, opts.timeout_s)
         rec = {**base, "framework": fw, "device": opts.device, "status": result["status"]}
         if result["status"] == "ok":
-            forecasts = np.load(run_dir / f"{fw}.npz")["forecasts"] * std[:, None, None] + mean[:, None, None]
+            scale, shift = std[:n_out, None, None], mean[:n_out, None, None]
+            forecasts = np.load(run_dir / f"{fw}.npz")["forecasts"] * scale + shift
             s = score(forecasts, truth)
             summary["scores"][fw] = _table(s)
             rec.update(_record_environment(result))
@@ -211,7 +226,7 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
                     "step_ms": result["step_ms"],
                     "step_ms_p50": float(np.median(result["step_ms"])),
                     "rollout_ms_p50": float(np.median(result["rollout_ms"])),
-                    **_flat_scores("", s, src.channels, hours),
+                    **_flat_scores("", s, channels, hours),
                     **ref_fields,
                 }
             )
@@ -225,9 +240,9 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
     return summary
 
 
-def _scorer(clim, convention, channels):
+def _scorer(clim, convention, channels, mask=None):
     def score(forecasts, truth):
-        return score_lead_times(forecasts, truth, clim, convention=convention, channels=tuple(channels))
+        return score_lead_times(forecasts, truth, clim, convention=convention, channels=tuple(channels), mask=mask)
 
     return score
 

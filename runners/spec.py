@@ -13,7 +13,11 @@ import numpy as np
 SCHEMA_VERSION = 1
 FRAMEWORKS = ("torch", "mindspore")
 PRECISIONS = ("fp32", "bf16", "fp16")
-MODES = ("eager", "compiled")  # PyTorch eager / torch.compile; MindSpore PyNative / graph mode (jit)
+LOSSES = ("mse", "masked_relative_l2")  # masked_relative_l2: per sample |m*(out-y)| / |m*y|, m the ocean mask
+MODES = ("eager", "compiled")
+# forecast: inputs at t, target at t + 1. masked: the same pairs with a random mask_ratio of the patch tokens
+# replaced by the model's mask token (masked pre-training; models whose configuration has random_token_mask).
+OBJECTIVES = ("forecast", "masked")  # PyTorch eager / torch.compile; MindSpore PyNative / graph mode (jit)
 
 
 class PairbenchError(Exception):
@@ -28,8 +32,9 @@ class UnsupportedError(PairbenchError):
 class WorkloadSpec:
     """A named model configuration plus the training hyper-parameters shared by all runners.
 
-    ``model`` is a configuration object with ``parameter_shapes()``, ``init_weights(seed)``,
-    ``flops()``, ``to_dict()`` and ``from_dict()`` (see FourCastNetConfig). ``models`` maps each
+    ``model`` is a configuration object with ``in_chans``, ``out_chans``, ``img_size``, ``parameter_shapes()``,
+    ``init_weights(seed)``, ``flops()``, ``to_dict()`` and ``from_dict()`` (see FourCastNetConfig), and
+    ``loss_mask()`` where ``loss`` is ``masked_relative_l2`` (see AIGOMSConfig). ``models`` maps each
     framework to ``"module:Class"``; the class takes ``model`` as its only argument and is imported
     only inside that framework's subprocess.
     """
@@ -43,13 +48,18 @@ class WorkloadSpec:
     lr: float = 5e-4
     betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
+    loss: str = "mse"
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
 
     def with_model(self, model: dict[str, Any]) -> WorkloadSpec:
         """The same workload with its model configuration rebuilt from ``model``."""
         return replace(self, model=type(self.model).from_dict(model))
 
     def hyper_parameters(self) -> dict[str, Any]:
-        return {"lr": self.lr, "betas": list(self.betas), "adam_eps": self.adam_eps, "loss": "mse"}
+        return {"lr": self.lr, "betas": list(self.betas), "adam_eps": self.adam_eps, "loss": self.loss}
 
 
 @dataclass
@@ -70,6 +80,7 @@ class RunConfig:
     forward_steps: int = 20
     seed: int = 0
     power_rate_hz: float = 10.0
+    objective: str = "forecast"  # see OBJECTIVES
     task: str = "pair"  # "pair": parity and timing on synthetic batches; "skill": train on data, roll out
     data: dict[str, Any] = field(default_factory=dict)  # the skill task's data set and rollout settings
     model: dict[str, Any] = field(default_factory=dict)
@@ -94,9 +105,9 @@ class Runner(Protocol):
 
     def fetch(self, tensor: Any) -> np.ndarray: ...
 
-    def loss_and_grads(self, x: Any, y: Any) -> tuple[float, dict[str, np.ndarray]]: ...
+    def loss_and_grads(self, x: Any, y: Any, token_mask: Any = None) -> tuple[float, dict[str, np.ndarray]]: ...
 
-    def train_step(self, x: Any, y: Any) -> float: ...
+    def train_step(self, x: Any, y: Any, token_mask: Any = None) -> float: ...
 
     def synchronize(self) -> None: ...
 

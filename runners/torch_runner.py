@@ -38,8 +38,24 @@ def _torch_device(text: str) -> torch.device:
     return torch.device("npu", dev.index)
 
 
+def masked_relative_l2(out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over samples of |mask * (out - y)| / |mask * y| (L2 norms over channels and grid)."""
+    b = out.shape[0]
+    diff = ((out - y) * mask).reshape(b, -1)
+    ref = (y * mask).reshape(b, -1)
+    return ((diff**2).sum(dim=1).sqrt() / (ref**2).sum(dim=1).sqrt()).mean()
+
+
+def make_loss(spec: WorkloadSpec, device: torch.device):
+    """The workload's loss as ``loss(out, y)``, in fp32 (``spec.loss``; see runners.spec.LOSSES)."""
+    if spec.loss == "masked_relative_l2":
+        mask = torch.from_numpy(spec.model.loss_mask()).to(device)
+        return lambda out, y: masked_relative_l2(out, y, mask)
+    return F.mse_loss
+
+
 class TorchRunner:
-    """MSE loss and torch.optim.Adam; the mixed-precision policy is the model's own (see README)."""
+    """The workload's loss and torch.optim.Adam; the mixed-precision policy is the model's own (see README)."""
 
     framework = "torch"
 
@@ -52,6 +68,7 @@ class TorchRunner:
             raise UnsupportedError(f"precision {run.precision} is not one of {', '.join(AMP_DTYPES)}")
         self.amp_dtype = AMP_DTYPES[run.precision]
         self.model_cls = load_object(spec.models[self.framework])
+        self.loss_fn = make_loss(spec, self.device)
 
     def versions(self) -> dict[str, str]:
         name = "cpu"
@@ -92,12 +109,12 @@ class TorchRunner:
     def fetch(self, tensor: torch.Tensor) -> np.ndarray:
         return tensor.detach().float().cpu().numpy()
 
-    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _loss(self, x: torch.Tensor, y: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
         with self._autocast():
-            out = self.model(x)
-        return F.mse_loss(out.float(), y)
+            out = self.model(x) if token_mask is None else self.model(x, token_mask)
+        return self.loss_fn(out.float(), y)
 
-    def loss_and_grads(self, x, y) -> tuple[float, dict[str, np.ndarray]]:
+    def loss_and_grads(self, x, y, token_mask=None) -> tuple[float, dict[str, np.ndarray]]:
         """Loss and every parameter's gradient; also measures the bytes autograd saves for backward
         (distinct storages), the activation memory that recompute trades for time."""
         self.net.zero_grad(set_to_none=True)
@@ -108,7 +125,7 @@ class TorchRunner:
             return t
 
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            loss = self._loss(x, y)
+            loss = self._loss(x, y, token_mask)
         self.activation_memory = {"saved_activations_mb": sum(storages.values()) / 2**20}
         loss.backward()
         grads = {
@@ -118,9 +135,9 @@ class TorchRunner:
         self.net.zero_grad(set_to_none=True)
         return float(loss.item()), grads
 
-    def train_step(self, x, y) -> float:
+    def train_step(self, x, y, token_mask=None) -> float:
         self.opt.zero_grad(set_to_none=True)
-        loss = self._loss(x, y)
+        loss = self._loss(x, y, token_mask)
         if self.scaler is None:
             loss.backward()
             self.opt.step()

@@ -33,6 +33,32 @@ def trunc_normal(rng: np.random.Generator, shape, std: float, bound: float = 2.0
     return out
 
 
+def init_afno_weights(shapes: dict[str, tuple[int, ...]], seed: int, patch_fan_in: int) -> dict[str, np.ndarray]:
+    """Initial weights drawn the way the AFNO reference initialises them, in ``shapes`` order, from one seed.
+
+    Linear weights (every 2-D ``weight``), positional embeddings and mask tokens: truncated normal, std 0.02;
+    biases 0; LayerNorm scale 1; spectral weights (``.filter.``, ``koopman.``) 0.02 * N(0, 1); the
+    patch-embedding convolution keeps PyTorch's default, uniform in +-1/sqrt(fan_in) for weight and bias.
+    """
+    rng = np.random.default_rng(seed)
+    bound = 1.0 / np.sqrt(patch_fan_in)
+    out: dict[str, np.ndarray] = {}
+    for name, shape in shapes.items():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf in ("pos_embed", "decoder_pos_embed", "mask_token") or (leaf == "weight" and len(shape) == 2):
+            arr = trunc_normal(rng, shape, 0.02)
+        elif name.startswith("patch_embed."):
+            arr = rng.uniform(-bound, bound, size=shape)
+        elif ".filter." in name or name.startswith("koopman."):
+            arr = 0.02 * rng.standard_normal(shape)
+        elif leaf == "weight":  # LayerNorm scale
+            arr = np.ones(shape)
+        else:  # LayerNorm and Linear biases
+            arr = np.zeros(shape)
+        out[name] = np.ascontiguousarray(arr, dtype=np.float32)
+    return out
+
+
 def check_weights(cfg, tensors: dict[str, np.ndarray], source: str) -> None:
     """Raise :class:`WeightsMismatch` naming the first parameter that does not fit ``cfg``."""
     expected = cfg.parameter_shapes()

@@ -58,14 +58,15 @@ def build(run: RunConfig):
 
 def timed_training(run: RunConfig, runner, batch, n_steps: int, samples_per_step: int) -> dict:
     """``run.warmup_steps`` untimed Adam steps, then ``n_steps`` timed ones with power collected over
-    exactly that window. ``batch(i)`` gives step i's host arrays (x, y); their transfer is timed apart."""
+    exactly that window. ``batch(i)`` gives step i's host arrays (x, y, and a token mask for the masked
+    objective); their transfer is timed apart."""
 
     def step(i: int) -> tuple[float, float, float]:
         t_in = time.perf_counter()
-        x, y = (runner.put(a) for a in batch(i))
+        inputs = [runner.put(a) for a in batch(i)]
         runner.synchronize()
         t_step = time.perf_counter()
-        loss = runner.train_step(x, y)
+        loss = runner.train_step(*inputs)
         runner.synchronize()
         t_end = time.perf_counter()
         if not np.isfinite(loss):
@@ -97,11 +98,17 @@ def timed_training(run: RunConfig, runner, batch, n_steps: int, samples_per_step
 def execute_pair(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.ndarray]]:
     """Parity and timing on synthetic batches: forward output, gradients, losses, step times."""
     shape = (run.batch_size, spec.model.in_chans, *spec.model.img_size)
+    if run.objective == "masked" and not getattr(spec.model, "mask_ratio", 0):
+        raise UnsupportedError(f"{spec.name} has no masked pre-training (its model has no mask token)")
 
     def batch(i: int):
-        return synthetic_batch(shape, spec.model.out_chans, run.seed, i)
+        x, y = synthetic_batch(shape, spec.model.out_chans, run.seed, i)
+        if run.objective != "masked":
+            return x, y
+        # Drawn on the host from the seed and step, so every framework masks the same patches.
+        return x, y, spec.model.random_token_mask(run.batch_size, np.random.default_rng([run.seed, i, 1]))
 
-    x0, y0 = (runner.put(a) for a in batch(0))
+    x0, y0, *mask0 = (runner.put(a) for a in batch(0))
     t0 = time.perf_counter()
     forward_output = runner.fetch(runner.forward(x0))
     forward_first_ms = (time.perf_counter() - t0) * 1e3
@@ -110,7 +117,7 @@ def execute_pair(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.ndarr
     memory = RssPeak()
     memory.start()
     t0 = time.perf_counter()
-    loss0, grads = runner.loss_and_grads(x0, y0)
+    loss0, grads = runner.loss_and_grads(x0, y0, *mask0)
     runner.synchronize()
     first_backward_ms = (time.perf_counter() - t0) * 1e3
     rss_before, rss_peak = memory.stop()

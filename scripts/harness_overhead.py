@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 from reports.stats import bootstrap_ratio  # noqa: E402
 from runners.data import synthetic_batch  # noqa: E402
 from runners.pair import run_worker  # noqa: E402
-from runners.registry import check_framework, get_workload  # noqa: E402
+from runners.registry import check_framework, get_workload, load_object  # noqa: E402
 from runners.spec import PairbenchError, RunConfig  # noqa: E402
 from runners.weights import load_weights, save_weights  # noqa: E402
 
@@ -27,7 +27,7 @@ TARGET = 1.02
 WARMUP_STEPS = 3
 # Timed steps per measurement when --steps is not given: enough samples that a 2 % difference shows, with the
 # full default run (3 rounds x 2 sides x 2 frameworks x 2 workloads) taking a few minutes on a 2-core CPU.
-DEFAULT_STEPS = {"fourcastnet-tiny": 100, "fourcastnet-small": 30}
+DEFAULT_STEPS = {"fourcastnet-tiny": 100, "fourcastnet-small": 30, "aigoms-tiny": 60, "aigoms-small": 20}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -38,13 +38,13 @@ DEFAULT_STEPS = {"fourcastnet-tiny": 100, "fourcastnet-small": 30}
 def _bare_torch(spec, weights, batches, threads):
     """Returns step(i) -> loss for a hand-written PyTorch loop over the pre-built batches."""
     import torch
-    import torch.nn.functional as F
 
-    from runners.fourcastnet.torch_model import AFNONet
+    from runners.torch_runner import make_loss
 
     if threads:
         torch.set_num_threads(threads)
-    net = AFNONet(spec.model)
+    net = load_object(spec.models["torch"])(spec.model)
+    loss_fn = make_loss(spec, torch.device("cpu"))
     net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=True)
     opt = torch.optim.Adam(net.parameters(), lr=spec.lr, betas=spec.betas, eps=spec.adam_eps)
     data = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches]
@@ -52,7 +52,7 @@ def _bare_torch(spec, weights, batches, threads):
     def step(i: int) -> float:
         x, y = data[i]
         opt.zero_grad(set_to_none=True)
-        loss = F.mse_loss(net(x), y)
+        loss = loss_fn(net(x), y)
         loss.backward()
         opt.step()
         return loss.item()  # on CPU this waits for the whole step
@@ -65,22 +65,24 @@ def _bare_mindspore(spec, weights, batches, threads):
     import mindspore as ms
     from mindspore import Tensor
 
-    from runners.fourcastnet.mindspore_model import AFNONet
     from runners.mindspore_optim import TorchRuleAdam
+    from runners.mindspore_runner import make_loss
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
     if threads:
         ms.set_context(runtime_num_threads=threads)
     ms.set_device("CPU")
     ms.runtime.launch_blocking()  # as the runner does on CPU: asynchronous dispatch costs ms per kernel here
-    net = AFNONet(spec.model)
+    net = load_object(spec.models["mindspore"])(spec.model)
     for p in net.get_parameters():
         p.set_data(Tensor(weights[p.name]))
     params = net.trainable_params()
     opt = TorchRuleAdam(params, lr=spec.lr, betas=spec.betas, eps=spec.adam_eps)
 
+    workload_loss = make_loss(spec)
+
     def loss_fn(x, y):
-        return ((net(x) - y) ** 2).mean()
+        return workload_loss(net(x), y)
 
     grad_fn = ms.value_and_grad(loss_fn, None, params)
     data = [(Tensor(x), Tensor(y)) for x, y in batches]

@@ -36,3 +36,23 @@ def run_json(code: str, timeout: float = 600):
     proc = run_python(code, timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def torch_flops(model: str, config: str, cfg: dict, batch: int = 2) -> dict:
+    """FLOPs that torch.utils.flop_counter counts (matmuls and convolutions) for ``batch`` samples through the
+    model class ``model`` ("module:Class") built from ``config`` ("module:Class") ``.from_dict(cfg)``:
+    forward under no_grad, and forward + backward of a mean-square loss."""
+    return run_json(f"""
+import json, torch
+from torch.utils.flop_counter import FlopCounterMode
+from runners.registry import load_object
+cfg = load_object({config!r}).from_dict({cfg!r})
+net = load_object({model!r})(cfg)
+x = torch.randn({batch}, cfg.in_chans, *cfg.img_size)
+with FlopCounterMode(display=False) as fwd:
+    with torch.no_grad():
+        net(x)
+with FlopCounterMode(display=False) as train:
+    net(x).square().mean().backward()
+print(json.dumps({{'forward': fwd.get_total_flops(), 'train': train.get_total_flops()}}))
+""")

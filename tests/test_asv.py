@@ -375,7 +375,7 @@ class _Captured(Exception):
     pass
 
 
-@pytest.mark.parametrize("workload", ["fourcastnet-tiny", "fourcastnet-small"])
+@pytest.mark.parametrize("workload", ["fourcastnet-tiny", "fourcastnet-small", "aigoms-tiny"])
 @pytest.mark.parametrize("task", ["pair", "skill"])
 def test_benchmarks_run_what_the_printed_pairbench_command_runs(monkeypatch, task, workload):
     """The asv benchmark and `pairbench run|skill` with the flags it prints build the same options."""

@@ -36,6 +36,8 @@ def _one_sentence(stderr: str) -> str:
         ),
         (["run", "--batch-size", "two"], "argument --batch-size: 'two' is not a batch size or a comma-separated list"),
         (["run", "--colour"], "unrecognized arguments: --colour"),
+        (["run", "--objective", "masked", "--nproc", "2"], "data-parallel runs (--nproc) train the forecast objective"),
+        (["run", "--objective", "mae"], "argument --objective: invalid choice: 'mae'"),
     ],
 )
 def test_bad_input_is_one_clear_sentence(tmp_path, args, message):

@@ -33,9 +33,10 @@ FRAMEWORKS = [pytest.param("torch", marks=needs_torch), pytest.param("mindspore"
 BACKENDS = {"torch": "gloo", "mindspore": "mccl"}
 
 
+@pytest.mark.parametrize("workload", [WORKLOAD, "aigoms-tiny"])  # MSE; the land-masked relative L2 per sample
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_two_processes_train_as_one(framework, tmp_path):
-    res = run_data_parallel(WORKLOAD, framework, 2, 4, steps=6, warmup=2, results_dir=tmp_path, reference=True)
+def test_two_processes_train_as_one(framework, workload, tmp_path):
+    res = run_data_parallel(workload, framework, 2, 4, steps=6, warmup=2, results_dir=tmp_path, reference=True)
     assert res["status"] == "ok", res.get("reason")
     assert res["backend"] == BACKENDS[framework] and res["local_batch"] == 2
     assert len(res["losses"]) == len(res["reference_losses"]) == 8

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import needs_mindspore, needs_torch, run_json
+from conftest import needs_mindspore, needs_torch, run_json, torch_flops
 
 from runners.fourcastnet.config import CONFIGS, FourCastNetConfig
 
@@ -63,21 +63,9 @@ def test_analytic_flops_match_torch_flop_counter(cfg):
     """torch.utils.flop_counter counts matmuls and convolutions (not FFTs): it must agree exactly
     with the analytic matmul count, forward and forward + backward, per sample."""
     batch = 2
-    got = run_json(f"""
-import json, torch
-from torch.utils.flop_counter import FlopCounterMode
-from runners.fourcastnet.config import FourCastNetConfig
-from runners.fourcastnet.torch_model import AFNONet
-cfg = FourCastNetConfig.from_dict({cfg.to_dict()!r})
-net = AFNONet(cfg)
-x = torch.randn({batch}, cfg.in_chans, *cfg.img_size)
-with FlopCounterMode(display=False) as fwd:
-    with torch.no_grad():
-        net(x)
-with FlopCounterMode(display=False) as train:
-    net(x).square().mean().backward()
-print(json.dumps({{'forward': fwd.get_total_flops(), 'train': train.get_total_flops()}}))
-""")
+    got = torch_flops(
+        "runners.fourcastnet.torch_model:AFNONet", "runners.fourcastnet.config:FourCastNetConfig", cfg.to_dict(), batch
+    )
     f = cfg.flops()
     assert got["forward"] == batch * f.matmul_forward
     assert got["train"] == batch * f.matmul_train

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from runners.weights import trunc_normal
+from runners.weights import init_afno_weights
 
 
 @dataclass(frozen=True)
@@ -162,29 +162,8 @@ class FourCastNetConfig:
         return sum(math.prod(s) for s in self.parameter_shapes().values())
 
     def init_weights(self, seed: int) -> dict[str, np.ndarray]:
-        """Initial weights drawn as the reference initialises them, from one NumPy seed.
-
-        Linear weights and the positional embedding: truncated normal, std 0.02; Linear biases 0;
-        LayerNorm 1 and 0; spectral weights and biases 0.02 * N(0, 1); the patch-embedding
-        convolution keeps PyTorch's default, uniform in +-1/sqrt(fan_in) for weight and bias.
-        """
-        rng = np.random.default_rng(seed)
-        out: dict[str, np.ndarray] = {}
-        bound = 1.0 / math.sqrt(self.in_chans * self.patch_size**2)
-        for name, shape in self.parameter_shapes().items():
-            leaf = name.rsplit(".", 1)[-1]
-            if name == "pos_embed" or (leaf == "weight" and (".mlp." in name or name == "head.weight")):
-                arr = trunc_normal(rng, shape, 0.02)
-            elif name.startswith("patch_embed."):
-                arr = rng.uniform(-bound, bound, size=shape)
-            elif ".filter." in name:
-                arr = 0.02 * rng.standard_normal(shape)
-            elif leaf == "weight":  # LayerNorm scale
-                arr = np.ones(shape)
-            else:  # LayerNorm and Linear biases
-                arr = np.zeros(shape)
-            out[name] = np.ascontiguousarray(arr, dtype=np.float32)
-        return out
+        """Initial weights drawn as the reference initialises them (:func:`runners.weights.init_afno_weights`)."""
+        return init_afno_weights(self.parameter_shapes(), seed, self.in_chans * self.patch_size**2)
 
     # --- FLOPs ---------------------------------------------------------------------------------
     def flops(self) -> FlopCount:
@@ -214,6 +193,12 @@ class FourCastNetConfig:
             fft_forward=fft_forward,
             fft_train=2 * fft_forward,
         )
+
+    def builtin_data(self, progress=None):
+        """The built-in training data at this grid (the barotropic trajectory, :mod:`runners.datasets.builtin`)."""
+        from runners.datasets.builtin import builtin_dataset
+
+        return builtin_dataset(self.img_size, progress=progress)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -115,6 +115,14 @@ class PatchEmbed(nn.Cell):
         return x.reshape(x.shape[0], x.shape[1], -1).swapaxes(1, 2)
 
 
+def unpatchify(x, tokens: tuple[int, int], p: int, out_chans: int):
+    """Head output (B, h, w, p * p * out_chans) back to fields (B, out_chans, h * p, w * p), as the reference."""
+    b = x.shape[0]
+    h, w = tokens
+    x = x.reshape(b, h, w, p, p, out_chans)
+    return x.transpose(0, 5, 1, 3, 2, 4).reshape(b, out_chans, h * p, w * p)
+
+
 class AFNONet(nn.Cell):
     """FourCastNet: patch embedding, positional embedding, AFNO blocks, linear head, un-patchify.
 
@@ -138,11 +146,15 @@ class AFNONet(nn.Cell):
         self.norm = LayerNorm(cfg.embed_dim, cfg.layer_norm_eps)
         self.head = nn.Dense(cfg.embed_dim, cfg.head_out, has_bias=False)
 
+    def recompute_blocks(self) -> None:
+        """Activation recompute of every AFNO block (``Cell.recompute``)."""
+        for block in self.blocks:
+            block.recompute()
+
     def construct(self, x):
         b = x.shape[0]
         h, w, p = self.h, self.w, self.p
         x = (self.patch_embed(x) + self.pos_embed).reshape(b, h, w, self.e)
         for blk in self.blocks:
             x = blk(x)
-        x = self.head(x).reshape(b, h, w, p, p, self.out_chans)
-        return x.transpose(0, 5, 1, 3, 2, 4).reshape(b, self.out_chans, h * p, w * p)
+        return unpatchify(self.head(x), (h, w), p, self.out_chans)

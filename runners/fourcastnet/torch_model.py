@@ -94,6 +94,21 @@ class PatchEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)
 
 
+def check_input(x: torch.Tensor, cfg) -> None:
+    """Refuse an input that does not fit the configuration's channels and grid, naming both."""
+    b, c, hh, ww = x.shape
+    if (hh, ww) != cfg.img_size or c != cfg.in_chans:
+        raise ValueError(f"input of shape {tuple(x.shape)} does not fit {cfg.in_chans} x {cfg.img_size}")
+
+
+def unpatchify(x: torch.Tensor, cfg) -> torch.Tensor:
+    """Head output (B, h, w, p * p * out_chans) back to fields (B, out_chans, h * p, w * p), as the reference."""
+    b = x.shape[0]
+    (h, w), p = cfg.tokens, cfg.patch_size
+    x = x.reshape(b, h, w, p, p, cfg.out_chans)
+    return x.permute(0, 5, 1, 3, 2, 4).reshape(b, cfg.out_chans, h * p, w * p)
+
+
 class AFNONet(nn.Module):
     """FourCastNet: patch embedding, positional embedding, AFNO blocks, linear head, un-patchify.
 
@@ -118,13 +133,9 @@ class AFNONet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
-        b, c, hh, ww = x.shape
-        if (hh, ww) != cfg.img_size or c != cfg.in_chans:
-            raise ValueError(f"input of shape {tuple(x.shape)} does not fit {cfg.in_chans} x {cfg.img_size}")
+        check_input(x, cfg)
         h, w = cfg.tokens
-        p = cfg.patch_size
-        x = (self.patch_embed(x) + self.pos_embed).reshape(b, h, w, cfg.embed_dim)
+        x = (self.patch_embed(x) + self.pos_embed).reshape(x.shape[0], h, w, cfg.embed_dim)
         for blk in self.blocks:
             x = checkpoint(blk, x, use_reentrant=False) if self.recompute and torch.is_grad_enabled() else blk(x)
-        x = self.head(x).reshape(b, h, w, p, p, cfg.out_chans)
-        return x.permute(0, 5, 1, 3, 2, 4).reshape(b, cfg.out_chans, h * p, w * p)
+        return unpatchify(self.head(x), cfg)
