@@ -14,10 +14,10 @@ SCHEMA_VERSION = 1
 FRAMEWORKS = ("torch", "mindspore")
 PRECISIONS = ("fp32", "bf16", "fp16")
 LOSSES = ("mse", "masked_relative_l2")  # masked_relative_l2: per sample |m*(out-y)| / |m*y|, m the ocean mask
-MODES = ("eager", "compiled")
+MODES = ("eager", "compiled")  # PyTorch eager / torch.compile; MindSpore PyNative / graph mode (jit)
 # forecast: inputs at t, target at t + 1. masked: the same pairs with a random mask_ratio of the patch tokens
 # replaced by the model's mask token (masked pre-training; models whose configuration has random_token_mask).
-OBJECTIVES = ("forecast", "masked")  # PyTorch eager / torch.compile; MindSpore PyNative / graph mode (jit)
+OBJECTIVES = ("forecast", "masked")
 
 
 class PairbenchError(Exception):

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from runners.datasets.ocean import OCEAN_VARIABLES, channels, ocean_channels
+from runners.datasets.ocean import OCEAN_VARIABLES, channels, ocean_channels, ocean_mask
 from runners.fourcastnet.config import FlopCount, FourCastNetConfig
 from runners.weights import init_afno_weights
 
@@ -217,8 +217,6 @@ class AIGOMSConfig:
         """Ocean mask of each output channel, float32 (out_chans, lat, lon): 1 where the sea floor lies
         below the channel's depth, from the built-in ocean geometry at this grid (the study reads the
         same kind of mask from ``land_mask.h5``)."""
-        from runners.datasets.ocean import ocean_mask
-
         levels = ocean_mask(self.img_size, self.depths_m)
         index = {d: i for i, d in enumerate(self.depths_m)}
         return np.stack([levels[index.get(int(d), 0)] for d in self.channel_depths()]).astype(np.float32)
