@@ -17,7 +17,7 @@ TRAINING_WORKLOADS = [
     "fourcastnet-tiny", "fourcastnet-small", "fourcastnet-era5", "aigoms-tiny", "aigoms-small", "aigoms-paper",
 ]  # fmt: skip
 SKILL_WORKLOADS = ["fourcastnet-tiny", "fourcastnet-small", "aigoms-tiny"]  # the built-in data's grids
-LEADS = ["6h", "24h", "48h"]  # of the 8 rollout steps (six-hourly atmosphere, daily ocean)
+LEADS = ["6h", "24h", "48h", "192h"]  # of the 8 rollout steps (six-hourly atmosphere to 48 h, daily ocean to 192 h)
 # The built-in data's channels: the atmosphere's u, v, vorticity; the ocean's surface t, s, u and height.
 CHANNELS = ["u", "v", "vo", "t0", "s0", "u0", "ssh"]
 

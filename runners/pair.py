@@ -21,7 +21,16 @@ from metrics.timing import summarize
 from reports.records import append_record, read_records
 from runners.devices import parse_device
 from runners.registry import DEFAULT_WORKLOAD, check_framework, get_workload
-from runners.spec import FRAMEWORKS, MODES, OBJECTIVES, PRECISIONS, SCHEMA_VERSION, PairbenchError, RunConfig
+from runners.spec import (
+    FRAMEWORKS,
+    MODES,
+    OBJECTIVES,
+    PRECISIONS,
+    SCHEMA_VERSION,
+    PairbenchError,
+    RunConfig,
+    masked_objective_refusal,
+)
 from runners.weights import load_weights, save_weights
 
 # fp32: the foundation issue's acceptance bounds. Low precision: each framework rounds differently
@@ -279,6 +288,8 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
             spec = spec.with_model({**spec.model.to_dict(), **opts.model})
         except (TypeError, ValueError) as exc:
             raise PairbenchError(f"invalid model override: {exc}") from None
+    if opts.objective == "masked" and masked_objective_refusal(spec):
+        raise PairbenchError(masked_objective_refusal(spec))
     seed = secrets.randbits(31) if opts.seed is None else opts.seed
     batch = opts.batch_size or spec.batch_size
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")

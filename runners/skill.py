@@ -29,7 +29,9 @@ def execute_skill(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.ndar
 
     The data set's first ``out_chans`` channels are the model's outputs; any further input channels
     (AI-GOMS's atmospheric forcings and orography) are read from the data at each input time, in training
-    and in the rollout alike."""
+    and in the rollout alike. Where the model's outputs are undefined (land, ``output_mask``), a forecast is
+    fed back with each channel's ocean mean there, as the data holds land, so that untrained land values
+    do not leak into later leads."""
     from runners.worker import timed_training
 
     d = run.data
@@ -37,6 +39,7 @@ def execute_skill(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.ndar
     mean = np.asarray(d["mean"], np.float32)[:, None, None]
     std = np.asarray(d["std"], np.float32)[:, None, None]
     n_out = spec.model.out_chans
+    mask = spec.model.output_mask()
 
     def norm(a: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray((a - mean) / std, dtype=np.float32)
@@ -59,11 +62,22 @@ def execute_skill(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.ndar
         runner.synchronize()
         rollout_ms.append((time.perf_counter() - start) * 1e3)
         forecasts.append(runner.fetch(out))
-        if n_out == data.shape[1]:
+        if n_out == data.shape[1] and mask is None:
             x = out
         elif k + 1 < d["n_lead"]:  # the next input: this forecast, then the forcings and static fields at its time
-            x = runner.put(np.concatenate([forecasts[-1], norm(data[inits + k + 1])[:, n_out:]], axis=1))
+            extra = norm(data[inits + k + 1])[:, n_out:]
+            x = runner.put(np.concatenate([fill_undefined(forecasts[-1], mask), extra], axis=1))
     return {**training, "rollout_ms": rollout_ms}, {"forecasts": np.stack(forecasts, axis=1)}
+
+
+def fill_undefined(fields: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """``fields`` (batch, channel, lat, lon) with the cells where ``mask`` (channel, lat, lon) is 0 set to the
+    channel's mean over the cells where it is 1, per sample: how the built-in ocean data holds land."""
+    if mask is None:
+        return fields
+    keep = mask.astype(bool)
+    means = (fields * keep).sum(axis=(-2, -1), keepdims=True) / keep.sum(axis=(-2, -1), keepdims=True)
+    return np.where(keep, fields, means).astype(fields.dtype)
 
 
 # ---------------------------------------------------------------------------------- orchestrator
@@ -126,7 +140,7 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
     src = data.source
     n_out = spec.model.out_chans
     # Scored on the model's outputs, over the cells where each is defined (the ocean at its depth, for AI-GOMS).
-    mask = spec.model.loss_mask() if spec.loss == "masked_relative_l2" else None
+    mask = spec.model.output_mask()
     if len(src.channels) != spec.model.in_chans:
         raise PairbenchError(
             f"{spec.name} takes {spec.model.in_chans} channels; the built-in data has {len(src.channels)}"

@@ -20,6 +20,15 @@ MODES = ("eager", "compiled")  # PyTorch eager / torch.compile; MindSpore PyNati
 OBJECTIVES = ("forecast", "masked")
 
 
+def masked_objective_refusal(spec) -> str | None:
+    """Why ``spec`` cannot train the masked objective, or None when it can."""
+    if not hasattr(spec.model, "random_token_mask"):
+        return f"{spec.name} has no masked pre-training (its model has no mask token)"
+    if not spec.model.mask_ratio > 0:
+        return f"{spec.name} has mask_ratio {spec.model.mask_ratio}: the masked objective would hide nothing"
+    return None
+
+
 class PairbenchError(Exception):
     """An error a user can cause; the CLI prints its message as one sentence and exits non-zero."""
 
@@ -33,10 +42,10 @@ class WorkloadSpec:
     """A named model configuration plus the training hyper-parameters shared by all runners.
 
     ``model`` is a configuration object with ``in_chans``, ``out_chans``, ``img_size``, ``parameter_shapes()``,
-    ``init_weights(seed)``, ``flops()``, ``to_dict()`` and ``from_dict()`` (see FourCastNetConfig), and
-    ``loss_mask()`` where ``loss`` is ``masked_relative_l2`` (see AIGOMSConfig). ``models`` maps each
-    framework to ``"module:Class"``; the class takes ``model`` as its only argument and is imported
-    only inside that framework's subprocess.
+    ``init_weights(seed)``, ``flops()``, ``output_mask()`` (where each output is defined, or None for
+    everywhere), ``builtin_data()``, ``to_dict()`` and ``from_dict()`` (see FourCastNetConfig, AIGOMSConfig).
+    ``models`` maps each framework to ``"module:Class"``; the class takes ``model`` as its only argument and
+    is imported only inside that framework's subprocess.
     """
 
     name: str
@@ -53,6 +62,8 @@ class WorkloadSpec:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.loss == "masked_relative_l2" and self.model.output_mask() is None:
+            raise ValueError(f"{self.name}: masked_relative_l2 needs a model whose output_mask() is not None")
 
     def with_model(self, model: dict[str, Any]) -> WorkloadSpec:
         """The same workload with its model configuration rebuilt from ``model``."""

@@ -49,7 +49,7 @@ def masked_relative_l2(out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -
 def make_loss(spec: WorkloadSpec, device: torch.device):
     """The workload's loss as ``loss(out, y)``, in fp32 (``spec.loss``; see runners.spec.LOSSES)."""
     if spec.loss == "masked_relative_l2":
-        mask = torch.from_numpy(spec.model.loss_mask()).to(device)
+        mask = torch.from_numpy(spec.model.output_mask()).to(device)
         return lambda out, y: masked_relative_l2(out, y, mask)
     return F.mse_loss
 

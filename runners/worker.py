@@ -24,7 +24,7 @@ from metrics.timing import time_steps
 from runners.data import synthetic_batch
 from runners.devices import parse_device
 from runners.registry import get_workload, runner_class
-from runners.spec import PairbenchError, RunConfig, UnsupportedError
+from runners.spec import PairbenchError, RunConfig, UnsupportedError, masked_objective_refusal
 from runners.weights import load_weights
 
 
@@ -98,8 +98,8 @@ def timed_training(run: RunConfig, runner, batch, n_steps: int, samples_per_step
 def execute_pair(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.ndarray]]:
     """Parity and timing on synthetic batches: forward output, gradients, losses, step times."""
     shape = (run.batch_size, spec.model.in_chans, *spec.model.img_size)
-    if run.objective == "masked" and not getattr(spec.model, "mask_ratio", 0):
-        raise UnsupportedError(f"{spec.name} has no masked pre-training (its model has no mask token)")
+    if run.objective == "masked" and masked_objective_refusal(spec):
+        raise UnsupportedError(masked_objective_refusal(spec))
 
     def batch(i: int):
         x, y = synthetic_batch(shape, spec.model.out_chans, run.seed, i)

@@ -13,6 +13,7 @@ from conftest import needs_both, needs_mindspore, needs_torch, run_json, torch_f
 from runners.aigoms.config import CONFIGS, PAPER_DEPTHS_M, AIGOMSConfig
 from runners.pair import TOLERANCES, PairOptions, run_pair
 from runners.registry import get_workload
+from runners.spec import PairbenchError
 
 # Odd sizes: a 24 x 72 grid (6 x 18 tokens), half the latitudinal and 0.6 of the zonal Koopman modes,
 # AFNO hard thresholding at 0.5, three Koopman layers and a decoder deeper than the encoder.
@@ -68,9 +69,9 @@ def test_configuration_round_trips_and_rejects_bad_values():
         AIGOMSConfig.from_dict({**ODD, "num_heads": 16})
 
 
-def test_loss_mask_follows_depth():
+def test_output_mask_follows_depth():
     cfg = CONFIGS["aigoms-tiny"]
-    mask = cfg.loss_mask()
+    mask = cfg.output_mask()
     assert mask.shape == (13, 32, 64) and set(np.unique(mask)) == {0.0, 1.0}
     t0, t50, t200, ssh = mask[0], mask[1], mask[2], mask[12]
     assert np.array_equal(ssh, t0) and np.array_equal(mask[3], t0)  # s0 and t0 share the surface mask
@@ -165,6 +166,7 @@ import torch
 from runners.aigoms.torch_model import MaskedOceanAE
 from runners.torch_runner import make_loss
 from runners.registry import get_workload
+from runners.spec import PairbenchError
 net = MaskedOceanAE(cfg)
 net.load_state_dict({k: torch.from_numpy(v) for k, v in w.items()})
 loss_fn = make_loss(get_workload('aigoms-tiny').with_model(cfg.to_dict()), torch.device('cpu'))
@@ -179,6 +181,7 @@ from mindspore import Tensor
 from runners.aigoms.mindspore_model import MaskedOceanAE
 from runners.mindspore_runner import make_loss
 from runners.registry import get_workload
+from runners.spec import PairbenchError
 net = MaskedOceanAE(cfg)
 for p in net.get_parameters():
     p.set_data(Tensor(w[p.name]))
@@ -210,6 +213,7 @@ def test_masked_pretraining_step_agrees(tmp_path):
 _LOSS = """
 import json, numpy as np
 from runners.registry import get_workload
+from runners.spec import PairbenchError
 spec = get_workload('aigoms-tiny')
 d = np.load({path!r})
 {body}
@@ -233,7 +237,7 @@ values = [float(f(Tensor(d[k]), Tensor(d['y'])).asnumpy()) for k in ('out', 'out
 def test_masked_relative_l2_is_the_studys_loss(tmp_path):
     """Per sample |m (out - y)| / |m y|, averaged over samples; what the model predicts on land is ignored."""
     cfg = CONFIGS["aigoms-tiny"]
-    m = cfg.loss_mask()
+    m = cfg.output_mask()
     rng = np.random.default_rng(2)
     y = rng.standard_normal((3, cfg.out_chans, *cfg.img_size)).astype(np.float32)
     out = (y + 0.3 * rng.standard_normal(y.shape)).astype(np.float32)
@@ -273,14 +277,19 @@ class _RecordingRunner:
 
     def forward(self, x):
         self.inputs.append(np.array(x))
-        return np.zeros((x.shape[0], self.n_out, *x.shape[2:]), np.float32)
+        k = len(self.inputs)  # a different, known forecast at every lead
+        return np.arange(x.shape[0] * self.n_out * x.shape[2] * x.shape[3], dtype=np.float32).reshape(
+            x.shape[0], self.n_out, *x.shape[2:]
+        ) * (0.001 * k)
 
     def fetch(self, t):
         return np.asarray(t)
 
 
 def test_rollout_feeds_forecasts_back_with_the_forcings_of_their_valid_time(tmp_path):
-    """AI-GOMS's rollout input at lead k: the forecast for t + k, then the forcings and orography at t + k."""
+    """AI-GOMS's rollout input at lead k: the forecast for t + k, with each channel's ocean mean on its land
+    (what the model was trained on there, not its untrained land values), then the forcings and orography
+    at t + k."""
     from runners.skill import execute_skill
     from runners.spec import RunConfig
 
@@ -300,9 +309,16 @@ def test_rollout_feeds_forecasts_back_with_the_forcings_of_their_valid_time(tmp_
     norm = (data - mean[:, None, None]) / std[:, None, None]
     assert arrays["forecasts"].shape == (2, 3, cfg.out_chans, *cfg.img_size)
     np.testing.assert_allclose(runner.inputs[0], norm[[8, 9]], atol=1e-5)  # the analysis, all channels
+    ocean = cfg.output_mask().astype(bool)
+    assert 0 < ocean.sum() < ocean.size
     for k in (1, 2):
-        x = runner.inputs[k]
-        assert np.all(x[:, : cfg.out_chans] == 0)  # the previous forecast
+        x, previous = runner.inputs[k], arrays["forecasts"][:, k - 1]
+        fed = x[:, : cfg.out_chans]
+        assert np.array_equal(fed[:, ocean], previous[:, ocean])  # the forecast at sea
+        for b in range(2):
+            for c in range(cfg.out_chans):
+                land = fed[b, c][~ocean[c]]
+                assert np.allclose(land, previous[b, c][ocean[c]].mean(), rtol=1e-6)  # its ocean mean on land
         np.testing.assert_allclose(x[:, cfg.out_chans :], norm[[8 + k, 9 + k], cfg.out_chans :], atol=1e-5)
     assert len(result["rollout_ms"]) == 3 and result["losses"] == [1.0, 1.0]
 
@@ -328,7 +344,7 @@ def test_skill_on_the_built_in_ocean_scores_the_ocean_only(tmp_path):
     c = cfg.out_channels.index("t200")
     pred = np.stack([src.read(i, i + 1)[0, c : c + 1] for i in inits])
     truth = np.stack([src.read(i + 1, i + 2)[0, c : c + 1] for i in inits])
-    ocean = cfg.loss_mask()[c : c + 1]
+    ocean = cfg.output_mask()[c : c + 1]
     expected = np.sqrt(np.mean(rmse(pred, truth, latitude_weights(32, "uniform"), mask=ocean) ** 2))
     assert rec["rmse_persistence_t200_24h"] == pytest.approx(expected, rel=1e-9)
     everywhere = np.sqrt(np.mean(rmse(pred, truth, latitude_weights(32, "uniform")) ** 2))
@@ -347,9 +363,9 @@ def test_masked_pretraining_runs_pair_in_both_frameworks(tmp_path):
     forecast = run_pair(opts, progress=lambda s: None)
     assert forecast.records[0]["workload_fingerprint"] != out.records[0]["workload_fingerprint"]
     assert forecast.records[0]["loss_initial"] != out.records[0]["loss_initial"]  # same weights and data, masked
-    refused = run_pair(
-        PairOptions(results_dir=tmp_path, objective="masked", frameworks=("torch",), train_steps=1, forward_steps=1),
-        progress=lambda s: None,
-    )
-    assert refused.records[0]["status"] == "unsupported"
-    assert refused.records[0]["reason"] == "fourcastnet-tiny has no masked pre-training (its model has no mask token)"
+    with pytest.raises(PairbenchError, match=r"^fourcastnet-tiny has no masked pre-training \(its model has no mask"):
+        run_pair(PairOptions(results_dir=tmp_path / "refused", objective="masked"), progress=lambda s: None)
+    assert not (tmp_path / "refused").exists()  # refused before anything ran or was written
+    unmasked = {**CONFIGS["aigoms-tiny"].to_dict(), "mask_ratio": 0.0}
+    with pytest.raises(PairbenchError, match="mask_ratio 0.0: the masked objective would hide nothing"):
+        run_pair(PairOptions(workload="aigoms-tiny", model=unmasked, objective="masked"), progress=lambda s: None)

@@ -38,6 +38,7 @@ def _one_sentence(stderr: str) -> str:
         (["run", "--colour"], "unrecognized arguments: --colour"),
         (["run", "--objective", "masked", "--nproc", "2"], "data-parallel runs (--nproc) train the forecast objective"),
         (["run", "--objective", "mae"], "argument --objective: invalid choice: 'mae'"),
+        (["run", "--objective", "masked"], "pairbench: error: fourcastnet-tiny has no masked pre-training"),
     ],
 )
 def test_bad_input_is_one_clear_sentence(tmp_path, args, message):

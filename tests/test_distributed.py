@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from conftest import needs_mindspore, needs_torch, run_json
 
 from runners import distributed
 from runners.distributed import (
@@ -15,7 +17,6 @@ from runners.distributed import (
     to_record,
 )
 from runners.spec import PairbenchError
-from tests.conftest import needs_mindspore, needs_torch
 
 WORKLOAD = "fourcastnet-tiny"
 # The 2-process loss is the mean of two half-batch MSEs and the gradients are all-reduced, so the sums run in
@@ -44,11 +45,56 @@ def test_two_processes_train_as_one(framework, workload, tmp_path):
     assert res["grad0_max_rel_l2"] <= GRAD_RTOL, res["grad0_max_rel_l2"]
     assert res["param_max_rel_l2"] <= PARAM_RTOL, res["param_max_rel_l2"]
     assert res["replicas_identical"]  # gradients were averaged: both ranks hold the same parameters
+    if workload != WORKLOAD:  # the workload's own loss: AI-GOMS's land-masked relative L2, not a fallback to MSE
+        assert res["losses"][0] == pytest.approx(_first_loss(workload, framework, tmp_path), rel=1e-5)
     assert res["losses"][-1] < res["losses"][0]
     assert sorted(res["step_ms_per_rank"]) == ["0", "1"] and len(res["step_ms"]) == 6
     assert res["samples_per_s_per_device"] == pytest.approx(res["samples_per_s_total"] / 2)
     expected = res["samples_per_s_total"] / 2 / res["reference_samples_per_s"]
     assert res["scaling_efficiency"] == pytest.approx(expected) and res["scaling_efficiency"] > 0
+
+
+_FORWARD = {
+    "torch": """
+import torch
+net = load_object(spec.models["torch"])(cfg)
+net.load_state_dict({k: torch.from_numpy(v) for k, v in w.items()})
+out = net(torch.from_numpy(x)).detach().numpy()
+""",
+    "mindspore": """
+from mindspore import Tensor
+net = load_object(spec.models["mindspore"])(cfg)
+for p in net.get_parameters():
+    p.set_data(Tensor(w[p.name]))
+out = net(Tensor(x)).asnumpy()
+""",
+}
+
+
+def _first_loss(workload: str, framework: str, tmp_path) -> float:
+    """The step-0 loss of global batch 4 from the data-parallel run's weights, recomputed: the model's output
+    from ``framework`` in its own process, the land-masked relative L2 in NumPy (the study's formula)."""
+    from runners.data import synthetic_batch
+    from runners.registry import get_workload
+
+    cfg = get_workload(workload).model
+    x, y = synthetic_batch((4, cfg.in_chans, *cfg.img_size), cfg.out_chans, 0, 0)  # seed 0, step 0
+    np.save(tmp_path / "x.npy", x)
+    run_json(f"""
+import json, numpy as np
+from runners.registry import get_workload, load_object
+from runners.weights import load_weights
+spec = get_workload({workload!r})
+cfg = spec.model
+w = load_weights({str(tmp_path / "weights.safetensors")!r}, cfg)
+x = np.load({str(tmp_path / "x.npy")!r})
+{_FORWARD[framework]}
+np.save({str(tmp_path / "out.npy")!r}, out)
+print(json.dumps(True))
+""")
+    out, m = np.load(tmp_path / "out.npy").astype(np.float64), cfg.output_mask()
+    per_sample = [np.linalg.norm(m * (o - t)) / np.linalg.norm(m * t) for o, t in zip(out, y, strict=True)]
+    return float(np.mean(per_sample))
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)

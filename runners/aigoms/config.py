@@ -212,14 +212,13 @@ class AIGOMSConfig:
             row[rng.permutation(n)[:k]] = 1.0
         return mask
 
-    # --- loss ------------------------------------------------------------------------------------
-    def loss_mask(self) -> np.ndarray:
+    # --- where the outputs are defined ---------------------------------------------------------------
+    def output_mask(self) -> np.ndarray:
         """Ocean mask of each output channel, float32 (out_chans, lat, lon): 1 where the sea floor lies
-        below the channel's depth, from the built-in ocean geometry at this grid (the study reads the
-        same kind of mask from ``land_mask.h5``)."""
-        levels = ocean_mask(self.img_size, self.depths_m)
-        index = {d: i for i, d in enumerate(self.depths_m)}
-        return np.stack([levels[index.get(int(d), 0)] for d in self.channel_depths()]).astype(np.float32)
+        below the channel's depth (sea-surface height: at the surface), from the built-in ocean geometry at
+        this grid (the study reads the same kind of mask from ``land_mask.h5``). The loss, the skill scores
+        and the rollouts use it; land values are undefined."""
+        return ocean_mask(self.img_size, self.channel_depths()).astype(np.float32)
 
     def builtin_data(self, progress=None):
         """The built-in ocean data at this grid and these depths (:mod:`runners.datasets.ocean_generator`):

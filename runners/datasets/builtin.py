@@ -39,7 +39,6 @@ def builtin_dataset(
     img_size: tuple[int, int], cfg: BarotropicConfig = BUILTIN, cache: Path | None = None, progress=None
 ) -> BuiltinData:
     """The trajectory at ``img_size`` (the generated grid or a whole-factor coarsening of it)."""
-    fine_path, meta = generate(cfg, cache or cache_dir(), progress)
     h, w = img_size
     factor = cfg.nlat // h if h else 0
     if h <= 0 or cfg.nlat % h or (h * factor, w * factor) != (cfg.nlat, cfg.nlon):
@@ -47,6 +46,7 @@ def builtin_dataset(
             f"the built-in data ({cfg.nlat} x {cfg.nlon}) has no {h} x {w} version; "
             "use a grid that divides it by a whole factor"
         )
+    fine_path, meta = generate(cfg, cache or cache_dir(), progress)
     path = fine_path if factor == 1 else fine_path.with_name(f"fields_{h}x{w}.npy")
     if not path.is_file():
         tmp = path.with_name(path.stem + ".tmp.npy")

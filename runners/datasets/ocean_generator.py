@@ -264,7 +264,7 @@ def _record(st: dict, m: _Model, frc: np.ndarray, levels: np.ndarray) -> np.ndar
              (vs - a * vl) * np.exp(-z / c.u_scale) + a * vl) for z in c.depths_m]  # fmt: skip
     ib = -(frc[3] - frc[3][m.ocean].mean()) / (RHO_SEA * GRAVITY)
     ocean = [p[i] for i in range(len(OCEAN_VARIABLES)) for p in prof] + [c.reduced_gravity / GRAVITY * hp + ib]
-    masks = list(levels) * len(OCEAN_VARIABLES) + [levels[0]]
+    masks = list(levels) * len(OCEAN_VARIABLES) + [m.ocean]  # sea-surface height: the surface mask
     filled = [np.where(mk, x, x[mk].mean()) for x, mk in zip(ocean, masks, strict=True)]
     return np.stack(filled + list(frc) + [m.orog]).astype(np.float32)
 

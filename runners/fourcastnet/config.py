@@ -194,6 +194,10 @@ class FourCastNetConfig:
             fft_train=2 * fft_forward,
         )
 
+    def output_mask(self) -> None:
+        """Every output is defined everywhere (no land mask)."""
+        return None
+
     def builtin_data(self, progress=None):
         """The built-in training data at this grid (the barotropic trajectory, :mod:`runners.datasets.builtin`)."""
         from runners.datasets.builtin import builtin_dataset
