@@ -159,8 +159,9 @@ class MindSporeRunner:
     def fetch(self, tensor: Tensor) -> np.ndarray:
         return tensor.astype(ms.float32).asnumpy()
 
-    def _loss_and_unscaled_grads(self, *inputs):
-        loss, grads = self.grad_fn(*inputs)
+    def _loss_and_unscaled_grads(self, x, y, token_mask=None):
+        # A forecast step is called without the mask argument, so that its graph is the one it always was.
+        loss, grads = self.grad_fn(x, y) if token_mask is None else self.grad_fn(x, y, token_mask)
         if self.scaler is None:
             return float(loss.asnumpy()), grads, True
         grads = self.scaler.unscale(grads)
@@ -169,11 +170,11 @@ class MindSporeRunner:
         return float(self.scaler.unscale(loss).asnumpy()), grads, bool(finite.asnumpy())
 
     def loss_and_grads(self, x, y, token_mask=None) -> tuple[float, dict[str, np.ndarray]]:
-        loss, grads, _ = self._loss_and_unscaled_grads(x, y, *([] if token_mask is None else [token_mask]))
+        loss, grads, _ = self._loss_and_unscaled_grads(x, y, token_mask)
         return loss, {p.name: g.asnumpy() for p, g in zip(self.params, grads, strict=True)}
 
     def train_step(self, x, y, token_mask=None) -> float:
-        loss, grads, finite = self._loss_and_unscaled_grads(x, y, *([] if token_mask is None else [token_mask]))
+        loss, grads, finite = self._loss_and_unscaled_grads(x, y, token_mask)
         if finite:  # an overflowed fp16 step is skipped, as GradScaler skips it
             self.opt(grads)
         return loss

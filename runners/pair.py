@@ -288,8 +288,8 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
             spec = spec.with_model({**spec.model.to_dict(), **opts.model})
         except (TypeError, ValueError) as exc:
             raise PairbenchError(f"invalid model override: {exc}") from None
-    if opts.objective == "masked" and masked_objective_refusal(spec):
-        raise PairbenchError(masked_objective_refusal(spec))
+    if opts.objective == "masked" and (refusal := masked_objective_refusal(spec)):
+        raise PairbenchError(refusal)
     seed = secrets.randbits(31) if opts.seed is None else opts.seed
     batch = opts.batch_size or spec.batch_size
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")

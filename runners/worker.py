@@ -98,8 +98,8 @@ def timed_training(run: RunConfig, runner, batch, n_steps: int, samples_per_step
 def execute_pair(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.ndarray]]:
     """Parity and timing on synthetic batches: forward output, gradients, losses, step times."""
     shape = (run.batch_size, spec.model.in_chans, *spec.model.img_size)
-    if run.objective == "masked" and masked_objective_refusal(spec):
-        raise UnsupportedError(masked_objective_refusal(spec))
+    if run.objective == "masked" and (refusal := masked_objective_refusal(spec)):
+        raise UnsupportedError(refusal)
 
     def batch(i: int):
         x, y = synthetic_batch(shape, spec.model.out_chans, run.seed, i)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -128,12 +129,21 @@ class AIGOMSConfig:
             layer_norm_eps=self.layer_norm_eps,
         )
 
-    def encoder_blocks(self) -> FourCastNetConfig:
-        """The AFNO block settings of the encoder (FourCastNet's blocks at ``embed_dim``)."""
+    # Built once per configuration (the dataclass is frozen): the models read tokens and head_out in every forward.
+    @cached_property
+    def _encoder(self) -> FourCastNetConfig:
         return self._blocks(self.embed_dim, self.depth)
 
-    def decoder_blocks(self) -> FourCastNetConfig:
+    @cached_property
+    def _decoder(self) -> FourCastNetConfig:
         return self._blocks(self.decoder_embed_dim, self.decoder_depth)
+
+    def encoder_blocks(self) -> FourCastNetConfig:
+        """The AFNO block settings of the encoder (FourCastNet's blocks at ``embed_dim``)."""
+        return self._encoder
+
+    def decoder_blocks(self) -> FourCastNetConfig:
+        return self._decoder
 
     @property
     def tokens(self) -> tuple[int, int]:
