@@ -60,7 +60,7 @@ class NpuSmiCollector(SampledCollector):
 
     def stop(self) -> PowerResult:
         result = super().stop()
-        result.extra["npu_id"] = self.npu_id
+        result.extra["power_npu_id"] = self.npu_id
         return result
 
 

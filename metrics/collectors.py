@@ -56,6 +56,7 @@ def collector_for(kind: str, index: int, rate_hz: float = 10.0, clock=time.monot
             return NpuSmiCollector(index, min(rate_hz, 5.0), clock=clock)
         if kind == "cpu":
             return cpu_collector(rate_hz, clock)
-    except PowerUnavailable as exc:
-        return UnavailableCollector({"cuda": "nvml", "ascend": "npu-smi"}.get(kind, kind), str(exc), clock)
+    except Exception as exc:  # a vendor library's own error (NVMLError, a hung npu-smi) is no reason to fail a run
+        why = str(exc) if isinstance(exc, PowerUnavailable) else f"{type(exc).__name__}: {exc}"
+        return UnavailableCollector({"cuda": "nvml", "ascend": "npu-smi"}.get(kind, kind), why, clock)
     raise ValueError(f"no power collector for device kind {kind!r}")

@@ -107,7 +107,7 @@ class RaplCollector:
             power_w_mean=energy / window,
             power_w_peak=max((w for _, w in samples), default=None),
             samples=[(t - self.t0, w) for t, w in samples],
-            extra={"rapl_domains": [d.name for d in self.domains]},
+            extra={"power_rapl_domains": [d.name for d in self.domains]},
         )
 
 

@@ -29,7 +29,14 @@ def _nvml():
 
 
 def nvml_handle_for_cuda(nv, cuda_index: int, environ=os.environ):
-    """NVML handle of the GPU that CUDA calls ``cuda_index`` in this process."""
+    """NVML handle of the GPU that CUDA calls ``cuda_index`` in this process. CUDA must number GPUs by PCI bus
+    id, as NVML does: under CUDA's default order (fastest first) the index could name another GPU, whose
+    power would then be called measured, so any other order is refused."""
+    order = environ.get("CUDA_DEVICE_ORDER", "FASTEST_FIRST (CUDA's default)")
+    if order != "PCI_BUS_ID":
+        raise PowerUnavailable(
+            f"CUDA_DEVICE_ORDER is {order}, so CUDA's GPU {cuda_index} need not be NVML's; set it to PCI_BUS_ID"
+        )
     visible = environ.get("CUDA_VISIBLE_DEVICES")
     if visible is None:
         return nv.nvmlDeviceGetHandleByIndex(cuda_index)
@@ -88,16 +95,24 @@ class NvmlCollector:
         except self.nv.NVMLError:
             self.has_counter = False
 
-    def _energy_mj(self) -> int:
-        return self.nv.nvmlDeviceGetTotalEnergyConsumption(self.handle)
+    def _energy_mj(self) -> int | None:
+        """The total-energy counter, or None (with the reason kept) when the driver fails to answer."""
+        if not self.has_counter:
+            return None
+        try:
+            return self.nv.nvmlDeviceGetTotalEnergyConsumption(self.handle)
+        except self.nv.NVMLError as exc:
+            self.counter_error = f"reading the energy counter failed ({type(exc).__name__}: {exc})"
+            return None
 
     def start(self) -> None:
-        self.e0 = self._energy_mj() if self.has_counter else None
+        self.counter_error = None
+        self.e0 = self._energy_mj()
         self.sampled.start()
 
     def stop(self) -> PowerResult:
         sampled = self.sampled.stop()
-        e1 = self._energy_mj() if self.has_counter else None
+        e1 = self._energy_mj()
         window = sampled.window_s  # the counter is read just outside it, microseconds apart
         extra = {
             "energy_j_sampled": sampled.energy_j,
@@ -105,8 +120,8 @@ class NvmlCollector:
             "power_sensor": self.power_kind,
             **{k: v for k, v in sampled.extra.items() if k.startswith("power_")},
         }
-        counter_reason = "this GPU has no total-energy counter (pre-Volta)"
-        if self.has_counter:
+        counter_reason = self.counter_error or "this GPU has no total-energy counter (pre-Volta)"
+        if self.e0 is not None and e1 is not None:
             delta_j = (e1 - self.e0) / 1000.0
             if delta_j > 0:
                 extra["energy_j_counter"] = delta_j

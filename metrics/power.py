@@ -8,6 +8,7 @@ utilisation) or ``unavailable`` (with the reason). An unavailable value is ``Non
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -107,8 +108,11 @@ class PowerSampler:
     def _take(self) -> None:
         try:
             watts = self.read()
-        except PowerUnavailable as exc:
-            self.errors.append(str(exc))
+        except Exception as exc:  # any reader failure (a driver error, a tool that hung) is a missing reading
+            self.errors.append(str(exc) if isinstance(exc, PowerUnavailable) else f"{type(exc).__name__}: {exc}")
+            watts = None
+        if watts is not None and not math.isfinite(watts):
+            self.errors.append(f"the reader returned {watts} W")
             watts = None
         t = self.clock()
         if watts is None:
@@ -168,6 +172,12 @@ class SampledCollector:
             )
             return unavailable(self.source, why, window)
         energy = integrate(samples, self.t0, t1)
+        extra = {"power_samples_missing": self.sampler.missing, "power_rate_hz": 1.0 / self.sampler.period}
+        if self.sampler.errors:
+            extra["power_partial_reason"] = (
+                f"{len(self.sampler.errors)} of {len(samples) + self.sampler.missing} readings failed "
+                f"(last: {self.sampler.errors[-1]}); energy integrates the {len(samples)} that succeeded"
+            )
         return PowerResult(
             source=self.source,
             provenance=self.provenance,
@@ -176,7 +186,7 @@ class SampledCollector:
             power_w_mean=energy / window if window > 0 else None,
             power_w_peak=max(w for _, w in samples),
             samples=[(t - self.t0, w) for t, w in samples],
-            extra={"power_samples_missing": self.sampler.missing, "power_rate_hz": 1.0 / self.sampler.period},
+            extra=extra,
         )
 
 

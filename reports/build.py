@@ -10,7 +10,6 @@ import pandas as pd
 
 from reports import figures
 from reports.pairing import pair_records
-from reports.records import read_records, read_records_lenient
 from reports.tables import (
     data_parallel_table,
     failures_table,
@@ -21,6 +20,7 @@ from reports.tables import (
     skill_table,
 )
 from runners.spec import PairbenchError
+from runners.store import read_records, read_records_lenient
 
 FORMATS = ("html", "md", "csv")
 
@@ -61,7 +61,7 @@ def sections(records: list[dict], with_figures: bool) -> tuple[list[Section], li
         Section(
             "Numerical parity",
             parity,
-            "Same weights and data in both frameworks, fp32: relative L2 difference "
+            "Same weights and data in both frameworks: relative L2 difference "
             "of the forward output, worst relative L2 difference of any parameter's gradient, and worst relative "
             "loss difference over the Adam steps.",
             [_fig(fig(figures.parity, pairing), "parity", "Relative loss difference per step.")],

@@ -56,23 +56,41 @@ def _power_note(r: dict) -> str | None:
     return None
 
 
+def _num(value, fmt: str, missing: str | None = None) -> str:
+    """A figure, or what stands in its place: never 'nan' and never a made-up number."""
+    return format(value, fmt) if value is not None else (missing or "missing")
+
+
 def parity_lines(parity: dict) -> list[str]:
+    """The parity verdict in a few lines: each figure against its bound, what was not finite, which parameters
+    have no gradient, and "bounds not established" where no bound applies."""
     tol = parity["tolerances"]
 
-    def verdict(value: float, bound: float) -> str:
-        return "ok" if value <= bound else "OUT OF TOLERANCE"
+    def check(key: str) -> str:
+        value = parity[{"forward": "forward_rel_l2", "gradients": "gradient_max_rel_l2", "losses": "loss_max_rel"}[key]]
+        if tol is None:
+            return f"{_num(value, '.3e', 'not finite')}  (bounds not established)"
+        verdict = "ok" if value is not None and value <= tol[key] else "OUT OF TOLERANCE"
+        return f"{_num(value, '.3e', 'not finite')}  (<= {tol[key]:g}: {verdict})"
 
-    n_losses = len(parity["loss_rel_per_step"])
-    return [
+    n_steps = len(parity["loss_rel_per_step"]) - 1  # the first loss is the parity step's, before any update
+    lines = [
         f"parity of {parity['other']} against {parity['reference']} ({parity.get('precision', 'fp32')}, "
-        "same weights and data):",
-        f"  forward output, relative L2       {parity['forward_rel_l2']:.3e}  (<= {tol['forward']:g}: "
-        f"{verdict(parity['forward_rel_l2'], tol['forward'])})",
-        f"  gradients, worst relative L2      {parity['gradient_max_rel_l2']:.3e}  (<= {tol['gradients']:g}: "
-        f"{verdict(parity['gradient_max_rel_l2'], tol['gradients'])}; at {parity['gradient_worst_parameter']})",
-        f"  losses over {n_losses} Adam steps, worst  {parity['loss_max_rel']:.3e}  (<= {tol['losses']:g}: "
-        f"{verdict(parity['loss_max_rel'], tol['losses'])})",
+        f"same weights and data): {parity['verdict'].upper()}",
+        f"  forward output, relative L2       {check('forward')}",
+        f"  gradients, worst relative L2      {check('gradients')}"
+        + (f"; at {parity['gradient_worst_parameter']}" if parity["gradient_worst_parameter"] else ""),
+        f"  losses (first + {n_steps} Adam steps), worst  {check('losses')}",
     ]
+    if parity["nonfinite"]:
+        lines.append(f"  not finite: {', '.join(parity['nonfinite'])}")
+    if parity["gradient_mismatch"]:
+        lines.append(f"  a gradient on one side only: {', '.join(parity['gradient_mismatch'])}")
+    if parity["gradient_missing"]:
+        lines.append(f"  no gradient in either framework (not compared): {', '.join(parity['gradient_missing'])}")
+    if tol is None:
+        lines.append(f"  {parity['bounds_source']}")
+    return lines
 
 
 def skill_tables(summary: dict) -> str:
@@ -96,8 +114,9 @@ def skill_tables(summary: dict) -> str:
     agreement = summary.get("agreement")
     if agreement:
         verdict = "ok" if agreement["within_tolerance"] else "OUT OF TOLERANCE"
+        worst = agreement["rmse_max_rel_diff"]
         out.append(
             f"RMSE of {agreement['other']} against {agreement['reference']}, worst relative difference over leads and "
-            f"channels: {agreement['rmse_max_rel_diff']:.2e} (<= {agreement['tolerance']:g}: {verdict})"
+            f"channels: {_num(worst, '.2e', agreement.get('nonfinite'))} (<= {agreement['tolerance']:g}: {verdict})"
         )
     return "\n\n".join(out)

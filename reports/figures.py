@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import base64
 import io
+from textwrap import fill
 
 import numpy as np
 
 from reports.pairing import Pairing
 from reports.stats import bootstrap_interval
-from reports.tables import FRAMEWORK_LABEL
+from reports.tables import FRAMEWORK_LABEL, setting
 
 
 def _plt():
@@ -34,10 +35,14 @@ def _label(fw: str, device: str) -> str:
 
 
 def _timing_runs(pairing: Pairing):
-    for g in pairing.groups:
-        if g.task == "pair":
-            for (fw, device), rec in sorted(g.runs.items()):
-                yield g.workload, fw, device, rec
+    """(workload, framework, device, record) of each timing run; a workload run in several settings (precision,
+    mode, batch, ...) is named with its setting, so that eager and compiled runs are told apart."""
+    pair = [g for g in pairing.groups if g.task == "pair"]
+    names = [g.workload for g in pair]
+    for g in pair:
+        name = g.workload if names.count(g.workload) == 1 else f"{g.workload}\n" + fill(setting(g.identity), 15)
+        for (fw, device), rec in sorted(g.runs.items()):
+            yield name, fw, device, rec
 
 
 def throughput(pairing: Pairing) -> str | None:
@@ -91,7 +96,8 @@ def power(pairing: Pairing) -> str | None:
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
     for w, fw, d, rec in runs:
         t, p = np.asarray(rec["power_samples"], dtype=float).T
-        ax.plot(t, p, marker=".", label=f"{w} {FRAMEWORK_LABEL.get(fw, fw)} {d} ({rec['power_provenance']})")
+        name = w.replace("\n", " ")
+        ax.plot(t, p, marker=".", label=f"{name} {FRAMEWORK_LABEL.get(fw, fw)} {d} ({rec['power_provenance']})")
     ax.set_xlabel("seconds into the timed window")
     ax.set_ylabel("W")
     ax.set_title("Power over time (provenance in the legend)")
@@ -164,7 +170,8 @@ def parity(pairing: Pairing) -> str | None:
     for w, p in recs:
         rel = np.maximum(np.asarray(p["loss_rel_per_step"], dtype=float), 1e-12)
         ax.semilogy(np.arange(rel.size), rel, marker=".", label=f"{w}: {p['other']} vs {p['reference']}")
-        ax.axhline(p["tolerances"]["losses"], color="red", lw=1, ls="--")
+        if p["tolerances"]:  # None: bounds not established for this precision and device
+            ax.axhline(p["tolerances"]["losses"], color="red", lw=1, ls="--")
     ax.set_xlabel("training step (0 = before the first update)")
     ax.set_ylabel("relative loss difference")
     ax.set_title("Numerical parity over training (dashed: tolerance)")

@@ -1,21 +1,17 @@
-"""Pair records from one or many machines on their workload fingerprint; name what differs when two
-records of one workload cannot be compared."""
+"""Pair records from one or many machines on their workload fingerprint (runners.schema's one identity);
+name what differs when two records of one workload cannot be compared."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 
-# What makes two runs the same work; any difference here forbids a comparison.
-IDENTITY_FIELDS = (
-    "task", "model", "weights_sha256", "seed", "data_generator", "data_sha256", "hyper_parameters", "batch_size",
-    "precision", "train_steps", "warmup_steps", "test_inits", "objective",
-)  # fmt: skip
+from runners.schema import IDENTITY_FIELDS, run_key
 
 
 @dataclass
 class Group:
-    """Runs of one workload fingerprint, the latest successful run per (framework, device)."""
+    """Records of one workload fingerprint: the latest successful run per (framework, device), failures, parity."""
 
     fingerprint: str
     workload: str
@@ -27,6 +23,12 @@ class Group:
     @property
     def paired(self) -> bool:
         return len(self.runs) >= 2
+
+    @property
+    def identity(self) -> dict:
+        """The identity fields every record of the group shares."""
+        rec = _representative(self) or {}
+        return {k: rec.get(k) for k in IDENTITY_FIELDS}
 
 
 @dataclass
@@ -41,38 +43,37 @@ def _short(value) -> str:
 
 
 def difference(a: dict, b: dict) -> str | None:
-    """The first identity field on which two records differ, as a phrase; None when they agree."""
-    for key in IDENTITY_FIELDS:
-        if a.get(key) != b.get(key):
-            return f"{key} ({_short(a.get(key))} vs {_short(b.get(key))})"
-    return None
+    """The identity fields on which two records differ, as a phrase; None when they agree."""
+    parts = [f"{k} ({_short(a.get(k))} vs {_short(b.get(k))})" for k in IDENTITY_FIELDS if a.get(k) != b.get(k)]
+    return ", ".join(parts) or None
 
 
 def pair_records(records: list[dict]) -> Pairing:
-    """Group run records by fingerprint; for each workload seen with several fingerprints, say why the
-    groups are kept apart."""
+    """Group records by fingerprint, keeping the latest successful run of each (framework, device) and every
+    failure that no later success of the same run replaced; for each workload seen with several fingerprints,
+    say why the groups are kept apart."""
     groups: dict[str, Group] = {}
     for rec in records:
-        fp = rec.get("workload_fingerprint")
-        if fp is None:
-            continue
-        group = groups.setdefault(fp, Group(fp, rec.get("workload", "?"), rec.get("task", "pair")))
-        if rec.get("record_type") == "parity":
+        fp = rec["workload_fingerprint"]
+        group = groups.setdefault(fp, Group(fp, rec["workload"], rec["task"]))
+        if rec["record_type"] == "parity":
             group.parity.append(rec)
-        elif rec.get("status") == "ok":
-            key = (rec["framework"], rec.get("device", "cpu"))
-            if key not in group.runs or rec.get("timestamp", "") >= group.runs[key].get("timestamp", ""):
+        elif rec["status"] == "ok":
+            key = (rec["framework"], rec["device"])
+            if key not in group.runs or rec["timestamp"] >= group.runs[key]["timestamp"]:
                 group.runs[key] = rec
         else:
             group.failed.append(rec)
+    for g in groups.values():
+        done = {run_key(r): r["timestamp"] for r in g.runs.values()}
+        g.failed = [r for r in g.failed if r["timestamp"] > done.get(run_key(r), "")]
     refusals = []
     by_workload: dict[tuple[str, str], list[Group]] = {}
     for g in groups.values():
         by_workload.setdefault((g.workload, g.task), []).append(g)
     for (workload, task), gs in by_workload.items():
-        first = _representative(gs[0])
         for other in gs[1:]:
-            why = difference(first, _representative(other)) if first and _representative(other) else None
+            why = difference(gs[0].identity, other.identity)
             refusals.append(
                 f"{workload} ({task}): runs {gs[0].fingerprint} and {other.fingerprint} are not compared: "
                 f"they differ in {why or 'their fingerprint'}"
@@ -81,7 +82,7 @@ def pair_records(records: list[dict]) -> Pairing:
 
 
 def _representative(group: Group) -> dict | None:
-    for rec in [*group.runs.values(), *group.failed]:
+    for rec in [*group.runs.values(), *group.failed, *group.parity]:
         return rec
     return None
 

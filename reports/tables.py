@@ -11,7 +11,8 @@ from reports.pairing import Pairing, device_kind
 from reports.stats import bootstrap_ratio, factor_split
 
 RUN_COLUMNS = [
-    "workload", "framework", "framework_version", "device", "device_name", "precision", "batch_size",
+    "workload", "framework", "framework_version", "device", "device_name", "precision", "mode", "recompute",
+    "threads", "objective", "batch_size",
     "samples_per_s", "step_ms_p50", "step_ms_p90", "step_ms_p99", "forward_ms_p50", "forward_ms_p90",
     "forward_ms_p99", "build_s", "host_peak_rss_mb", "power_w_mean", "power_provenance", "energy_j_per_sample",
     "samples_per_j", "mfu_train", "hardware_profile", "host", "workload_fingerprint",
@@ -42,6 +43,17 @@ def failures_table(pairing: Pairing) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["workload", "task", "framework", "device", "status", "reason"])
 
 
+def setting(identity: dict) -> str:
+    """How a group's runs were executed, in a few words: what tells two groups of one workload apart."""
+    parts = [identity["precision"], identity["mode"], f"batch {identity['batch_size']}"]
+    parts += ["recompute"] * bool(identity["recompute"])
+    threads = identity["threads"]
+    parts += [f"{threads} thread{'s' * (threads != 1)}"] * (threads is not None)
+    parts += [identity["objective"]] * (identity["objective"] != "forecast")
+    parts += [f"{identity['nproc']} processes"] * (identity["nproc"] != 1)
+    return ", ".join(parts)
+
+
 def _ratio_rows(workload: str, comparison: str, num: dict, den: dict) -> list[dict]:
     rows = []
     for metric, key in (("train step time", "step_ms"), ("forward latency", "forward_ms")):
@@ -50,6 +62,7 @@ def _ratio_rows(workload: str, comparison: str, num: dict, den: dict) -> list[di
             rows.append(
                 {
                     "workload": workload,
+                    "setting": setting(num),
                     "comparison": comparison,
                     "metric": metric,
                     "ratio": r.value,
@@ -65,6 +78,7 @@ def _ratio_rows(workload: str, comparison: str, num: dict, den: dict) -> list[di
         rows.append(
             {
                 "workload": workload,
+                "setting": setting(num),
                 "comparison": comparison,
                 "metric": "energy per sample",
                 "ratio": e_num / e_den,
@@ -105,6 +119,7 @@ def ratios_table(pairing: Pairing) -> pd.DataFrame:
             rows.append(
                 {
                     "workload": g.workload,
+                    "setting": setting(g.identity),
                     "comparison": "MindSpore on NPU / PyTorch on GPU",
                     "metric": f"train step time: {metric.replace('_', ' ')}",
                     "ratio": split[metric],
@@ -115,7 +130,8 @@ def ratios_table(pairing: Pairing) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(
-        rows, columns=["workload", "comparison", "metric", "ratio", "ci_low", "ci_high", "within_noise", "basis"]
+        rows,
+        columns=["workload", "setting", "comparison", "metric", "ratio", "ci_low", "ci_high", "within_noise", "basis"],
     )
 
 
@@ -161,39 +177,40 @@ def skill_table(pairing: Pairing) -> pd.DataFrame:
     return wide.reset_index()
 
 
+PARITY_COLUMNS = [
+    "workload", "setting", "device", "compared", "verdict", "forward_rel_l2", "gradient_max_rel_l2",
+    "gradient_worst_parameter", "loss_max_rel", "not_finite", "gradient_on_one_side_only", "no_gradient_in_either",
+    "bounds",
+]  # fmt: skip
+
+
 def parity_table(pairing: Pairing) -> pd.DataFrame:
+    """The latest parity record of each group: figures, verdict, and what was not finite or had no gradient."""
     rows = []
     for g in pairing.groups:
-        for p in sorted(g.parity, key=lambda r: r.get("timestamp", ""))[-1:]:
+        for p in sorted(g.parity, key=lambda r: r["timestamp"])[-1:]:
             rows.append(
                 {
                     "workload": g.workload,
-                    "device": p.get("device"),
+                    "setting": setting(p),
+                    "device": p["device"],
                     "compared": f"{p['other']} vs {p['reference']}",
+                    "verdict": p["verdict"],
                     "forward_rel_l2": p["forward_rel_l2"],
                     "gradient_max_rel_l2": p["gradient_max_rel_l2"],
                     "gradient_worst_parameter": p["gradient_worst_parameter"],
                     "loss_max_rel": p["loss_max_rel"],
-                    "within_tolerance": p["within_tolerance"],
+                    "not_finite": ", ".join(p["nonfinite"]),
+                    "gradient_on_one_side_only": ", ".join(p["gradient_mismatch"]),
+                    "no_gradient_in_either": ", ".join(p["gradient_missing"]),
+                    "bounds": p["bounds_source"],
                 }
             )
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "workload",
-            "device",
-            "compared",
-            "forward_rel_l2",
-            "gradient_max_rel_l2",
-            "gradient_worst_parameter",
-            "loss_max_rel",
-            "within_tolerance",
-        ],
-    )
+    return pd.DataFrame(rows, columns=PARITY_COLUMNS)
 
 
 DP_COLUMNS = [
-    "workload", "framework", "device", "nproc", "backend", "global_batch", "samples_per_s_total",
+    "workload", "framework", "device", "nproc", "backend", "batch_size", "samples_per_s_total",
     "samples_per_s_per_device", "reference_samples_per_s", "scaling_efficiency", "loss_max_rel_diff",
     "grad0_max_rel_l2", "status", "reason",
 ]  # fmt: skip

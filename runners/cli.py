@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=_ints, default=None, help="a batch size, or a comma-separated sweep")
     run.add_argument("--warmup-steps", type=int, default=3)
     run.add_argument("--train-steps", type=int, default=20, help="timed Adam steps after warm-up")
-    run.add_argument("--forward-steps", type=int, default=20, help="timed forward passes after warm-up")
+    run.add_argument("--forward-steps", type=int, default=None, help="timed forward passes after warm-up (default 20)")
     run.add_argument("--seed", type=int, default=None, help="weights and data seed; fresh by default")
     run.add_argument(
         "--weights", default=None, help="start from this safetensors file or NVlabs checkpoint instead of a fresh init"
@@ -94,8 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--skill",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also train both frameworks on the built-in data and score rollouts (default: on)",
+        default=None,
+        help="also train both frameworks on the built-in data and score rollouts (default: on, without --nproc)",
     )
     run.add_argument(
         "--report",
@@ -219,9 +219,9 @@ def _cmd_run(args) -> int:
         args.device = resolve_auto()
         print(f"device auto: {args.device}")
     if args.nproc > 1:
-        if args.objective != "forecast":
-            raise PairbenchError("data-parallel runs (--nproc) train the forecast objective only")
         return _cmd_data_parallel(args)
+    if args.nproc < 1:
+        raise PairbenchError(f"--nproc must be at least 1, got {args.nproc}")
     if args.seed is None and not args.resume:
         args.seed = secrets.randbits(31)  # one seed for the whole sweep: every point starts alike
     sweep = list(itertools.product(args.precision, args.mode, args.batch_size or (None,)))
@@ -239,7 +239,7 @@ def _cmd_run(args) -> int:
             batch_size=batch,
             warmup_steps=args.warmup_steps,
             train_steps=args.train_steps,
-            forward_steps=args.forward_steps,
+            forward_steps=PairOptions.forward_steps if args.forward_steps is None else args.forward_steps,
             seed=args.seed,
             weights=args.weights,
             results_dir=args.results_dir,
@@ -251,14 +251,14 @@ def _cmd_run(args) -> int:
         extra += f", {args.objective}" if args.objective != "forecast" else ""
         print(f"\n{args.workload}, {precision}, {mode}{extra}:")
         print(run_table(outcome.records))
-        if outcome.parity:
+        if outcome.parity_record:
             print()
-            print("\n".join(parity_lines(outcome.parity)))
+            print("\n".join(parity_lines(outcome.parity_record)))
         print(f"run files in {outcome.run_dir}")
         records += [*outcome.records, *([outcome.parity_record] if outcome.parity_record else [])]
         ok &= outcome.ok
     print(f"\nrecords appended to {Path(args.results_dir) / 'records.jsonl'}")
-    if args.skill:
+    if args.skill is not False:
         ok &= _run_skill_after(args, records)
     from reports.build import render
 
@@ -268,50 +268,96 @@ def _cmd_run(args) -> int:
     return 0 if ok else 1
 
 
+def _data_parallel_refusals(args) -> list[str]:
+    """The options given that data-parallel runs (--nproc) cannot honour."""
+    asked = {
+        "--precision other than fp32": args.precision != ("fp32",),
+        "--mode compiled": args.mode != ("eager",),
+        "--objective masked": args.objective != "forecast",
+        "--recompute": args.recompute,
+        "--resume": args.resume,
+        "--forward-steps": args.forward_steps is not None,
+        "--skill": args.skill is True,
+    }
+    return [name for name, given in asked.items() if given]
+
+
 def _cmd_data_parallel(args) -> int:
-    """``--nproc N``: each framework trained data-parallel over N processes, beside one process with
-    the same global batch (losses compared, scaling efficiency)."""
+    """``--nproc N``: each framework trained data-parallel over N processes, beside one process with the
+    same global batch (losses compared, scaling efficiency); one set of records per batch size."""
     import secrets
     from datetime import datetime, timezone
 
-    from reports.records import append_record
-    from runners.distributed import run_data_parallel, to_record
-    from runners.spec import SCHEMA_VERSION
+    from reports.build import render
+    from runners import schema
+    from runners.distributed import check_split, identity, run_data_parallel, threads_per_rank, to_record
+    from runners.pair import new_run_dir, source_commit
+    from runners.registry import get_workload
+    from runners.store import append_record
+    from runners.weights import load_weights, save_weights
 
+    refused = _data_parallel_refusals(args)
+    if refused:
+        raise PairbenchError(
+            f"data-parallel runs (--nproc) train fp32 eager forecast steps with no forward timing, skill training "
+            f"or resume, so {', '.join(refused)} cannot be honoured; run without --nproc for that"
+        )
+    if args.threads is not None and args.threads < 1:
+        raise PairbenchError(f"--threads must be at least 1, got {args.threads}")
+    batches = args.batch_size or (2 * args.nproc,)
+    for batch in batches:
+        check_split(batch, args.nproc)
+    spec = get_workload(args.workload)
     seed = args.seed if args.seed is not None else secrets.randbits(31)
-    batch = (args.batch_size or (2 * args.nproc,))[0]
+    tensors = load_weights(Path(args.weights), spec.model) if args.weights else spec.model.init_weights(seed)
+    threads = args.threads or threads_per_rank(args.device, args.nproc)
     records_path = Path(args.results_dir) / "records.jsonl"
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    ok = True
-    for fw in args.frameworks:
-        print(f"[{fw}] {args.workload}: {args.nproc} processes, global batch {batch}, and 1 process beside ...")
-        res = run_data_parallel(
-            args.workload,
-            fw,
-            args.nproc,
-            batch,
-            steps=args.train_steps,
-            warmup=args.warmup_steps,
-            seed=seed,
-            device=args.device,
-            results_dir=Path(args.results_dir) / f"{stamp}-{args.workload}-dp{args.nproc}-{fw}",
-            timeout_s=args.timeout,
-            reference=True,
-        )
-        append_record(
-            records_path,
-            {"schema_version": SCHEMA_VERSION, "record_type": "data_parallel", "timestamp": stamp, **to_record(res)},
-        )
-        if res["status"] != "ok":
-            ok = False
-            print(f"[{fw}] {res['status']}: {res.get('reason')}")
-            continue
-        print(
-            f"[{fw}] ok: {res['samples_per_s_total']:.4g} samples/s in total, {res['samples_per_s_per_device']:.4g} "
-            f"per process; 1 process {res['reference_samples_per_s']:.4g}; scaling efficiency "
-            f"{res['scaling_efficiency']:.2f}; losses within {res['loss_max_rel_diff']:.1e} of 1 process"
-        )
+    records, ok = [], True
+    for batch in batches:
+        run_dir = new_run_dir(Path(args.results_dir), f"{stamp}-{spec.name}-dp{args.nproc}-b{batch}-{seed}")
+        weights = run_dir / "weights.safetensors"
+        digest = save_weights(weights, spec.model, tensors)
+        ident = identity(spec.name, args.nproc, batch, args.train_steps, args.warmup_steps, seed, digest, threads)
+        head = schema.header(
+            ident, run_id=run_dir.name, timestamp=stamp, workload=spec.name, device=args.device,
+            commit=source_commit(),
+        )  # fmt: skip
+        head["weights_source"] = str(args.weights) if args.weights else f"init_weights(seed={seed})"
+        for fw in args.frameworks:
+            print(f"[{fw}] {spec.name}: {args.nproc} processes, global batch {batch}, and 1 process beside ...")
+            res = run_data_parallel(
+                spec.name,
+                fw,
+                args.nproc,
+                batch,
+                steps=args.train_steps,
+                warmup=args.warmup_steps,
+                seed=seed,
+                device=args.device,
+                results_dir=run_dir / fw,
+                timeout_s=args.timeout,
+                reference=True,
+                weights=weights,
+                threads=threads,
+            )
+            rec = to_record(res, head)
+            append_record(records_path, rec)
+            records.append(rec)
+            if rec["status"] != "ok":
+                ok = False
+                print(f"[{fw}] {rec['status']}: {rec['reason']}")
+                continue
+            print(
+                f"[{fw}] ok: {rec['samples_per_s_total']:.4g} samples/s in total, "
+                f"{rec['samples_per_s_per_device']:.4g} per process; 1 process {rec['reference_samples_per_s']:.4g}; "
+                f"scaling efficiency {rec['scaling_efficiency']:.2f}; losses within {rec['loss_max_rel_diff']:.1e} "
+                "of 1 process"
+            )
     print(f"\nrecords appended to {records_path}")
+    report = args.report or Path(args.results_dir) / "report.html"
+    for path in render(records, report, "html", [str(records_path)]):
+        print(f"\nreport written: {path.resolve()}")
     return 0 if ok else 1
 
 

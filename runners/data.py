@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+# The name (and version) of the stream synthetic_batch draws; part of a run's identity.
+DATA_GENERATOR = "synthetic-normal-advect-east/1"
+
 
 def synthetic_batch(
     shape: tuple[int, int, int, int], out_chans: int, seed: int, index: int

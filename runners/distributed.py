@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from metrics.timing import summarize
+from runners import schema
+from runners.data import DATA_GENERATOR
 from runners.devices import parse_device
 from runners.registry import check_framework, get_workload
 from runners.spec import PairbenchError
@@ -97,6 +99,7 @@ def launch_env(framework: str, device: str, job: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
     env["PYTHONUNBUFFERED"] = "1"
+    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # CUDA's numbering agrees with NVML's (see runners.pair.worker_env)
     if parse_device(device).kind == "cpu":
         env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # loopback only
     if framework == "mindspore":
@@ -390,11 +393,13 @@ def run_data_parallel(
     timeout_s: float = 600,
     reference: bool = False,
     weights: str | Path | None = None,
+    threads: int | None = None,
 ) -> dict:
     """Train ``workload`` data-parallel over ``nproc`` processes with global batch ``global_batch``.
 
     ``steps`` timed Adam steps follow ``warmup`` untimed ones; losses cover all of them. With ``reference`` the
-    same job also runs as one process, and the result gains scaling efficiency and the loss and parameter
+    same job also runs as one process (with the same ``threads`` per process: by default on the CPU an equal share
+    of the cores for each of the ``nproc``), and the result gains scaling efficiency and the loss and parameter
     differences. Status is ``ok``, ``failed`` (crash, time-out: the reason names the launcher's exit code and the
     failing rank's last log line) or ``unavailable`` (framework not installed); a batch that does not split evenly
     or an unknown framework, workload or device raises PairbenchError."""
@@ -411,7 +416,7 @@ def run_data_parallel(
     root = Path(results_dir) if results_dir else _default_dir(workload, framework, nproc, seed)
     root.mkdir(parents=True, exist_ok=True)
     wfile = _weights_file(root, workload, seed, weights)
-    threads = threads_per_rank(device, nproc)
+    threads = threads or threads_per_rank(device, nproc)
     job = DPJob(framework, workload, global_batch, steps, warmup, seed, device, wfile, threads, timeout_s)
     result = run_job(job, nproc, root / f"{framework}-n{nproc}")
     if not reference or result["status"] != "ok":
@@ -422,9 +427,50 @@ def run_data_parallel(
     return {**result, **compare(result, ref)}
 
 
-def to_record(result: dict) -> dict:
-    """A flat record for reports.records.append_record: per-rank step lists become ``step_ms_rank{r}``."""
-    out = {k: v for k, v in result.items() if k != "step_ms_per_rank"}
+# Fields of a result that the record holds under its identity's names (batch_size, train_steps, ...) or drops.
+_AS_IDENTITY = (
+    "mode", "workload", "nproc", "device", "global_batch", "steps", "warmup", "seed", "weights", "threads_per_rank",
+    "step_ms_per_rank", "framework", "status", "reason",
+)  # fmt: skip
+_COMPARED = ("speedup", "scaling_efficiency", "loss_max_rel_diff", "grad0_max_rel_l2", "param_max_rel_l2")
+
+
+def identity(workload: str, nproc: int, global_batch: int, steps: int, warmup: int, seed: int, digest: str,
+             threads: int | None) -> dict:  # fmt: skip
+    """The identity (runners.schema) of a data-parallel run: fp32 eager forecast steps on synthetic batches."""
+    spec = get_workload(workload)
+    return schema.identity(
+        "data_parallel",
+        model=spec.model.to_dict(),
+        weights_sha256=digest,
+        seed=seed,
+        data={"generator": DATA_GENERATOR},
+        hyper_parameters=spec.hyper_parameters(),
+        batch_size=global_batch,
+        precision="fp32",
+        mode="eager",
+        recompute=False,
+        threads=threads,
+        warmup_steps=warmup,
+        train_steps=steps,
+        objective="forecast",
+        nproc=nproc,
+    )
+
+
+def to_record(result: dict, head: dict) -> dict:
+    """The validated record of a data-parallel ``result`` (see :func:`run_data_parallel`) under ``head``
+    (runners.schema.header of :func:`identity`): per-rank step lists become ``step_ms_rank{r}``. A comparison
+    with one process that is not finite fails the record, naming the figure."""
+    fields = {k: v for k, v in result.items() if k not in _AS_IDENTITY}
     for r, v in result.get("step_ms_per_rank", {}).items():
-        out[f"step_ms_rank{r}"] = v
-    return out
+        fields[f"step_ms_rank{r}"] = v
+    status, reason = result["status"], result.get("reason")
+    bad = [k for k in _COMPARED if k in fields and schema.finite_or_none(fields[k]) is None]
+    if status == "ok" and bad:
+        status, reason = "failed", f"{', '.join(bad)} not finite: the run cannot be compared with one process"
+    if status != "ok":
+        keep = {f.name for f in schema.FIELDS["data_parallel"] if f.need != "ok"}
+        fields = {k: v for k, v in fields.items() if k in keep and (k not in _COMPARED)}
+        fields["reason"] = reason
+    return schema.record(head, framework=result["framework"], status=status, **fields)

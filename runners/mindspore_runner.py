@@ -8,6 +8,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor, amp, nn
 
+from metrics.parity import worst_repeat_difference
 from runners.devices import parse_device
 from runners.mindspore_optim import TorchRuleAdam
 from runners.registry import load_object
@@ -76,7 +77,7 @@ class MindSporeRunner:
         return {
             "framework_version": ms.__version__,
             "device_name": self.target.lower() if self.target == "CPU" else self.target,
-            "threads": str(self.run.threads) if self.run.threads else "framework default",
+            "threads_used": str(self.run.threads) if self.run.threads else "framework default",
             "execution_mode": "graph (jit)" if self.run.mode == "compiled" else "pynative",
         }
 
@@ -127,12 +128,8 @@ class MindSporeRunner:
             inputs.append(Tensor(cfg.random_token_mask(1, rng)))
         first = [g.asnumpy() for g in self.grad_fn(*inputs)[1]]
         second = [g.asnumpy() for g in self.grad_fn(*inputs)[1]]
-        worst, where = 0.0, ""
-        for p, a, b in zip(self.params, first, second, strict=True):
-            d = float(np.abs(a - b).max() / (np.abs(a).max() + 1e-30))
-            if d > worst:
-                worst, where = d, p.name
-        if worst > 1e-5:
+        worst, where = worst_repeat_difference(first, second, [p.name for p in self.params])
+        if not worst <= 1e-5:
             raise UnsupportedError(
                 f"MindSpore {ms.__version__} graph mode on {self.target} gives different gradients for the same "
                 f"inputs on repeated calls (worst relative difference {worst:.2g}, at {where}); compiled training "

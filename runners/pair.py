@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -16,32 +15,15 @@ from pathlib import Path
 import numpy as np
 
 from hardware_profiles import match_profile, mfu
-from metrics.parity import relative_differences, relative_l2, worst_relative_l2
+from metrics.parity import compare
 from metrics.timing import summarize
-from reports.records import append_record, read_records
+from runners import schema
+from runners.data import DATA_GENERATOR
 from runners.devices import parse_device
 from runners.registry import DEFAULT_WORKLOAD, check_framework, get_workload
-from runners.spec import (
-    FRAMEWORKS,
-    MODES,
-    OBJECTIVES,
-    PRECISIONS,
-    SCHEMA_VERSION,
-    PairbenchError,
-    RunConfig,
-    masked_objective_refusal,
-)
+from runners.spec import FRAMEWORKS, MODES, OBJECTIVES, PRECISIONS, PairbenchError, RunConfig, masked_objective_refusal
+from runners.store import append_record, read_records
 from runners.weights import load_weights, save_weights
-
-# fp32: the foundation issue's acceptance bounds. Low precision: each framework rounds differently
-# (kernels, accumulation order), so the two agree only to the dtype's resolution; bounds from measured
-# CPU runs with a margin (see README).
-TOLERANCES = {"forward": 1e-5, "gradients": 1e-4, "losses": 1e-4}
-LOW_PRECISION_TOLERANCES = {
-    "bf16": {"forward": 5e-2, "gradients": 2e-1, "losses": 5e-2},
-    "fp16": {"forward": 1e-2, "gradients": 5e-2, "losses": 1e-2},
-}
-DATA_GENERATOR = "synthetic-normal-advect-east/1"
 
 
 @dataclass
@@ -85,6 +67,8 @@ class PairOptions:
                 raise PairbenchError(f"{name.replace('_', '-')} must be at least {least}")
         if self.batch_size is not None and self.batch_size < 1:
             raise PairbenchError("batch-size must be at least 1")
+        if self.threads is not None and self.threads < 1:
+            raise PairbenchError("threads must be at least 1")
 
 
 @dataclass
@@ -96,16 +80,12 @@ class PairOutcome:
 
     @property
     def ok(self) -> bool:
+        """Every framework ran and parity did not fail ("bounds not established" is no failure)."""
         statuses_ok = all(r["status"] == "ok" for r in self.records)
-        return statuses_ok and (self.parity is None or self.parity["within_tolerance"])
+        return statuses_ok and (self.parity is None or self.parity["verdict"] != "fail")
 
 
-def fingerprint(parts: dict) -> str:
-    """Short SHA-256 of what makes two runs the same work (canonical JSON of ``parts``)."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _new_run_dir(results_dir: Path, name: str) -> Path:
+def new_run_dir(results_dir: Path, name: str) -> Path:
     """A fresh directory for one paired run; never reuses (and so never overwrites) an earlier one."""
     results_dir.mkdir(parents=True, exist_ok=True)
     for n in range(1, 1000):
@@ -118,11 +98,13 @@ def _new_run_dir(results_dir: Path, name: str) -> Path:
     raise PairbenchError(f"cannot create a run directory for {name} in {results_dir}")
 
 
-def _worker_env() -> dict[str, str]:
+def worker_env() -> dict[str, str]:
+    """The environment of a worker: this checkout importable, and CUDA numbering GPUs as NVML does (by PCI
+    bus id), enforced: with CUDA's default (fastest first) NVML could read another GPU's power."""
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # CUDA indices then agree with NVML's
+    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     return env
 
 
@@ -138,7 +120,7 @@ def run_worker(run: RunConfig, prefix: Path, timeout_s: float) -> dict:
                 [sys.executable, "-m", "runners.worker", str(request), str(prefix)],
                 stdout=fh,
                 stderr=subprocess.STDOUT,
-                env=_worker_env(),
+                env=worker_env(),
                 timeout=timeout_s,
             )
             code = proc.returncode
@@ -155,38 +137,32 @@ def run_worker(run: RunConfig, prefix: Path, timeout_s: float) -> dict:
     return result
 
 
-_ENVIRONMENT = (
-    "framework_version", "device_name", "cpu_name", "threads", "execution_mode", "python", "host",
-    "param_count", "build_s", "host_peak_rss_mb",
-)  # fmt: skip
-
-
+_ENVIRONMENT = tuple(f.name for f in schema.ENVIRONMENT)
 _MEMORY_AND_COMPILE = (
     "first_step_ms", "compile_s", "forward_first_ms", "first_backward_ms", "backward_rss_growth_mb",
-    "saved_activations_mb",
-    "device_peak_mem_mb", "device_peak_mem_reason",
+    "saved_activations_mb", "device_peak_mem_mb", "device_peak_mem_reason",
 )  # fmt: skip
 
 
-def _record_environment(result: dict) -> dict:
+def environment_fields(result: dict) -> dict:
     """What a worker reported about its environment, and its power fields, for a record."""
     env = {k: result[k] for k in _ENVIRONMENT}
     if env["device_name"] == "cpu":
         env["device_name"] = result["cpu_name"]
+    if result.get("cuda_runtime") is not None:
+        env["cuda_runtime"] = result["cuda_runtime"]
     env.update({k: v for k, v in result.items() if k.startswith(("power_", "energy_", "samples_per_j"))})
     return env
 
 
-def _record(base: dict, run: RunConfig, spec, result: dict) -> dict:
-    rec = {**base, "framework": run.framework, "device": run.device, "status": result["status"]}
-    if result["status"] != "ok":
-        rec["reason"] = result.get("reason", "unknown")
-        return rec
+def run_fields(run: RunConfig, spec, result: dict) -> dict:
+    """The measured fields of a successful timing run's record, from its worker's result."""
     flops = spec.model.flops()
     step_s = float(np.median(result["step_ms"])) / 1e3
-    rec.update(_record_environment(result))
+    rec = environment_fields(result)
     rec.update({k: result[k] for k in ("loss_initial", "losses", "forward_ms", "step_ms", "input_ms")})
     rec.update({k: result.get(k) for k in _MEMORY_AND_COMPILE})
+    rec["gradient_missing"] = result["gradient_missing"]
     rec.update(summarize(result["forward_ms"], "forward"))
     rec.update(summarize(result["step_ms"], "step"))
     rec.update(summarize(result["input_ms"], "input"))
@@ -217,25 +193,29 @@ def _record(base: dict, run: RunConfig, spec, result: dict) -> dict:
     return rec
 
 
-_PARITY_KEYS = (
-    "schema_version", "run_id", "timestamp", "workload", "workload_fingerprint", "precision", "mode", "recompute",
-    "seed",
-)  # fmt: skip
+def recorded(head: dict, framework: str, result: dict, fields) -> dict:
+    """The record of a worker's ``result`` (``fields()`` its measured fields when it succeeded). A result that
+    does not make a valid record (a NaN timing, a missing figure) becomes a failed record saying so, and
+    ``result`` is marked failed, so that nothing built on it follows."""
+    try:
+        return schema.outcome(head, framework, result, fields() if result["status"] == "ok" else None)
+    except (schema.RecordError, KeyError, TypeError, ValueError) as exc:
+        what = f"field {exc}" if isinstance(exc, KeyError) else str(exc)
+        result.update(status="failed", reason=f"the worker's result cannot be recorded: {what}")
+        return schema.outcome(head, framework, result)
 
 
-def _completed(path: Path, base: dict, device: str) -> dict[str, dict]:
-    """Successful run records already in ``path`` for this fingerprint, device and execution mode."""
+def completed_runs(path: Path, head: dict) -> dict[str, dict]:
+    """Successful run records already in ``path`` that are the same run as ``head`` would be (schema.RUN_KEY),
+    by framework."""
     if not path.is_file():
         return {}
-    same = ("workload_fingerprint", "mode", "recompute")
-    return {
-        r["framework"]: r
-        for r in read_records(path)
-        if r.get("record_type", "run") == "run"
-        and all(r.get(k) == base[k] for k in same)
-        and r.get("device") == device
-        and r.get("status") == "ok"
-    }
+    out = {}
+    for r in read_records(path):
+        if r["record_type"] == "run" and r["status"] == "ok":
+            if schema.run_key(r) == schema.run_key({**head, "framework": r["framework"]}):
+                out[r["framework"]] = r
+    return out
 
 
 def source_commit() -> str | None:
@@ -248,35 +228,25 @@ def source_commit() -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def _parity(
-    run_dirs: dict[str, Path], reference: str, other: str, results: dict[str, dict], precision: str = "fp32"
-) -> dict:
-    ref = np.load(run_dirs[reference] / f"{reference}.npz")
-    oth = np.load(run_dirs[other] / f"{other}.npz")
-    grads_ref = {k[5:]: ref[k] for k in ref.files if k.startswith("grad/")}
-    grads_oth = {k[5:]: oth[k] for k in oth.files if k.startswith("grad/")}
-    grad_worst, grad_where = worst_relative_l2(grads_oth, grads_ref)
-    losses = relative_differences(
-        [results[other]["loss_initial"], *results[other]["losses"]],
-        [results[reference]["loss_initial"], *results[reference]["losses"]],
+def load_gradients(path: Path, names: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray | None]]:
+    """A worker's forward output and its gradients by parameter name (None where it had no gradient)."""
+    with np.load(path) as arrays:
+        return arrays["forward_output"], {n: arrays[f"grad/{n}"] if f"grad/{n}" in arrays else None for n in names}
+
+
+def parity(run_dirs: dict[str, Path], reference: str, other: str, results: dict[str, dict], spec, head: dict) -> dict:
+    """The parity of ``other`` against ``reference`` from their workers' arrays and losses (metrics.parity)."""
+    names = list(spec.model.parameter_shapes())
+    fwd_ref, grads_ref = load_gradients(run_dirs[reference] / f"{reference}.npz", names)
+    fwd_oth, grads_oth = load_gradients(run_dirs[other] / f"{other}.npz", names)
+    return compare(
+        (fwd_oth, fwd_ref),
+        (grads_oth, grads_ref),
+        tuple([results[fw]["loss_initial"], *results[fw]["losses"]] for fw in (other, reference)),
+        (other, reference),
+        head["precision"],
+        parse_device(head["device"]).kind,
     )
-    out = {
-        "reference": reference,
-        "other": other,
-        "forward_rel_l2": relative_l2(oth["forward_output"], ref["forward_output"]),
-        "gradient_max_rel_l2": grad_worst,
-        "gradient_worst_parameter": grad_where,
-        "loss_max_rel": max(losses),
-        "loss_rel_per_step": losses,
-        "tolerances": (tol := LOW_PRECISION_TOLERANCES.get(precision, TOLERANCES)),
-        "precision": precision,
-    }
-    out["within_tolerance"] = bool(
-        out["forward_rel_l2"] <= tol["forward"]
-        and out["gradient_max_rel_l2"] <= tol["gradients"]
-        and out["loss_max_rel"] <= tol["losses"]
-    )
-    return out
 
 
 def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
@@ -293,7 +263,7 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
     seed = secrets.randbits(31) if opts.seed is None else opts.seed
     batch = opts.batch_size or spec.batch_size
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = _new_run_dir(Path(opts.results_dir), f"{stamp}-{spec.name}-{seed}")
+    run_dir = new_run_dir(Path(opts.results_dir), f"{stamp}-{spec.name}-{seed}")
 
     if opts.weights:
         tensors = load_weights(Path(opts.weights), spec.model)
@@ -305,44 +275,29 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
     digest = save_weights(weights_path, spec.model, tensors)
 
     hp = spec.hyper_parameters()
-    fingerprint_parts = {
-        "model": spec.model.to_dict(),
-        "weights_sha256": digest,
-        "hyper_parameters": hp,
-        "data": {"generator": DATA_GENERATOR, "seed": seed},
-        "batch_size": batch,
-        "precision": opts.precision,
-        "warmup_steps": opts.warmup_steps,
-        "train_steps": opts.train_steps,
-        **({"objective": opts.objective} if opts.objective != "forecast" else {}),  # earlier fingerprints stand
-    }
-    base = {
-        "schema_version": SCHEMA_VERSION,
-        "record_type": "run",
-        "task": "pair",
-        "pairbench_commit": source_commit(),
-        "run_id": run_dir.name,
-        "timestamp": stamp,
-        "workload": spec.name,
-        "workload_fingerprint": fingerprint(fingerprint_parts),
-        "model": spec.model.to_dict(),
-        "weights_sha256": digest,
-        "weights_source": weights_source,
-        "data_generator": DATA_GENERATOR,
-        "seed": seed,
-        "precision": opts.precision,
-        "mode": opts.mode,
-        "objective": opts.objective,
-        "recompute": opts.recompute,
-        "threads": opts.threads,
-        "batch_size": batch,
-        "warmup_steps": opts.warmup_steps,
-        "train_steps": opts.train_steps,
-        "forward_steps": opts.forward_steps,
-        "hyper_parameters": hp,
-    }
+    ident = schema.identity(
+        "run",
+        model=spec.model.to_dict(),
+        weights_sha256=digest,
+        seed=seed,
+        data={"generator": DATA_GENERATOR},
+        hyper_parameters=hp,
+        batch_size=batch,
+        precision=opts.precision,
+        mode=opts.mode,
+        recompute=opts.recompute,
+        threads=opts.threads,
+        warmup_steps=opts.warmup_steps,
+        train_steps=opts.train_steps,
+        objective=opts.objective,
+        nproc=1,
+    )
+    head = schema.header(
+        ident, run_id=run_dir.name, timestamp=stamp, workload=spec.name, device=opts.device, commit=source_commit()
+    )
+    run_head = {**head, "weights_source": weights_source, "forward_steps": opts.forward_steps}
     records_path = Path(opts.results_dir) / "records.jsonl"
-    done = _completed(records_path, base, opts.device) if opts.resume else {}
+    done = completed_runs(records_path, head) if opts.resume else {}
     records, results, run_dirs = [], {}, {}
     for fw in opts.frameworks:
         if fw in done:
@@ -373,19 +328,19 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
             hyper_parameters=hp,
         )
         results[fw] = run_worker(run, run_dir / fw, opts.timeout_s)
-        rec = _record(base, run, spec, results[fw])
+        rec = recorded(run_head, fw, results[fw], lambda r=run, res=results[fw]: run_fields(r, spec, res))
         append_record(records_path, rec)
         records.append(rec)
         progress(f"[{fw}] {rec['status']}" + (f": {rec['reason']}" if "reason" in rec else ""))
 
-    parity = parity_record = None
+    found = parity_record = None
     ok = [fw for fw in opts.frameworks if results[fw]["status"] == "ok"]
     if len(ok) >= 2:
         reference = "torch" if "torch" in ok else ok[0]
         other = next(fw for fw in ok if fw != reference)
-        parity = _parity(run_dirs, reference, other, results, opts.precision)
-        (run_dir / "parity.json").write_text(json.dumps(parity, indent=1))
-        parity_record = {**{k: base[k] for k in _PARITY_KEYS}, "record_type": "parity", "device": opts.device, **parity}
+        found = parity(run_dirs, reference, other, results, spec, head)
+        (run_dir / "parity.json").write_text(json.dumps(found, indent=1))
+        parity_record = schema.record(head, "parity", **found)
         if len(done) < len(opts.frameworks):  # a new pairing, not one already recorded
             append_record(records_path, parity_record)
-    return PairOutcome(run_dir=run_dir, records=records, parity=parity, parity_record=parity_record)
+    return PairOutcome(run_dir=run_dir, records=records, parity=found, parity_record=parity_record)

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from metrics.skill import climatology_forecast, persistence_forecast, score_lead_times
-from reports.records import append_record
+from runners import schema
 from runners.registry import DEFAULT_WORKLOAD, check_framework, get_workload
-from runners.spec import FRAMEWORKS, SCHEMA_VERSION, PairbenchError, RunConfig
+from runners.spec import FRAMEWORKS, PairbenchError, RunConfig
+from runners.store import append_record
 
 # Two fp32 trainings of 400 Adam steps drift apart by rounding alone; measured RMSE curves of the two
 # frameworks differ by well under 1 % (see README), so 2 % at every lead and channel is the bound.
@@ -126,7 +127,7 @@ def _table(scores) -> dict:
 def run_skill(opts: SkillOptions, progress=print) -> dict:
     """Train, roll out and score each framework; returns the summary also written to skill.json."""
     from runners.datasets.stats import channel_stats, save_stats, time_mean_climatology
-    from runners.pair import _new_run_dir, _record_environment, fingerprint, run_worker, source_commit
+    from runners.pair import environment_fields, new_run_dir, recorded, run_worker, source_commit
     from runners.weights import save_weights
 
     for fw in opts.frameworks:
@@ -151,7 +152,7 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
     inits = _inits(data.test, opts.n_init, opts.n_lead)
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = _new_run_dir(Path(opts.results_dir), f"{stamp}-{spec.name}-skill-{seed}")
+    run_dir = new_run_dir(Path(opts.results_dir), f"{stamp}-{spec.name}-skill-{seed}")
     weights_path = run_dir / "weights.safetensors"
     digest = save_weights(weights_path, spec.model, spec.model.init_weights(seed))
     hp = {**spec.hyper_parameters(), "lr": opts.lr}
@@ -163,31 +164,38 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
         "inits": inits.tolist(),
         "n_lead": opts.n_lead,
     }
-    base = {
-        "schema_version": SCHEMA_VERSION,
-        "record_type": "run",
-        "pairbench_commit": source_commit(),
-        "run_id": run_dir.name,
-        "timestamp": stamp,
-        "task": "skill",
-        "workload": spec.name,
-        "model": spec.model.to_dict(),
-        "weights_sha256": digest,
-        "seed": seed,
-        "precision": "fp32",
-        "batch_size": opts.batch_size,
-        "train_steps": opts.train_steps,
-        "hyper_parameters": hp,
-        "data_sha256": data.meta["sha256"],
-        "data_generator": data.meta["generator"],
-        "data_grid": data.meta["grid"],
-        "train_range": list(data.train),
-        "test_inits": inits.tolist(),
-        "weights_convention": data.weights_convention,
-        "rmse_order": "sqrt_of_mean_mse",
-        "scored_cells": "all" if mask is None else "ocean at each channel's depth",
-    }
-    base["workload_fingerprint"] = fingerprint({k: base[k] for k in _IDENTITY})
+    ident = schema.identity(
+        "skill",
+        model=spec.model.to_dict(),
+        weights_sha256=digest,
+        seed=seed,
+        data={
+            "generator": data.meta["generator"],
+            "sha256": data.meta["sha256"],
+            "grid": data.meta["grid"],
+            "train_range": list(data.train),
+            "test_inits": inits.tolist(),
+            "n_lead": opts.n_lead,
+        },
+        hyper_parameters=hp,
+        batch_size=opts.batch_size,
+        precision="fp32",
+        mode="eager",
+        recompute=False,
+        threads=None,
+        warmup_steps=0,
+        train_steps=opts.train_steps,
+        objective="forecast",
+        nproc=1,
+    )
+    head = schema.header(
+        ident, run_id=run_dir.name, timestamp=stamp, workload=spec.name, device=opts.device, commit=source_commit()
+    )
+    head.update(
+        weights_convention=data.weights_convention,
+        rmse_order="sqrt_of_mean_mse",
+        scored_cells="all" if mask is None else "ocean at each channel's depth",
+    )
 
     channels = src.channels[:n_out]
     truth = np.stack([src.read(i + 1, i + 1 + opts.n_lead)[:, :n_out] for i in inits])
@@ -227,25 +235,24 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
             hyper_parameters=hp,
         )
         result = run_worker(run, run_dir / fw, opts.timeout_s)
-        rec = {**base, "framework": fw, "device": opts.device, "status": result["status"]}
-        if result["status"] == "ok":
+
+        def fields(fw=fw, result=result) -> dict:
             scale, shift = std[:n_out, None, None], mean[:n_out, None, None]
-            forecasts = np.load(run_dir / f"{fw}.npz")["forecasts"] * scale + shift
-            s = score(forecasts, truth)
+            s = score(np.load(run_dir / f"{fw}.npz")["forecasts"] * scale + shift, truth)
             summary["scores"][fw] = _table(s)
-            rec.update(_record_environment(result))
-            rec.update(
-                {
-                    "losses": result["losses"],
-                    "step_ms": result["step_ms"],
-                    "step_ms_p50": float(np.median(result["step_ms"])),
-                    "rollout_ms_p50": float(np.median(result["rollout_ms"])),
-                    **_flat_scores("", s, channels, hours),
-                    **ref_fields,
-                }
-            )
-        else:
-            rec["reason"] = result.get("reason", "unknown")
+            return {
+                **environment_fields(result),
+                "losses": result["losses"],
+                "step_ms": result["step_ms"],
+                "step_ms_p50": float(np.median(result["step_ms"])),
+                "rollout_ms_p50": float(np.median(result["rollout_ms"])),
+                **_flat_scores("", s, channels, hours),
+                **ref_fields,
+            }
+
+        rec = recorded(head, fw, result, fields)
+        if rec["status"] != "ok":
+            summary["scores"].pop(fw, None)
         append_record(Path(opts.results_dir) / "records.jsonl", rec)
         summary["records"].append(rec)
         progress(f"[{fw}] {rec['status']}" + (f": {rec['reason']}" if "reason" in rec else ""))
@@ -261,22 +268,21 @@ def _scorer(clim, convention, channels, mask=None):
     return score
 
 
-_IDENTITY = (
-    "model", "weights_sha256", "seed", "batch_size", "train_steps", "hyper_parameters", "data_sha256", "data_grid",
-    "train_range", "test_inits", "precision",
-)  # fmt: skip
-
-
 def _agreement(scores: dict, frameworks) -> dict | None:
+    """The worst relative RMSE difference of the second framework against the first, over leads and channels;
+    a score that is missing or not finite on either side fails the agreement and is said, never hidden."""
     ran = [fw for fw in frameworks if fw in scores]
     if len(ran) < 2:
         return None
-    a, b = np.asarray(scores[ran[0]]["rmse"]), np.asarray(scores[ran[1]]["rmse"])
-    worst = float(np.max(np.abs(b - a) / a))
+    a, b = (np.array(scores[fw]["rmse"], dtype=np.float64) for fw in ran[:2])  # None (undefined) becomes NaN
+    rel = np.abs(b - a) / a
+    finite = bool(np.isfinite(rel).all())
+    worst = schema.finite_or_none(np.max(rel)) if finite else None
     return {
         "reference": ran[0],
         "other": ran[1],
         "rmse_max_rel_diff": worst,
+        "nonfinite": None if finite else f"{int((~np.isfinite(rel)).sum())} RMSE comparisons are missing or not finite",
         "tolerance": AGREEMENT,
-        "within_tolerance": worst <= AGREEMENT,
+        "within_tolerance": finite and worst is not None and worst <= AGREEMENT,
     }

@@ -10,7 +10,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-SCHEMA_VERSION = 1
 FRAMEWORKS = ("torch", "mindspore")
 PRECISIONS = ("fp32", "bf16", "fp16")
 LOSSES = ("mse", "masked_relative_l2")  # masked_relative_l2: per sample |m*(out-y)| / |m*y|, m the ocean mask
@@ -116,7 +115,9 @@ class Runner(Protocol):
 
     def fetch(self, tensor: Any) -> np.ndarray: ...
 
-    def loss_and_grads(self, x: Any, y: Any, token_mask: Any = None) -> tuple[float, dict[str, np.ndarray]]: ...
+    def loss_and_grads(self, x: Any, y: Any, token_mask: Any = None) -> tuple[float, dict[str, np.ndarray]]:
+        """The loss and the gradient of each parameter the loss reaches; a parameter without one is left out
+        where the framework can tell (PyTorch), else comes back as zeros (MindSpore)."""
 
     def train_step(self, x: Any, y: Any, token_mask: Any = None) -> float: ...
 

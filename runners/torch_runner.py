@@ -80,7 +80,7 @@ class TorchRunner:
             "framework_version": torch.__version__,
             "device_name": name,
             "cuda_runtime": torch.version.cuda,
-            "threads": str(torch.get_num_threads()),
+            "threads_used": str(torch.get_num_threads()),
             "execution_mode": "torch.compile" if self.run.mode == "compiled" else "eager",
         }
 
@@ -115,7 +115,8 @@ class TorchRunner:
         return self.loss_fn(out.float(), y)
 
     def loss_and_grads(self, x, y, token_mask=None) -> tuple[float, dict[str, np.ndarray]]:
-        """Loss and every parameter's gradient; also measures the bytes autograd saves for backward
+        """Loss and the gradient of every parameter the loss reaches (one it does not reach has none and is
+        left out, never given zeros); also measures the bytes autograd saves for backward
         (distinct storages), the activation memory that recompute trades for time."""
         self.net.zero_grad(set_to_none=True)
         storages: dict[int, int] = {}
@@ -128,10 +129,7 @@ class TorchRunner:
             loss = self._loss(x, y, token_mask)
         self.activation_memory = {"saved_activations_mb": sum(storages.values()) / 2**20}
         loss.backward()
-        grads = {
-            n: (p.grad.detach().cpu().numpy() if p.grad is not None else np.zeros(p.shape, np.float32))
-            for n, p in self.net.named_parameters()
-        }
+        grads = {n: p.grad.detach().cpu().numpy() for n, p in self.net.named_parameters() if p.grad is not None}
         self.net.zero_grad(set_to_none=True)
         return float(loss.item()), grads
 

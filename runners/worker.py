@@ -20,10 +20,12 @@ import numpy as np
 
 from metrics.collectors import collector_for, cpu_name
 from metrics.memory import RssPeak
+from metrics.parity import has_gradient
 from metrics.timing import time_steps
 from runners.data import synthetic_batch
 from runners.devices import parse_device
 from runners.registry import get_workload, runner_class
+from runners.schema import POWER_WINDOWS
 from runners.spec import PairbenchError, RunConfig, UnsupportedError, masked_objective_refusal
 from runners.weights import load_weights
 
@@ -56,42 +58,55 @@ def build(run: RunConfig):
     return spec, weights, runner, time.perf_counter() - t0
 
 
-def timed_training(run: RunConfig, runner, batch, n_steps: int, samples_per_step: int) -> dict:
-    """``run.warmup_steps`` untimed Adam steps, then ``n_steps`` timed ones with power collected over
-    exactly that window. ``batch(i)`` gives step i's host arrays (x, y, and a token mask for the masked
-    objective); their transfer is timed apart."""
+# The timed steps' inputs are staged on the device before the power window opens when they take at most this
+# much memory, so that the window holds the timed steps only; larger inputs are prepared step by step inside it.
+# Staged inputs count toward the run's peak memory: 256 MiB at most (fourcastnet-tiny: 3 MB).
+STAGE_BYTES = 256 << 20
 
-    def step(i: int) -> tuple[float, float, float]:
+
+def timed_training(run: RunConfig, runner, batch, n_steps: int, samples_per_step: int) -> dict:
+    """``run.warmup_steps`` untimed Adam steps, then ``n_steps`` timed ones with power collected over the same
+    window. ``batch(i)`` gives step i's host arrays (x, y, and a token mask for the masked objective); their
+    transfer is timed apart (``input_ms``), and ``power_window`` says whether the window holds it."""
+
+    def stage(i: int) -> tuple[list, float]:
         t_in = time.perf_counter()
         inputs = [runner.put(a) for a in batch(i)]
         runner.synchronize()
+        return inputs, (time.perf_counter() - t_in) * 1e3
+
+    def step(inputs: list, i: int) -> tuple[float, float]:
         t_step = time.perf_counter()
         loss = runner.train_step(*inputs)
         runner.synchronize()
         t_end = time.perf_counter()
         if not np.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss} at step {i}")
-        return loss, (t_step - t_in) * 1e3, (t_end - t_step) * 1e3
+        return loss, (t_end - t_step) * 1e3
 
-    warmup = [step(i) for i in range(run.warmup_steps)]
-    losses = [loss for loss, _, _ in warmup]
+    warmup = [step(stage(i)[0], i) for i in range(run.warmup_steps)]
+    timed_steps = range(run.warmup_steps, run.warmup_steps + n_steps)
+    staged = sum(a.nbytes for a in batch(timed_steps[0])) * n_steps <= STAGE_BYTES
+    ready = [stage(i) for i in timed_steps] if staged else []
     dev = parse_device(run.device)
     collector = collector_for(dev.kind, dev.index, run.power_rate_hz)
-    # Power and timings come from the same window: the timed training steps, fenced by synchronisation.
+    # Power and timings come from the same window, fenced by synchronisation.
     runner.synchronize()
     collector.start()
-    timed = [step(i) for i in range(run.warmup_steps, run.warmup_steps + n_steps)]
+    timed = []
+    for k, i in enumerate(timed_steps):
+        inputs, input_ms = ready[k] if staged else stage(i)
+        timed.append((*step(inputs, i), input_ms))
     runner.synchronize()
     power = collector.stop()
-    step_ms = [t for _, _, t in timed]
-    first = warmup[0][2] if warmup else None
     return {
-        "losses": losses + [loss for loss, _, _ in timed],
-        "input_ms": [t for _, t, _ in timed],
-        "step_ms": step_ms,
-        "first_step_ms": first,
+        "losses": [loss for loss, _ in warmup] + [loss for loss, _, _ in timed],
+        "input_ms": [t for _, _, t in timed],
+        "step_ms": [t for _, t, _ in timed],
+        "first_step_ms": warmup[0][1] if warmup else None,
         **runner.device_memory(),
         **power.to_record(samples_in_window=samples_per_step * n_steps),
+        "power_window": POWER_WINDOWS[0 if staged else 1],
     }
 
 
@@ -119,6 +134,8 @@ def execute_pair(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.ndarr
     t0 = time.perf_counter()
     loss0, grads = runner.loss_and_grads(x0, y0, *mask0)
     runner.synchronize()
+    if not np.isfinite(loss0):
+        raise FloatingPointError(f"the loss of the parity step (before step 0) is {loss0}")
     first_backward_ms = (time.perf_counter() - t0) * 1e3
     rss_before, rss_peak = memory.stop()
     forward_ms = time_steps(lambda: runner.forward(x0), run.warmup_steps, run.forward_steps, runner.synchronize)
@@ -135,6 +152,7 @@ def execute_pair(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.ndarr
         "backward_rss_growth_mb": rss_peak - rss_before,
         **getattr(runner, "activation_memory", {}),
         "loss_initial": loss0,
+        "gradient_missing": sorted(n for n in spec.model.parameter_shapes() if not has_gradient(grads.get(n))),
         "forward_first_ms": forward_first_ms,
         "forward_ms": forward_ms,
         **training,

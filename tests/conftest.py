@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,3 +57,45 @@ with FlopCounterMode(display=False) as train:
     net(x).square().mean().backward()
 print(json.dumps({{'forward': fwd.get_total_flops(), 'train': train.get_total_flops()}}))
 """)
+
+
+IDENTITY_DEFAULTS = {
+    "model": {"embed_dim": 64}, "weights_sha256": "a" * 64, "seed": 1, "data": {"generator": "synthetic/1"},
+    "hyper_parameters": {"lr": 5e-4}, "batch_size": 2, "precision": "fp32", "mode": "eager", "recompute": False,
+    "threads": None, "warmup_steps": 3, "train_steps": 20, "objective": "forecast", "nproc": 1,
+}  # fmt: skip
+
+
+def run_record(framework: str, device: str = "cpu", steps: list[float] | None = None, **over) -> dict:
+    """A complete, valid run record (runners.schema) for report tests: identity fields in ``over`` change the
+    fingerprint, other fields in ``over`` replace measured values; ``status`` other than ok makes a failure."""
+    from metrics.timing import summarize
+    from runners import schema
+
+    ident = schema.identity("run", **{k: over.pop(k, v) for k, v in IDENTITY_DEFAULTS.items()})
+    head = schema.header(
+        ident, run_id=over.pop("run_id", "r1"), timestamp=over.pop("timestamp", "20261124T000000Z"),
+        workload=over.pop("workload", "fourcastnet-tiny"), device=device, commit=None,
+    )  # fmt: skip
+    head.update(weights_source="init_weights(seed=1)", forward_steps=20)
+    if over.get("status", "ok") != "ok":
+        return schema.record(head, framework=framework, **over)
+    steps = steps or [10.0] * 20
+    fields = {
+        "framework_version": "x", "device_name": device, "cpu_name": "cpu", "threads_used": "2",
+        "execution_mode": "eager", "python": "3.11", "host": "h", "param_count": 10, "build_s": 1.0,
+        "host_peak_rss_mb": 300.0, "power_source": "estimate", "power_provenance": "estimated",
+        "power_window": "timed steps", "power_window_s": 0.2, "energy_j": 4.0, "power_w_mean": 15.0,
+        "power_w_peak": 16.0, "power_reason": None, "power_samples": [[0.0, 14.0], [0.1, 16.0]],
+        "energy_j_per_sample": 0.1, "samples_per_j": 10.0, "loss_initial": 1.0, "losses": [1.0] * 24,
+        "forward_ms": [s / 3 for s in steps], "step_ms": steps, "input_ms": [0.1] * len(steps),
+        "first_step_ms": 20.0, "compile_s": 0.0, "forward_first_ms": 5.0, "first_backward_ms": 20.0,
+        "backward_rss_growth_mb": 10.0, "saved_activations_mb": None, "device_peak_mem_mb": None,
+        "device_peak_mem_reason": "CPU", "samples_per_s": 2000 / float(np.median(steps)),
+        "flops_forward_per_sample": 1e6, "flops_train_per_sample": 3e6, "achieved_tflops_train": 1e-3,
+        "hardware_profile": None, "mfu_train": None, "mfu_reason": "no hardware profile matches",
+        "provenance": {"timings": "measured"}, "gradient_missing": [],
+        **summarize([s / 3 for s in steps], "forward"), **summarize(steps, "step"),
+        **summarize([0.1] * len(steps), "input"),
+    }  # fmt: skip
+    return schema.record(head, framework=framework, status="ok", **{**fields, **over})

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from conftest import needs_both, needs_mindspore, needs_torch, run_json, torch_flops
 
+from metrics.parity import FP32_BOUNDS as TOLERANCES
 from runners.aigoms.config import CONFIGS, PAPER_DEPTHS_M, AIGOMSConfig
-from runners.pair import TOLERANCES, PairOptions, run_pair
+from runners.pair import PairOptions, run_pair
 from runners.registry import get_workload
 from runners.spec import PairbenchError
 
@@ -337,10 +338,10 @@ def test_skill_on_the_built_in_ocean_scores_the_ocean_only(tmp_path):
     assert summary["channels"] == list(cfg.out_channels) and summary["hours"] == 24.0
     assert summary["agreement"]["rmse_max_rel_diff"] <= AGREEMENT
     rec = summary["records"][0]
-    assert rec["scored_cells"] == "ocean at each channel's depth" and rec["data_generator"].startswith("ocean")
+    assert rec["scored_cells"] == "ocean at each channel's depth" and rec["data"]["generator"].startswith("ocean")
     # Persistence at 24 h for t200, recomputed by hand over the ocean cells at 200 m only.
     src = cfg.builtin_data().source
-    inits = rec["test_inits"]
+    inits = rec["data"]["test_inits"]
     c = cfg.out_channels.index("t200")
     pred = np.stack([src.read(i, i + 1)[0, c : c + 1] for i in inits])
     truth = np.stack([src.read(i + 1, i + 2)[0, c : c + 1] for i in inits])

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import needs_both, run_python
 
-from reports.records import append_record, read_records
 from runners.spec import PairbenchError
+from runners.store import append_record, read_records
 
 
 def cli(*args: str):
@@ -36,7 +36,15 @@ def _one_sentence(stderr: str) -> str:
         ),
         (["run", "--batch-size", "two"], "argument --batch-size: 'two' is not a batch size or a comma-separated list"),
         (["run", "--colour"], "unrecognized arguments: --colour"),
-        (["run", "--objective", "masked", "--nproc", "2"], "data-parallel runs (--nproc) train the forecast objective"),
+        (["run", "--objective", "masked", "--nproc", "2"], "so --objective masked cannot be honoured"),
+        (
+            ["run", "--nproc", "2", "--precision", "bf16", "--mode", "compiled", "--recompute", "--forward-steps", "4"],
+            "so --precision other than fp32, --mode compiled, --recompute, --forward-steps cannot be honoured",
+        ),
+        (["run", "--nproc", "2", "--skill"], "so --skill cannot be honoured"),
+        (["run", "--nproc", "2", "--batch-size", "4,3"], "global batch 3 cannot be split evenly over 2 processes"),
+        (["run", "--nproc", "0"], "--nproc must be at least 1, got 0"),
+        (["run", "--threads", "0"], "threads must be at least 1"),
         (["run", "--objective", "mae"], "argument --objective: invalid choice: 'mae'"),
         (["run", "--objective", "masked"], "pairbench: error: fourcastnet-tiny has no masked pre-training"),
     ],
@@ -70,10 +78,17 @@ def test_demo_default_runs_both_frameworks_and_prints_parity(tmp_path):
     assert "Numerical parity" in html and "Skill" in html and html.count("data:image/png;base64,") >= 5
     assert "power: estimated, not measured" in out or "unavailable" in out
     records = read_records(tmp_path / "records.jsonl")
-    assert [(r["record_type"], r.get("task"), r.get("framework")) for r in records] == [
-        ("run", "pair", "torch"), ("run", "pair", "mindspore"), ("parity", None, None),
-        ("run", "skill", "torch"), ("run", "skill", "mindspore"),
+    assert [(r["record_type"], r["task"], r.get("framework")) for r in records] == [
+        ("run", "pair", "torch"), ("run", "pair", "mindspore"), ("parity", "pair", None),
+        ("skill", "skill", "torch"), ("skill", "skill", "mindspore"),
     ]  # fmt: skip
+    # One identity: the two runs and their parity record are one piece of work, the skill records another.
+    assert len({r["workload_fingerprint"] for r in records[:3]}) == 1
+    skill_fp = records[3]["workload_fingerprint"]
+    assert skill_fp == records[4]["workload_fingerprint"] != records[0]["workload_fingerprint"]
+    assert records[2]["verdict"] == "pass" and records[2]["gradient_missing"] == ["norm.bias", "norm.weight"]
+    for r in records[:2]:  # FourCastNet's final norm is built but never applied: no gradient, in both
+        assert r["gradient_missing"] == ["norm.bias", "norm.weight"]
     for r in records[:2]:
         assert r["status"] == "ok" and r["workload"] == "fourcastnet-tiny" and r["step_ms_p50"] > 0
         assert len(r["step_ms"]) == 3 and r["provenance"]["timings"] == "measured"
@@ -87,16 +102,22 @@ def test_demo_default_runs_both_frameworks_and_prints_parity(tmp_path):
 
 
 def test_corrupt_results_file_names_the_line_and_keeps_the_rest(tmp_path):
+    from conftest import run_record
+
+    from runners.schema import RecordError
+
     path = tmp_path / "records.jsonl"
-    append_record(path, {"a": 1})
+    append_record(path, run_record("torch"))
     with open(path, "a") as fh:
         fh.write('{"truncated": \n')
-    append_record(path, {"b": 2})
+    append_record(path, run_record("mindspore"))
+    first = path.read_text().splitlines()[0]
     with pytest.raises(PairbenchError, match=r"records.jsonl line 2 is not valid JSON"):
         read_records(path)
-    assert path.read_text().splitlines()[0] == '{"a": 1}'
-    with pytest.raises(ValueError):
-        append_record(path, {"nan": float("nan")})  # a NaN is never written as a number
+    assert path.read_text().splitlines()[0] == first
+    with pytest.raises(RecordError, match="field 'step_ms_p50' is nan, not a finite number"):
+        append_record(path, {**run_record("torch"), "step_ms_p50": float("nan")})  # never written as a number
+    assert len(path.read_text().splitlines()) == 3
 
 
 def _assert_skill(results: Path) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from conftest import needs_mindspore, needs_torch, run_json
 
-from runners import distributed
+from runners import distributed, schema
 from runners.distributed import (
     check_split,
     exit_report,
@@ -49,9 +51,15 @@ def test_two_processes_train_as_one(framework, workload, tmp_path):
         assert res["losses"][0] == pytest.approx(_first_loss(workload, framework, tmp_path), rel=1e-5)
     assert res["losses"][-1] < res["losses"][0]
     assert sorted(res["step_ms_per_rank"]) == ["0", "1"] and len(res["step_ms"]) == 6
-    assert res["samples_per_s_per_device"] == pytest.approx(res["samples_per_s_total"] / 2)
-    expected = res["samples_per_s_total"] / 2 / res["reference_samples_per_s"]
-    assert res["scaling_efficiency"] == pytest.approx(expected) and res["scaling_efficiency"] > 0
+    # Throughput and scaling recomputed from what each rank wrote: a step lasts as long as its slowest rank.
+    ranks = [json.loads((tmp_path / f"{framework}-n2" / f"rank_{r}.json").read_text())["step_ms"] for r in (0, 1)]
+    total = 4 / (np.median(np.max(ranks, axis=0)) / 1e3)
+    one = 4 / (np.median(json.loads((tmp_path / f"{framework}-n1" / "rank_0.json").read_text())["step_ms"]) / 1e3)
+    assert res["samples_per_s_total"] == pytest.approx(total) and res["samples_per_s_per_device"] == pytest.approx(
+        total / 2
+    )
+    assert res["reference_samples_per_s"] == pytest.approx(one)
+    assert res["scaling_efficiency"] == pytest.approx(total / 2 / one)
 
 
 _FORWARD = {
@@ -204,5 +212,21 @@ def test_throughput_takes_the_slowest_rank_per_step():
     assert out["samples_per_s_total"] == pytest.approx(8 / 0.030)
     assert out["samples_per_s_per_device"] == pytest.approx(4 / 0.030)
     assert out["replicas_identical"]
-    flat = to_record({**out, "status": "ok"})
+    compared = {
+        "reference_samples_per_s": 300.0, "reference_step_ms_p50": 25.0, "reference_losses": [1.0], "speedup": 0.8,
+        "scaling_efficiency": 0.4, "loss_max_rel_diff": 1e-7, "grad0_max_rel_l2": 1e-7, "param_max_rel_l2": 1e-6,
+    }  # fmt: skip
+    launch = {"framework": "torch", "launcher": "torchrun", "mode": "data_parallel", "nproc": 2, "global_batch": 8}
+    result = {**out, **compared, **launch, "status": "ok"}
+    head = schema.header(
+        distributed.identity(WORKLOAD, 2, 8, 3, 0, 1, "a" * 64, 1),
+        run_id="r", timestamp="20261202T000000Z", workload=WORKLOAD, device="cpu", commit=None,
+    )  # fmt: skip
+    head["weights_source"] = "init_weights(seed=1)"
+    flat = to_record(result, head)
     assert flat["step_ms_rank1"] == [20.0, 10.0, 40.0] and "step_ms_per_rank" not in flat
+    assert flat["batch_size"] == 8 and flat["nproc"] == 2 and flat["status"] == "ok" and "global_batch" not in flat
+    # A comparison that is not finite fails the record, naming the figure, and is never written as a number.
+    bad = to_record({**result, "loss_max_rel_diff": float("nan")}, head)
+    assert bad["status"] == "failed" and bad["reason"].startswith("loss_max_rel_diff not finite")
+    assert "loss_max_rel_diff" not in bad and "samples_per_s_total" not in bad

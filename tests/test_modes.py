@@ -7,13 +7,15 @@ import numpy as np
 import pytest
 from conftest import needs_both
 
-from runners.pair import LOW_PRECISION_TOLERANCES, TOLERANCES, PairOptions, run_pair
+from metrics.parity import bounds_for
+from runners.pair import PairOptions, run_pair
 
 pytestmark = needs_both
 SEED = 12345
 # Only Dense/Linear and Conv2d run in low precision (the shared policy), so training losses stay close
-# to fp32: measured on CPU 1.3e-4 (bf16) and 1.2e-5 (fp16) over 21 steps; bounds with a wide margin.
-TRACK_FP32 = {"bf16": 1e-2, "fp16": 1e-3}
+# to fp32: measured on CPU over 21 steps (2026-12-02, seed 12345): bf16 1.1e-4 (PyTorch eager and compiled),
+# fp16 1.5e-5 (PyTorch) and 1.2e-5 (MindSpore); the bounds are about 10x those.
+TRACK_FP32 = {"bf16": 1e-3, "fp16": 1.5e-4}
 
 
 def _pair(tmp_path, **kw):
@@ -65,15 +67,17 @@ def test_every_precision_and_mode_runs_or_says_unsupported(tmp_path, fp32_eager,
         rec = recs[fw]
         assert rec["status"] == "ok", rec.get("reason")
         assert rec["precision"] == precision and rec["mode"] == mode
-        assert len(rec["step_ms"]) == 20 and rec["compile_s"] is not None
+        assert len(rec["step_ms"]) == 20
+        # Compilation is the first calls' excess over the steady steps (measured: PyTorch eager 0.012 s,
+        # MindSpore PyNative 0.46 s, torch.compile 5.7-34 s on 2 vCPUs).
+        assert 0 <= rec["compile_s"] < (120 if mode == "compiled" else 5), rec["compile_s"]
         losses, ref = np.asarray(rec["losses"]), np.asarray(fp32_eager[fw]["losses"])
         worst = float(np.max(np.abs(losses - ref) / ref))
         bound = 1e-4 if precision == "fp32" else TRACK_FP32[precision]
         assert worst <= bound, (fw, precision, mode, worst)
     if len(ran) == 2:
-        tol = TOLERANCES if precision == "fp32" else LOW_PRECISION_TOLERANCES[precision]
-        assert out.parity["tolerances"] == tol
-        assert out.parity["within_tolerance"], {k: v for k, v in out.parity.items() if k != "loss_rel_per_step"}
+        assert out.parity["tolerances"] == bounds_for(precision, "cpu")[0] is not None
+        assert out.parity["verdict"] == "pass", {k: v for k, v in out.parity.items() if k != "loss_rel_per_step"}
     if mode == "compiled" and "torch" in ran:
         assert recs["torch"]["execution_mode"] == "torch.compile"
         assert recs["torch"]["compile_s"] > 0.5  # compilation is recorded apart from the steady steps

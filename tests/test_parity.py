@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from conftest import needs_both, run_python
 
-from runners.pair import TOLERANCES, PairOptions, run_pair
+from metrics.parity import FP32_BOUNDS as TOLERANCES
+from runners.pair import PairOptions, run_pair
 from runners.weights import weights_digest
 
 pytestmark = needs_both

@@ -119,7 +119,7 @@ def test_rapl_energy_over_a_window_with_wrap_around(tmp_path):
     r = c.stop()
     assert r.provenance == MEASURED and r.source == "rapl"
     assert r.energy_j == pytest.approx(4.5)
-    assert r.extra["rapl_domains"] == ["package-0", "package-1"]
+    assert r.extra["power_rapl_domains"] == ["package-0", "package-1"]
 
 
 def test_rapl_counter_that_does_not_move_is_unavailable(tmp_path):
@@ -163,11 +163,24 @@ def test_cpu_falls_back_to_a_labelled_estimate(tmp_path, monkeypatch):
 
 
 def test_cpu_uses_rapl_when_readable(tmp_path):
-    c = cpu_collector(rate_hz=1, powercap=_rapl_tree(tmp_path, {0: 0}))
+    root = _rapl_tree(tmp_path, {0: 0})
+    c = cpu_collector(rate_hz=1, powercap=root)
     assert isinstance(c, RaplCollector)
+    c.start()
+    (root / "intel-rapl:0" / "energy_uj").write_text("2500000\n")  # +2.5 J
+    r = c.stop()
+    assert r.provenance == MEASURED and r.energy_j == pytest.approx(2.5) and "power_estimate_basis" not in r.extra
+    rec = r.to_record(samples_in_window=5)
+    assert rec["energy_j_per_sample"] == pytest.approx(0.5) and rec["power_provenance"] == MEASURED
 
 
 # --- NVML through a stand-in pynvml ----------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _pci_bus_order(monkeypatch):
+    """What every pairbench worker runs under (runners.pair.worker_env); tests of another order set their own."""
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
 
 
 class _FakeNVMLError(Exception):
@@ -205,16 +218,20 @@ def _fake_pynvml(energy_mj, power_mw=250_000, counter=True, instant=True, init_e
     return m
 
 
-def test_nvml_counter_and_sampled_energy_side_by_side(monkeypatch):
-    clock = {"t0": time.monotonic()}
-    # Counter advancing at 250 W: mJ = 250 * elapsed * 1000.
-    fake = _fake_pynvml(lambda: int(250_000 * (time.monotonic() - clock["t0"])))
+def _nvml_window(monkeypatch, fake, seconds: float = 0.3):
+    """What the NVML collector of CUDA GPU 0 reports over a window of ``seconds``, through ``fake`` pynvml."""
     monkeypatch.setitem(sys.modules, "pynvml", fake)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     c = collector_for("cuda", 0, rate_hz=50)
     c.start()
-    time.sleep(0.3)
-    r = c.stop()
+    time.sleep(seconds)
+    return c.stop()
+
+
+def test_nvml_counter_and_sampled_energy_side_by_side(monkeypatch):
+    clock = {"t0": time.monotonic()}
+    # Counter advancing at 250 W: mJ = 250 * elapsed * 1000.
+    r = _nvml_window(monkeypatch, _fake_pynvml(lambda: int(250_000 * (time.monotonic() - clock["t0"]))))
     assert r.provenance == MEASURED and r.source == "nvml-energy-counter"
     assert r.energy_j == pytest.approx(250 * r.window_s, rel=0.02)
     assert r.extra["energy_j_sampled"] == pytest.approx(250 * r.window_s, rel=1e-6)
@@ -291,7 +308,7 @@ def test_npu_smi_constant_power_integrates_exactly(standin):
     r = c.stop()
     assert r.provenance == MEASURED and r.source == "npu-smi-sampled" and len(r.samples) >= 2
     assert r.energy_j == pytest.approx(296.5 * r.window_s, rel=1e-9)
-    assert r.extra["npu_id"] == 0
+    assert r.extra["power_npu_id"] == 0
 
 
 def test_replayed_watch_rows_integrate_to_hand_worked_joules(standin):
@@ -362,3 +379,101 @@ def test_devices_json_lists_each_npu_with_its_power(standin):
         assert cpu["power_estimate_basis"].startswith("runs are charged an estimate: TDP")
     gpu = next(d for d in devices if d["kind"] == "cuda")
     assert gpu.get("absent") and "NVML" in gpu["reason"] or gpu.get("name")
+
+
+def test_nvml_refuses_a_device_order_other_than_nvmls(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", _fake_pynvml(lambda: 0))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    for order in ("FASTEST_FIRST", None):
+        if order is None:
+            monkeypatch.delenv("CUDA_DEVICE_ORDER")
+        else:
+            monkeypatch.setenv("CUDA_DEVICE_ORDER", order)
+        r = collector_for("cuda", 1)
+        r.start()
+        out = r.stop()
+        assert out.provenance == UNAVAILABLE and "CUDA_DEVICE_ORDER is" in out.reason and "PCI_BUS_ID" in out.reason
+
+
+def test_workers_run_with_the_order_nvml_uses(monkeypatch):
+    from runners.distributed import launch_env
+    from runners.pair import worker_env
+
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", "FASTEST_FIRST")
+    assert worker_env()["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+    assert launch_env("torch", "cpu", Path("/nonexistent"))["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+
+
+def test_nvml_errors_while_sampling_make_a_partial_reading_not_a_failed_run(monkeypatch):
+    """A transient driver error: some power reads and the closing counter read raise NVMLError."""
+    fake = _fake_pynvml(lambda: 0)
+    calls = {"fields": 0, "energy": 0}
+    real_fields = fake.nvmlDeviceGetFieldValues
+
+    def flaky_fields(h, ids):
+        calls["fields"] += 1
+        if calls["fields"] in (3, 4):  # after the probes at construction and start
+            raise _FakeNVMLError("Unknown Error")
+        return real_fields(h, ids)
+
+    def energy(h):
+        calls["energy"] += 1
+        if calls["energy"] > 2:  # the probe and the start read succeed; the closing read fails
+            raise _FakeNVMLError("GPU is lost")
+        return 1000
+
+    fake.nvmlDeviceGetFieldValues = flaky_fields
+    fake.nvmlDeviceGetTotalEnergyConsumption = energy
+    r = _nvml_window(monkeypatch, fake)
+    assert r.provenance == MEASURED and r.source == "nvml-power-instant"
+    assert r.power_w_mean == pytest.approx(250.0)
+    assert "GPU is lost" in r.extra["energy_counter_reason"] and r.extra["energy_j_counter"] is None
+    assert r.extra["power_partial_reason"].startswith("2 of ") and "Unknown Error" in r.extra["power_partial_reason"]
+
+
+def test_an_nvml_error_while_opening_the_gpu_is_an_unavailable_reading(monkeypatch):
+    fake = _fake_pynvml(lambda: 0)
+
+    def lost(i):
+        raise _FakeNVMLError("GPU is lost")
+
+    fake.nvmlDeviceGetHandleByIndex = lost
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    c = collector_for("cuda", 0)
+    c.start()
+    r = c.stop()
+    assert r.provenance == UNAVAILABLE and r.reason == "_FakeNVMLError: GPU is lost" and r.energy_j is None
+
+
+def test_a_reader_that_raises_costs_only_its_readings():
+    """Any exception from a reader (a parse error of npu-smi text, a driver error) is a missing reading with its
+    reason: the window keeps the readings that succeeded and says it is partial; all failing is unavailable."""
+    calls = {"n": 0}
+
+    def flaky():
+        calls["n"] += 1
+        if calls["n"] % 3 == 0:
+            raise ValueError("unparsable npu-smi row")
+        return 100.0
+
+    c = SampledCollector(flaky, "test", rate_hz=100)
+    c.start()
+    time.sleep(0.2)
+    r = c.stop()
+    assert r.provenance == MEASURED and r.power_w_mean == pytest.approx(100.0)
+    assert "readings failed (last: ValueError: unparsable npu-smi row)" in r.extra["power_partial_reason"]
+
+    def broken():
+        raise OSError("npu-smi hung")
+
+    c = SampledCollector(broken, "test", rate_hz=100)
+    c.start()
+    time.sleep(0.05)
+    r = c.stop()
+    assert r.provenance == UNAVAILABLE and r.reason == "OSError: npu-smi hung" and r.energy_j is None
+
+    c = SampledCollector(lambda: float("inf"), "test", rate_hz=100)  # an absurd value is no reading either
+    c.start()
+    r = c.stop()
+    assert r.provenance == UNAVAILABLE and r.reason == "the reader returned inf W"

@@ -3,37 +3,25 @@ escaping, damaged results files, and the three output formats."""
 
 from __future__ import annotations
 
-import json
 import re
 
 import numpy as np
 import pytest
+from conftest import run_record
 
 from reports.build import write_report
 from reports.pairing import pair_records
-from reports.records import append_record, read_records, read_records_lenient
 from reports.stats import bootstrap_interval, bootstrap_ratio, factor_split
 from reports.tables import ratios_table, runs_table
 from runners.spec import PairbenchError
+from runners.store import append_record, read_records, read_records_lenient
 
 rng = np.random.default_rng(0)
 
 
-def run(framework, device="cpu", step=10.0, spread=0.0, fingerprint="fp1", **extra):
+def run(framework, device="cpu", step=10.0, spread=0.0, **extra):
     steps = list(step + spread * rng.standard_normal(20)) if spread else [step] * 20
-    rec = {
-        "schema_version": 1, "record_type": "run", "task": "pair", "workload": "fourcastnet-tiny",
-        "workload_fingerprint": fingerprint, "framework": framework, "device": device, "status": "ok",
-        "timestamp": "20261124T000000Z", "model": {"embed_dim": 64}, "weights_sha256": "a" * 64, "seed": 1,
-        "hyper_parameters": {"lr": 5e-4}, "batch_size": 2, "precision": "fp32", "train_steps": 20,
-        "warmup_steps": 3, "step_ms": steps, "forward_ms": [s / 3 for s in steps],
-        "step_ms_p50": float(np.median(steps)),
-        "samples_per_s": 2000 / float(np.median(steps)), "host_peak_rss_mb": 300.0, "device_name": device,
-        "power_provenance": "estimated", "power_w_mean": 15.0, "energy_j_per_sample": 0.1, "host": "h",
-        "power_samples": [[0.0, 14.0], [0.1, 16.0]],
-    }  # fmt: skip
-    rec.update(extra)
-    return rec
+    return run_record(framework, device, steps, **extra)
 
 
 def test_matching_fingerprints_pair_and_give_ratios():
@@ -49,7 +37,7 @@ def test_matching_fingerprints_pair_and_give_ratios():
 
 
 def test_mismatched_weights_are_refused_naming_the_difference():
-    other = run("mindspore", fingerprint="fp2", weights_sha256="b" * 64)
+    other = run("mindspore", weights_sha256="b" * 64)
     p = pair_records([run("torch"), other])
     assert len(p.groups) == 2 and not any(g.paired for g in p.groups)
     assert len(p.refusals) == 1
@@ -60,7 +48,7 @@ def test_mismatched_weights_are_refused_naming_the_difference():
 
 
 def test_unpaired_run_is_shown_without_ratios():
-    p = pair_records([run("torch"), {**run("mindspore"), "status": "failed", "reason": "killed by signal 9"}])
+    p = pair_records([run("torch"), run("mindspore", status="failed", reason="killed by signal 9")])
     assert not p.groups[0].paired and ratios_table(p).empty
     assert list(runs_table(p).framework) == ["torch"]
     assert p.groups[0].failed[0]["reason"] == "killed by signal 9"
@@ -170,7 +158,6 @@ def test_report_command_errors_are_one_sentence(tmp_path):
     assert proc.stderr.strip().endswith(
         "line 1 is not a JSON object; pass --skip-invalid to report the valid records anyway"
     )
-    json.loads("{}")
 
 
 def test_report_opens_in_headless_chromium_with_every_figure(tmp_path):

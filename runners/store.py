@@ -1,4 +1,5 @@
-"""The results store: append-only JSON Lines of flat, versioned run records."""
+"""The results store: append-only JSON Lines of records, each validated against runners.schema when it is
+written and when it is read."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import json
 import os
 from pathlib import Path
 
+from runners.schema import RecordError, validate
 from runners.spec import PairbenchError
 
 
 def append_record(path: Path, record: dict) -> None:
-    """Append one record as one line, flushed and synced, so a killed run leaves a valid file."""
+    """Validate ``record`` and append it as one line, flushed and synced, so a killed run leaves a valid file."""
+    validate(record)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(record, sort_keys=True, allow_nan=False) + "\n"
@@ -37,12 +40,17 @@ def _parse(path: Path):
             if not isinstance(record, dict):
                 yield number, None, f"{path} line {number} is not a JSON object"
                 continue
+            try:
+                validate(record)
+            except RecordError as exc:
+                yield number, None, f"{path} line {number}: {exc}"
+                continue
             yield number, record, None
 
 
 def read_records(path: Path) -> list[dict]:
-    """All records of a results file; a line that is not a JSON object is an error naming the line
-    (the file itself is left as it is: nothing valid in it is lost)."""
+    """All records of a results file; a line that is not a valid record is an error naming the line and the
+    field (the file itself is left as it is: nothing valid in it is lost)."""
     out = []
     for _, record, problem in _parse(path):
         if problem:
