@@ -71,6 +71,7 @@ class RaplCollector:
 
     def __init__(self, domains: list[RaplDomain], rate_hz: float = 10.0, clock=time.monotonic):
         self.domains, self.clock = domains, clock
+        self.error: str | None = None
         self._last: tuple[float, list[int]] | None = None
         self.sampler = PowerSampler(self._power_since_last, rate_hz, clock)
 
@@ -88,14 +89,24 @@ class RaplCollector:
         return joules / (now - last[0])
 
     def start(self) -> None:
-        self.t0, self.e0 = self.clock(), self._read_all()
-        self._last = (self.t0, self.e0)
+        self.t0 = self.clock()
+        try:
+            self.e0 = self._read_all()
+        except (OSError, PowerUnavailable) as exc:
+            self.e0, self.error = None, f"reading RAPL failed: {exc}"
+        self._last = (self.t0, self.e0) if self.e0 is not None else None
         self.sampler.start()
 
     def stop(self) -> PowerResult:
         samples = self.sampler.stop()
-        t1, e1 = self.clock(), self._read_all()
+        t1 = self.clock()
         window = t1 - self.t0
+        try:
+            e1 = self._read_all()
+        except (OSError, PowerUnavailable) as exc:
+            e1, self.error = None, f"reading RAPL failed: {exc}"
+        if self.e0 is None or e1 is None or not window > 0:
+            return unavailable(self.source, self.error or f"the {window:.3f} s window is empty", window)
         energy = sum(counter_delta_uj(a, b, d.max_uj) for a, b, d in zip(self.e0, e1, self.domains, strict=True)) / 1e6
         if energy == 0.0:
             return unavailable(self.source, f"RAPL counters did not advance over the {window:.3f} s window", window)

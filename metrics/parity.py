@@ -151,6 +151,8 @@ def compare(
     bounds, source = bounds_for(precision, device_kind)
     figures = {"forward": fwd if math.isfinite(fwd) else None, "gradients": grads.worst}
     figures["losses"] = _finite_max(loss_rel)
+    if grads.worst is None and not grads.nonfinite:
+        grads.mismatch.append("no parameter has a gradient in both frameworks: nothing to compare")
     if nonfinite or grads.mismatch:
         within, verdict = False, "fail"
     elif bounds is None:

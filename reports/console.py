@@ -43,7 +43,7 @@ def run_table(records: list[dict]) -> str:
             row["status"] = f"{r['status']}: {r.get('reason', '')}"
         rows.append(row)
     frame = pd.DataFrame(rows).set_index("framework")
-    table = frame.to_string(float_format=lambda v: f"{v:.4g}")
+    table = frame.to_string(float_format=lambda v: f"{v:.4g}", na_rep="-")
     notes = sorted({_power_note(r) for r in records if r["status"] == "ok"} - {None})
     return "\n".join([table, *notes])
 
@@ -69,9 +69,9 @@ def parity_lines(parity: dict) -> list[str]:
     def check(key: str) -> str:
         value = parity[{"forward": "forward_rel_l2", "gradients": "gradient_max_rel_l2", "losses": "loss_max_rel"}[key]]
         if tol is None:
-            return f"{_num(value, '.3e', 'not finite')}  (bounds not established)"
+            return f"{_num(value, '.3e', 'no value')}  (bounds not established)"
         verdict = "ok" if value is not None and value <= tol[key] else "OUT OF TOLERANCE"
-        return f"{_num(value, '.3e', 'not finite')}  (<= {tol[key]:g}: {verdict})"
+        return f"{_num(value, '.3e', 'no value')}  (<= {tol[key]:g}: {verdict})"
 
     n_steps = len(parity["loss_rel_per_step"]) - 1  # the first loss is the parity step's, before any update
     lines = [
@@ -83,9 +83,9 @@ def parity_lines(parity: dict) -> list[str]:
         f"  losses (first + {n_steps} Adam steps), worst  {check('losses')}",
     ]
     if parity["nonfinite"]:
-        lines.append(f"  not finite: {', '.join(parity['nonfinite'])}")
+        lines.append(f"  difference not finite (NaN, Inf, or a zero reference): {', '.join(parity['nonfinite'])}")
     if parity["gradient_mismatch"]:
-        lines.append(f"  a gradient on one side only: {', '.join(parity['gradient_mismatch'])}")
+        lines.append(f"  gradients that cannot be compared: {', '.join(parity['gradient_mismatch'])}")
     if parity["gradient_missing"]:
         lines.append(f"  no gradient in either framework (not compared): {', '.join(parity['gradient_missing'])}")
     if tol is None:
@@ -110,7 +110,7 @@ def skill_tables(summary: dict) -> str:
                 row[f"ACC {n}"] = summary["scores"][n]["acc"][k][c]
             rows[f"{int(round((k + 1) * hours))} h"] = row
         frame = pd.DataFrame.from_dict(rows, orient="index").astype(float)
-        out.append(f"{channel}:\n{frame.to_string(float_format=lambda v: f'{v:.4f}')}")
+        out.append(f"{channel}:\n{frame.to_string(float_format=lambda v: f'{v:.4f}', na_rep='-')}")
     agreement = summary.get("agreement")
     if agreement:
         verdict = "ok" if agreement["within_tolerance"] else "OUT OF TOLERANCE"

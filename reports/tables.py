@@ -45,7 +45,7 @@ def failures_table(pairing: Pairing) -> pd.DataFrame:
 
 def setting(identity: dict) -> str:
     """How a group's runs were executed, in a few words: what tells two groups of one workload apart."""
-    parts = [identity["precision"], identity["mode"], f"batch {identity['batch_size']}"]
+    parts = [identity["precision"], identity["mode"], f"batch {identity['batch_size']}", f"seed {identity['seed']}"]
     parts += ["recompute"] * bool(identity["recompute"])
     threads = identity["threads"]
     parts += [f"{threads} thread{'s' * (threads != 1)}"] * (threads is not None)
@@ -185,10 +185,12 @@ PARITY_COLUMNS = [
 
 
 def parity_table(pairing: Pairing) -> pd.DataFrame:
-    """The latest parity record of each group: figures, verdict, and what was not finite or had no gradient."""
+    """The latest parity record of each group on each device: figures, verdict, what was not finite or had no
+    gradient."""
     rows = []
     for g in pairing.groups:
-        for p in sorted(g.parity, key=lambda r: r["timestamp"])[-1:]:
+        latest = {p["device"]: p for p in sorted(g.parity, key=lambda r: r["timestamp"])}
+        for p in latest.values():
             rows.append(
                 {
                     "workload": g.workload,

@@ -290,7 +290,14 @@ def _cmd_data_parallel(args) -> int:
 
     from reports.build import render
     from runners import schema
-    from runners.distributed import check_split, identity, run_data_parallel, threads_per_rank, to_record
+    from runners.distributed import (
+        backend_for,
+        check_split,
+        identity,
+        run_data_parallel,
+        threads_per_rank,
+        to_record,
+    )
     from runners.pair import new_run_dir, source_commit
     from runners.registry import get_workload
     from runners.store import append_record
@@ -307,6 +314,10 @@ def _cmd_data_parallel(args) -> int:
     batches = args.batch_size or (2 * args.nproc,)
     for batch in batches:
         check_split(batch, args.nproc)
+    for fw in args.frameworks:
+        backend_for(fw, args.device)
+    if args.train_steps < 1 or args.warmup_steps < 0:
+        raise PairbenchError("data-parallel runs need --train-steps of at least 1 and --warmup-steps of at least 0")
     spec = get_workload(args.workload)
     seed = args.seed if args.seed is not None else secrets.randbits(31)
     tensors = load_weights(Path(args.weights), spec.model) if args.weights else spec.model.init_weights(seed)

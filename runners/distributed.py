@@ -469,8 +469,11 @@ def to_record(result: dict, head: dict) -> dict:
     bad = [k for k in _COMPARED if k in fields and schema.finite_or_none(fields[k]) is None]
     if status == "ok" and bad:
         status, reason = "failed", f"{', '.join(bad)} not finite: the run cannot be compared with one process"
-    if status != "ok":
-        keep = {f.name for f in schema.FIELDS["data_parallel"] if f.need != "ok"}
-        fields = {k: v for k, v in fields.items() if k in keep and (k not in _COMPARED)}
-        fields["reason"] = reason
-    return schema.record(head, framework=result["framework"], status=status, **fields)
+    if status == "ok":
+        try:
+            return schema.record(head, framework=result["framework"], status=status, **fields)
+        except schema.RecordError as exc:
+            status, reason = "failed", f"the result cannot be recorded: {exc}"
+    keep = {f.name for f in schema.FIELDS["data_parallel"] if f.need != "ok"} - set(_COMPARED) - {"reason"}
+    fields = {k: v for k, v in fields.items() if k in keep and not k.startswith("reference_")}
+    return schema.record(head, framework=result["framework"], status=status, reason=reason, **fields)

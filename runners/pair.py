@@ -22,7 +22,7 @@ from runners.data import DATA_GENERATOR
 from runners.devices import parse_device
 from runners.registry import DEFAULT_WORKLOAD, check_framework, get_workload
 from runners.spec import FRAMEWORKS, MODES, OBJECTIVES, PRECISIONS, PairbenchError, RunConfig, masked_objective_refusal
-from runners.store import append_record, read_records
+from runners.store import append_record, read_records_lenient
 from runners.weights import load_weights, save_weights
 
 
@@ -205,13 +205,16 @@ def recorded(head: dict, framework: str, result: dict, fields) -> dict:
         return schema.outcome(head, framework, result)
 
 
-def completed_runs(path: Path, head: dict) -> dict[str, dict]:
+def completed_runs(path: Path, head: dict, progress=print) -> dict[str, dict]:
     """Successful run records already in ``path`` that are the same run as ``head`` would be (schema.RUN_KEY),
     by framework."""
     if not path.is_file():
         return {}
     out = {}
-    for r in read_records(path):
+    records, skipped = read_records_lenient(path)
+    if skipped:
+        progress(f"--resume: {len(skipped)} line(s) of {path} cannot be read and are left as they are ({skipped[0]})")
+    for r in records:
         if r["record_type"] == "run" and r["status"] == "ok":
             if schema.run_key(r) == schema.run_key({**head, "framework": r["framework"]}):
                 out[r["framework"]] = r
@@ -297,7 +300,7 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
     )
     run_head = {**head, "weights_source": weights_source, "forward_steps": opts.forward_steps}
     records_path = Path(opts.results_dir) / "records.jsonl"
-    done = completed_runs(records_path, head) if opts.resume else {}
+    done = completed_runs(records_path, head, progress) if opts.resume else {}
     records, results, run_dirs = [], {}, {}
     for fw in opts.frameworks:
         if fw in done:

@@ -10,11 +10,13 @@ interpreter's own idle cost, which the no-sampler row shows). Target: under 1 % 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # as pairbench's workers run: CUDA numbers GPUs as NVML does
 
 from metrics.collectors import collector_for  # noqa: E402
 from runners.devices import parse_device  # noqa: E402

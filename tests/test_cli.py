@@ -44,6 +44,8 @@ def _one_sentence(stderr: str) -> str:
         (["run", "--nproc", "2", "--skill"], "so --skill cannot be honoured"),
         (["run", "--nproc", "2", "--batch-size", "4,3"], "global batch 3 cannot be split evenly over 2 processes"),
         (["run", "--nproc", "0"], "--nproc must be at least 1, got 0"),
+        (["run", "--nproc", "2", "--device", "ascend"], "torch data parallel has no backend for ascend"),
+        (["run", "--nproc", "2", "--train-steps", "0"], "data-parallel runs need --train-steps of at least 1"),
         (["run", "--threads", "0"], "threads must be at least 1"),
         (["run", "--objective", "mae"], "argument --objective: invalid choice: 'mae'"),
         (["run", "--objective", "masked"], "pairbench: error: fourcastnet-tiny has no masked pre-training"),
@@ -54,6 +56,8 @@ def test_bad_input_is_one_clear_sentence(tmp_path, args, message):
     assert proc.returncode == 2
     assert message in _one_sentence(proc.stderr)
     assert not (tmp_path / "records.jsonl").exists()
+    if "--nproc" in args:  # every data-parallel refusal comes before anything is written
+        assert not any(tmp_path.iterdir())
 
 
 def test_workloads_json_lists_counts_and_flops():

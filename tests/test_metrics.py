@@ -82,6 +82,14 @@ def test_parity_verdicts():
     # A NaN fails even where no bound is established.
     assert _compare({"w": np.array([np.nan, 2.0]), "norm": None}, "bf16", "cuda")["verdict"] == "fail"
     assert bounds_for("fp32", "ascend")[0] == {"forward": 1e-5, "gradients": 1e-4, "losses": 1e-4}
+    # Nothing to compare is a failure that says so, never a silent pass or an unexplained fail.
+    nothing = compare(
+        (np.ones(2), np.ones(2)), ({"a": None, "b": np.zeros(1)}, {"a": np.zeros(1), "b": None}),
+        ([1.0], [1.0]), ("ms", "pt"), "fp32", "cpu",
+    )  # fmt: skip
+    assert nothing["verdict"] == "fail" and nothing["gradient_mismatch"] == [
+        "no parameter has a gradient in both frameworks: nothing to compare"
+    ]
 
 
 def test_repeated_gradients_check_never_lets_a_nan_pass():

@@ -122,6 +122,15 @@ def test_rapl_energy_over_a_window_with_wrap_around(tmp_path):
     assert r.extra["power_rapl_domains"] == ["package-0", "package-1"]
 
 
+def test_a_rapl_read_error_is_an_unavailable_reading(tmp_path, monkeypatch):
+    root = _rapl_tree(tmp_path, {0: 42})
+    c = RaplCollector(rapl_domains(root), rate_hz=0.5)
+    c.start()
+    (root / "intel-rapl:0" / "energy_uj").unlink()  # the counter vanishes mid-run
+    r = c.stop()
+    assert r.provenance == UNAVAILABLE and r.reason.startswith("reading RAPL failed") and r.energy_j is None
+
+
 def test_rapl_counter_that_does_not_move_is_unavailable(tmp_path):
     c = RaplCollector(rapl_domains(_rapl_tree(tmp_path, {0: 42})), rate_hz=0.5)
     c.start()
