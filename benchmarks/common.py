@@ -68,19 +68,19 @@ def device_absent(device: str) -> str | None:
     if selected and device not in [d.strip() for d in selected.split(",")]:
         return f"{DEVICES_ENV}={selected} leaves out {device}"
     if device == "cuda":
-        from metrics.power import PowerUnavailable
+        from metrics.power.window import PowerUnavailable
 
         try:
-            from metrics.nvml import list_gpus
+            from metrics.power.nvidia import list_gpus
 
             return None if list_gpus() else "no CUDA GPU (NVML lists none)"
         except (PowerUnavailable, ImportError, OSError) as exc:
             return f"no CUDA GPU ({exc})"
     if device == "ascend":
-        from metrics.npu_smi import NpuSmiError
+        from metrics.power.npu_smi import NpuSmiError
 
         try:
-            from metrics.ascend_power import list_npus
+            from metrics.power.ascend import list_npus
 
             return None if list_npus() else "no Ascend NPU (npu-smi lists none)"
         except (NpuSmiError, OSError) as exc:

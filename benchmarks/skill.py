@@ -7,7 +7,7 @@ from benchmarks import common
 
 def skill_options(workload: str, precision: str, device: str, frameworks: list[str]):
     """What `pairbench_command("skill", ...)` gives run_skill, with this suite's results directory."""
-    from runners.skill import SkillOptions
+    from runners.experiments.skill import SkillOptions
 
     return common.options(
         SkillOptions,
@@ -24,7 +24,7 @@ def skill_options(workload: str, precision: str, device: str, frameworks: list[s
 
 def run_skills(workload: str, precision: str, device: str, frameworks: list[str]) -> dict:
     """Train and roll out every framework (run_skill, as `pairbench skill`); entries by framework."""
-    from runners.skill import run_skill
+    from runners.experiments.skill import run_skill
 
     opts = skill_options(workload, precision, device, frameworks)
     summary = run_skill(opts, progress=lambda line: print(f"[asv] {line}", flush=True))

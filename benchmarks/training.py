@@ -19,7 +19,7 @@ def _pair_values(record: dict) -> dict:
 
 def pair_options(workload: str, precision: str, device: str, frameworks: list[str]):
     """What `pairbench_command("pair", ...)` gives run_pair, with this suite's results directory."""
-    from runners.pair import PairOptions
+    from runners.experiments.pair import PairOptions
 
     return common.options(
         PairOptions,
@@ -36,7 +36,7 @@ def pair_options(workload: str, precision: str, device: str, frameworks: list[st
 
 def run_pairs(workload: str, precision: str, device: str, frameworks: list[str]) -> dict:
     """Both frameworks from one weights file (run_pair, as `pairbench run --no-skill`); entries by framework."""
-    from runners.pair import run_pair
+    from runners.experiments.pair import run_pair
 
     opts = pair_options(workload, precision, device, frameworks)
     outcome = run_pair(opts, progress=lambda line: print(f"[asv] {line}", flush=True))

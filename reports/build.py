@@ -19,8 +19,8 @@ from reports.tables import (
     skill_long,
     skill_table,
 )
+from runners.records.store import read_records, read_records_lenient
 from runners.spec import PairbenchError
-from runners.store import read_records, read_records_lenient
 
 FORMATS = ("html", "md", "csv")
 

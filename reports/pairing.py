@@ -1,4 +1,4 @@
-"""Pair records from one or many machines on their workload fingerprint (runners.schema's one identity);
+"""Pair records from one or many machines on their workload fingerprint (runners.records.schema's one identity);
 name what differs when two records of one workload cannot be compared."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from runners.schema import IDENTITY_FIELDS, run_key
+from runners.records.schema import IDENTITY_FIELDS, run_key
 
 
 @dataclass

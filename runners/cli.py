@@ -7,11 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-from runners.datasets.source import DataError
-from runners.registry import DEFAULT_WORKLOAD, WORKLOADS
+from runners.data.source import DataError
 from runners.spec import FRAMEWORKS, MODES, OBJECTIVES, PRECISIONS, PairbenchError
-from runners.torch_pickle import CheckpointError
-from runners.weights import WeightsMismatch
+from runners.weights.canonical import WeightsMismatch
+from runners.weights.checkpoint import CheckpointError
+from runners.workloads.registry import DEFAULT_WORKLOAD, WORKLOADS
 
 
 def _frameworks(text: str) -> tuple[str, ...]:
@@ -165,7 +165,7 @@ def _cmd_workloads(args) -> int:
 def _cmd_skill(args) -> int:
     from reports.console import skill_tables
     from runners.devices import parse_device
-    from runners.skill import SkillOptions, run_skill
+    from runners.experiments.skill import SkillOptions, run_skill
 
     parse_device(args.device)
     opts = SkillOptions(
@@ -198,7 +198,7 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_devices(args) -> int:
-    from hardware_profiles.detect import detect_devices, format_devices
+    from metrics.power.devices import detect_devices, format_devices
 
     devices = detect_devices()
     print(json.dumps(devices, indent=1) if args.json else format_devices(devices))
@@ -213,7 +213,7 @@ def _cmd_run(args) -> int:
 
     from reports.console import parity_lines, run_table
     from runners.devices import resolve_auto
-    from runners.pair import PairOptions, run_pair
+    from runners.experiments.pair import PairOptions, run_pair
 
     if args.device == "auto":
         args.device = resolve_auto()
@@ -289,8 +289,7 @@ def _cmd_data_parallel(args) -> int:
     from datetime import datetime, timezone
 
     from reports.build import render
-    from runners import schema
-    from runners.distributed import (
+    from runners.experiments.distributed import (
         backend_for,
         check_split,
         identity,
@@ -298,10 +297,11 @@ def _cmd_data_parallel(args) -> int:
         threads_per_rank,
         to_record,
     )
-    from runners.pair import new_run_dir, source_commit
-    from runners.registry import get_workload
-    from runners.store import append_record
-    from runners.weights import load_weights, save_weights
+    from runners.experiments.pair import new_run_dir, source_commit
+    from runners.records import schema
+    from runners.records.store import append_record
+    from runners.weights.canonical import load_weights, save_weights
+    from runners.workloads.registry import get_workload
 
     refused = _data_parallel_refusals(args)
     if refused:
@@ -375,8 +375,8 @@ def _cmd_data_parallel(args) -> int:
 def _run_skill_after(args, records: list[dict]) -> bool:
     """The skill part of the main job, for workloads the built-in data covers; adds its records."""
     from reports.console import skill_tables
-    from runners.datasets.source import InvalidDataError
-    from runners.skill import SkillOptions, run_skill
+    from runners.data.source import InvalidDataError
+    from runners.experiments.skill import SkillOptions, run_skill
 
     print()
     try:

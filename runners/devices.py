@@ -20,9 +20,9 @@ class Device:
 
 def resolve_auto() -> str:
     """``auto``: the first CUDA GPU NVML sees, else the first NPU npu-smi lists, else the CPU."""
-    from metrics.npu_smi import NpuSmi, NpuSmiError
-    from metrics.nvml import _nvml
-    from metrics.power import PowerUnavailable
+    from metrics.power.npu_smi import NpuSmi, NpuSmiError
+    from metrics.power.nvidia import _nvml
+    from metrics.power.window import PowerUnavailable
 
     try:
         if _nvml().nvmlDeviceGetCount() > 0:

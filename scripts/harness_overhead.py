@@ -17,11 +17,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from reports.stats import bootstrap_ratio  # noqa: E402
-from runners.data import synthetic_batch  # noqa: E402
-from runners.pair import run_worker  # noqa: E402
-from runners.registry import check_framework, get_workload, load_object  # noqa: E402
+from runners.data.synthetic import synthetic_batch  # noqa: E402
+from runners.experiments.pair import run_worker  # noqa: E402
 from runners.spec import PairbenchError, RunConfig  # noqa: E402
-from runners.weights import load_weights, save_weights  # noqa: E402
+from runners.weights.canonical import load_weights, save_weights  # noqa: E402
+from runners.workloads.registry import check_framework, get_workload, load_object  # noqa: E402
 
 TARGET = 1.02
 WARMUP_STEPS = 3
@@ -39,7 +39,7 @@ def _bare_torch(spec, weights, batches, threads):
     """Returns step(i) -> loss for a hand-written PyTorch loop over the pre-built batches."""
     import torch
 
-    from runners.torch_runner import make_loss
+    from runners.backends.torch_backend import make_loss
 
     if threads:
         torch.set_num_threads(threads)
@@ -65,8 +65,8 @@ def _bare_mindspore(spec, weights, batches, threads):
     import mindspore as ms
     from mindspore import Tensor
 
-    from runners.mindspore_optim import TorchRuleAdam
-    from runners.mindspore_runner import make_loss
+    from runners.backends.mindspore_adam import TorchRuleAdam
+    from runners.backends.mindspore_backend import make_loss
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
     if threads:

@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # as pairbench's workers run: CUDA numbers GPUs as NVML does
 
-from metrics.collectors import collector_for  # noqa: E402
+from metrics.power.collectors import collector_for  # noqa: E402
 from runners.devices import parse_device  # noqa: E402
 
 

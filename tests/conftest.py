@@ -46,7 +46,7 @@ def torch_flops(model: str, config: str, cfg: dict, batch: int = 2) -> dict:
     return run_json(f"""
 import json, torch
 from torch.utils.flop_counter import FlopCounterMode
-from runners.registry import load_object
+from runners.workloads.registry import load_object
 cfg = load_object({config!r}).from_dict({cfg!r})
 net = load_object({model!r})(cfg)
 x = torch.randn({batch}, cfg.in_chans, *cfg.img_size)
@@ -67,10 +67,10 @@ IDENTITY_DEFAULTS = {
 
 
 def run_record(framework: str, device: str = "cpu", steps: list[float] | None = None, **over) -> dict:
-    """A complete, valid run record (runners.schema) for report tests: identity fields in ``over`` change the
+    """A complete, valid run record (runners.records.schema) for report tests: identity fields in ``over`` change the
     fingerprint, other fields in ``over`` replace measured values; ``status`` other than ok makes a failure."""
     from metrics.timing import summarize
-    from runners import schema
+    from runners.records import schema
 
     ident = schema.identity("run", **{k: over.pop(k, v) for k, v in IDENTITY_DEFAULTS.items()})
     head = schema.header(

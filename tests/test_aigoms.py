@@ -11,10 +11,10 @@ import pytest
 from conftest import needs_both, needs_mindspore, needs_torch, run_json, torch_flops
 
 from metrics.parity import FP32_BOUNDS as TOLERANCES
-from runners.aigoms.config import CONFIGS, PAPER_DEPTHS_M, AIGOMSConfig
-from runners.pair import PairOptions, run_pair
-from runners.registry import get_workload
+from runners.experiments.pair import PairOptions, run_pair
 from runners.spec import PairbenchError
+from runners.workloads.aigoms.config import CONFIGS, PAPER_DEPTHS_M, AIGOMSConfig
+from runners.workloads.registry import get_workload
 
 # Odd sizes: a 24 x 72 grid (6 x 18 tokens), half the latitudinal and 0.6 of the zonal Koopman modes,
 # AFNO hard thresholding at 0.5, three Koopman layers and a decoder deeper than the encoder.
@@ -83,8 +83,8 @@ def test_output_mask_follows_depth():
 def _torch_shapes(name: str) -> dict:
     return run_json(f"""
 import json, torch
-from runners.aigoms.config import CONFIGS
-from runners.aigoms.torch_model import MaskedOceanAE
+from runners.workloads.aigoms.config import CONFIGS
+from runners.workloads.aigoms.torch_model import MaskedOceanAE
 with torch.device('meta'):
     net = MaskedOceanAE(CONFIGS[{name!r}])
 print(json.dumps({{k: list(v.shape) for k, v in net.state_dict().items()}}))
@@ -104,8 +104,8 @@ def test_torch_parameters_match_configuration(name):
 def test_mindspore_parameters_match_configuration(name):
     got = run_json(f"""
 import json
-from runners.aigoms.config import CONFIGS
-from runners.aigoms.mindspore_model import MaskedOceanAE
+from runners.workloads.aigoms.config import CONFIGS
+from runners.workloads.aigoms.mindspore_model import MaskedOceanAE
 net = MaskedOceanAE(CONFIGS[{name!r}])
 print(json.dumps({{p.name: list(p.shape) for p in net.get_parameters()}}))
 """)
@@ -115,7 +115,9 @@ print(json.dumps({{p.name: list(p.shape) for p in net.get_parameters()}}))
 @needs_torch
 @pytest.mark.parametrize("model", [CONFIGS["aigoms-tiny"].to_dict(), ODD], ids=["tiny", "odd"])
 def test_analytic_flops_match_torch_flop_counter(model):
-    got = torch_flops("runners.aigoms.torch_model:MaskedOceanAE", "runners.aigoms.config:AIGOMSConfig", model)
+    got = torch_flops(
+        "runners.workloads.aigoms.torch_model:MaskedOceanAE", "runners.workloads.aigoms.config:AIGOMSConfig", model
+    )
     f = AIGOMSConfig.from_dict(model).flops()
     assert (got["forward"], got["train"]) == (2 * f.matmul_forward, 2 * f.matmul_train)
 
@@ -151,7 +153,7 @@ def test_odd_sizes_agree(tmp_path):
 
 _MASKED_STEP = """
 import json, numpy as np
-from runners.aigoms.config import AIGOMSConfig
+from runners.workloads.aigoms.config import AIGOMSConfig
 cfg = AIGOMSConfig.from_dict({model!r})
 w = cfg.init_weights(11)
 rng = np.random.default_rng(5)
@@ -164,9 +166,9 @@ print(json.dumps({{'ok': True}}))
 """
 _TORCH_BODY = """
 import torch
-from runners.aigoms.torch_model import MaskedOceanAE
-from runners.torch_runner import make_loss
-from runners.registry import get_workload
+from runners.workloads.aigoms.torch_model import MaskedOceanAE
+from runners.backends.torch_backend import make_loss
+from runners.workloads.registry import get_workload
 from runners.spec import PairbenchError
 net = MaskedOceanAE(cfg)
 net.load_state_dict({k: torch.from_numpy(v) for k, v in w.items()})
@@ -179,9 +181,9 @@ grads = {k: p.grad.numpy() for k, p in net.named_parameters()}
 _MINDSPORE_BODY = """
 import mindspore as ms
 from mindspore import Tensor
-from runners.aigoms.mindspore_model import MaskedOceanAE
-from runners.mindspore_runner import make_loss
-from runners.registry import get_workload
+from runners.workloads.aigoms.mindspore_model import MaskedOceanAE
+from runners.backends.mindspore_backend import make_loss
+from runners.workloads.registry import get_workload
 from runners.spec import PairbenchError
 net = MaskedOceanAE(cfg)
 for p in net.get_parameters():
@@ -213,7 +215,7 @@ def test_masked_pretraining_step_agrees(tmp_path):
 
 _LOSS = """
 import json, numpy as np
-from runners.registry import get_workload
+from runners.workloads.registry import get_workload
 from runners.spec import PairbenchError
 spec = get_workload('aigoms-tiny')
 d = np.load({path!r})
@@ -222,13 +224,13 @@ print(json.dumps(values))
 """
 _TORCH_LOSS = """
 import torch
-from runners.torch_runner import make_loss
+from runners.backends.torch_backend import make_loss
 f = make_loss(spec, torch.device('cpu'))
 values = [float(f(torch.from_numpy(d[k]), torch.from_numpy(d['y']))) for k in ('out', 'out_land')]
 """
 _MINDSPORE_LOSS = """
 from mindspore import Tensor
-from runners.mindspore_runner import make_loss
+from runners.backends.mindspore_backend import make_loss
 f = make_loss(spec)
 values = [float(f(Tensor(d[k]), Tensor(d['y'])).asnumpy()) for k in ('out', 'out_land')]
 """
@@ -291,7 +293,7 @@ def test_rollout_feeds_forecasts_back_with_the_forcings_of_their_valid_time(tmp_
     """AI-GOMS's rollout input at lead k: the forecast for t + k, with each channel's ocean mean on its land
     (what the model was trained on there, not its untrained land values), then the forcings and orography
     at t + k."""
-    from runners.skill import execute_skill
+    from runners.experiments.skill import execute_skill
     from runners.spec import RunConfig
 
     cfg = AIGOMSConfig.from_dict({**ODD, "depths_m": [0]})  # 5 outputs, 11 inputs
@@ -327,7 +329,7 @@ def test_rollout_feeds_forecasts_back_with_the_forcings_of_their_valid_time(tmp_
 @needs_both
 def test_skill_on_the_built_in_ocean_scores_the_ocean_only(tmp_path):
     from metrics.skill import latitude_weights, rmse
-    from runners.skill import AGREEMENT, SkillOptions, run_skill
+    from runners.experiments.skill import AGREEMENT, SkillOptions, run_skill
 
     opts = SkillOptions(
         workload="aigoms-tiny", batch_size=4, train_steps=30, n_init=4, n_lead=3, seed=4, results_dir=tmp_path

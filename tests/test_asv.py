@@ -379,8 +379,8 @@ class _Captured(Exception):
 @pytest.mark.parametrize("task", ["pair", "skill"])
 def test_benchmarks_run_what_the_printed_pairbench_command_runs(monkeypatch, task, workload):
     """The asv benchmark and `pairbench run|skill` with the flags it prints build the same options."""
-    import runners.pair
-    import runners.skill
+    import runners.experiments.pair
+    import runners.experiments.skill
     from benchmarks.skill import skill_options
     from benchmarks.training import pair_options
     from runners.cli import main
@@ -388,8 +388,8 @@ def test_benchmarks_run_what_the_printed_pairbench_command_runs(monkeypatch, tas
     def capture(opts, *args, **kwargs):
         raise _Captured(opts)
 
-    monkeypatch.setattr(runners.pair, "run_pair", capture)
-    monkeypatch.setattr(runners.skill, "run_skill", capture)
+    monkeypatch.setattr(runners.experiments.pair, "run_pair", capture)
+    monkeypatch.setattr(runners.experiments.skill, "run_skill", capture)
     command = common.pairbench_command(task, workload, "fp32", "cpu")
     with pytest.raises(_Captured) as got:
         main(command.split()[1:])

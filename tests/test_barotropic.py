@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runners.datasets.barotropic import BarotropicConfig, _Spectral, coarsen, generate, simulate
+from runners.data.barotropic import BarotropicConfig, _Spectral, coarsen, generate, simulate
 
 SMALL = BarotropicConfig(nlat=32, nlon=64, n_steps=60, substeps=4, spinup_steps=20)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import needs_both, run_python
 
+from runners.records.store import append_record, read_records
 from runners.spec import PairbenchError
-from runners.store import append_record, read_records
 
 
 def cli(*args: str):
@@ -108,7 +108,7 @@ def test_demo_default_runs_both_frameworks_and_prints_parity(tmp_path):
 def test_corrupt_results_file_names_the_line_and_keeps_the_rest(tmp_path):
     from conftest import run_record
 
-    from runners.schema import RecordError
+    from runners.records.schema import RecordError
 
     path = tmp_path / "records.jsonl"
     append_record(path, run_record("torch"))
@@ -129,7 +129,7 @@ def _assert_skill(results: Path) -> None:
     beat persistence at the first lead times and their RMSE curves agree within the stated bound."""
     import numpy as np
 
-    from runners.skill import AGREEMENT
+    from runners.experiments.skill import AGREEMENT
 
     (path,) = results.glob("*-skill-*/skill.json")
     summary = json.loads(path.read_text())

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from runners.fourcastnet.config import CONFIGS, FourCastNetConfig
-from runners.registry import WORKLOADS, get_workload
 from runners.spec import PairbenchError
+from runners.workloads.fourcastnet.config import CONFIGS, FourCastNetConfig
+from runners.workloads.registry import WORKLOADS, get_workload
 
 TINY = CONFIGS["fourcastnet-tiny"]
 

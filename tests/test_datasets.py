@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runners.datasets import (
+from runners.data import (
     FOURCASTNET_CHANNELS,
     ArraySource,
     DataError,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import needs_mindspore, needs_torch, run_json
 
-from runners import distributed, schema
-from runners.distributed import (
+from runners.experiments import distributed
+from runners.experiments.distributed import (
     check_split,
     exit_report,
     failure_reason,
@@ -18,6 +18,7 @@ from runners.distributed import (
     telling_line,
     to_record,
 )
+from runners.records import schema
 from runners.spec import PairbenchError
 
 WORKLOAD = "fourcastnet-tiny"
@@ -82,16 +83,16 @@ out = net(Tensor(x)).asnumpy()
 def _first_loss(workload: str, framework: str, tmp_path) -> float:
     """The step-0 loss of global batch 4 from the data-parallel run's weights, recomputed: the model's output
     from ``framework`` in its own process, the land-masked relative L2 in NumPy (the study's formula)."""
-    from runners.data import synthetic_batch
-    from runners.registry import get_workload
+    from runners.data.synthetic import synthetic_batch
+    from runners.workloads.registry import get_workload
 
     cfg = get_workload(workload).model
     x, y = synthetic_batch((4, cfg.in_chans, *cfg.img_size), cfg.out_chans, 0, 0)  # seed 0, step 0
     np.save(tmp_path / "x.npy", x)
     run_json(f"""
 import json, numpy as np
-from runners.registry import get_workload, load_object
-from runners.weights import load_weights
+from runners.workloads.registry import get_workload, load_object
+from runners.weights.canonical import load_weights
 spec = get_workload({workload!r})
 cfg = spec.model
 w = load_weights({str(tmp_path / "weights.safetensors")!r}, cfg)

@@ -21,20 +21,20 @@ NEUTRAL_PACKAGES = ("metrics", "reports", "hardware_profiles")
 ORCHESTRATION = [
     "runners",
     "runners.spec",
-    "runners.schema",
-    "runners.store",
-    "runners.registry",
+    "runners.records.schema",
+    "runners.records.store",
+    "runners.workloads.registry",
     "runners.devices",
-    "runners.data",
-    "runners.weights",
-    "runners.torch_pickle",
-    "runners.pair",
-    "runners.skill",
-    "runners.distributed",
-    "runners.worker",
+    "runners.data.synthetic",
+    "runners.weights.canonical",
+    "runners.weights.checkpoint",
+    "runners.experiments.pair",
+    "runners.experiments.skill",
+    "runners.experiments.distributed",
+    "runners.execution.worker",
     "runners.cli",
-    "runners.fourcastnet.config",
-    "runners.aigoms.config",
+    "runners.workloads.fourcastnet.config",
+    "runners.workloads.aigoms.config",
 ]
 
 
@@ -50,9 +50,13 @@ NEUTRAL = [m for p in NEUTRAL_PACKAGES for m in _modules(p)] + ORCHESTRATION
 
 
 def test_every_module_of_the_neutral_packages_is_covered():
-    assert {"metrics.parity", "metrics.power", "reports.build", "reports.figures", "reports.browser_check"} <= set(
-        NEUTRAL
-    )
+    assert {
+        "metrics.parity",
+        "metrics.power.window",
+        "reports.build",
+        "reports.figures",
+        "reports.browser_check",
+    } <= set(NEUTRAL)
 
 
 def test_blocker_really_blocks():
@@ -67,8 +71,8 @@ def test_neutral_modules_import_without_frameworks(tmp_path):
 import importlib, json
 for name in {NEUTRAL!r}:
     importlib.import_module(name)
-from runners.registry import WORKLOADS
-from runners.weights import save_weights, load_weights
+from runners.workloads.registry import WORKLOADS
+from runners.weights.canonical import save_weights, load_weights
 cfg = WORKLOADS['fourcastnet-tiny'].model
 save_weights({str(tmp_path / "w.safetensors")!r}, cfg, cfg.init_weights(0))
 load_weights({str(tmp_path / "w.safetensors")!r}, cfg)
@@ -88,7 +92,7 @@ def test_a_framework_runner_reports_a_missing_framework_cleanly(tmp_path):
     code = (
         BLOCKER
         + f"""
-from runners.pair import PairOptions, run_pair
+from runners.experiments.pair import PairOptions, run_pair
 out = run_pair(PairOptions(frameworks=('torch',), results_dir={str(tmp_path)!r}, seed=1,
                            train_steps=1, forward_steps=1, warmup_steps=0), progress=lambda s: None)
 print(out.records[0]['status'], out.records[0]['reason'])

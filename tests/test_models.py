@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import needs_mindspore, needs_torch, run_json, torch_flops
 
-from runners.fourcastnet.config import CONFIGS, FourCastNetConfig
+from runners.workloads.fourcastnet.config import CONFIGS, FourCastNetConfig
 
 HALF = FourCastNetConfig(
     img_size=(24, 72),
@@ -29,8 +29,8 @@ def test_torch_parameters_match_configuration(name):
     cfg = CONFIGS[name]
     got = run_json(f"""
 import json, torch
-from runners.fourcastnet.config import CONFIGS
-from runners.fourcastnet.torch_model import AFNONet
+from runners.workloads.fourcastnet.config import CONFIGS
+from runners.workloads.fourcastnet.torch_model import AFNONet
 with torch.device('meta'):
     net = AFNONet(CONFIGS[{name!r}])
 print(json.dumps({{k: list(v.shape) for k, v in net.state_dict().items()}}))
@@ -46,8 +46,8 @@ def test_mindspore_parameters_match_configuration(name):
     cfg = CONFIGS[name]
     got = run_json(f"""
 import json
-from runners.fourcastnet.config import CONFIGS
-from runners.fourcastnet.mindspore_model import AFNONet
+from runners.workloads.fourcastnet.config import CONFIGS
+from runners.workloads.fourcastnet.mindspore_model import AFNONet
 net = AFNONet(CONFIGS[{name!r}])
 print(json.dumps({{p.name: list(p.shape) for p in net.get_parameters()}}))
 """)
@@ -64,7 +64,10 @@ def test_analytic_flops_match_torch_flop_counter(cfg):
     with the analytic matmul count, forward and forward + backward, per sample."""
     batch = 2
     got = torch_flops(
-        "runners.fourcastnet.torch_model:AFNONet", "runners.fourcastnet.config:FourCastNetConfig", cfg.to_dict(), batch
+        "runners.workloads.fourcastnet.torch_model:AFNONet",
+        "runners.workloads.fourcastnet.config:FourCastNetConfig",
+        cfg.to_dict(),
+        batch,
     )
     f = cfg.flops()
     assert got["forward"] == batch * f.matmul_forward

@@ -8,7 +8,7 @@ import pytest
 from conftest import needs_both
 
 from metrics.parity import bounds_for
-from runners.pair import PairOptions, run_pair
+from runners.experiments.pair import PairOptions, run_pair
 
 pytestmark = needs_both
 SEED = 12345
@@ -108,7 +108,7 @@ def test_recompute_keeps_the_loss_and_lowers_measured_memory(tmp_path):
 
 
 def test_a_killed_framework_does_not_stop_the_other(tmp_path, monkeypatch):
-    import runners.pair as pair
+    import runners.experiments.pair as pair
 
     real = pair.subprocess.run
 

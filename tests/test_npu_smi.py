@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from metrics.npu_smi import (
+from metrics.power.npu_smi import (
     NpuInfo,
     NpuSmi,
     NpuSmiError,

@@ -8,15 +8,15 @@ import time
 import numpy as np
 import pytest
 
-from runners.aigoms.config import AIGOMSConfig
-from runners.datasets.ocean import cell_centres, channels, ocean_mask, orography_m
-from runners.datasets.ocean_generator import (
+from runners.data.ocean import cell_centres, channels, ocean_mask, orography_m
+from runners.data.ocean_generator import (
     GENERATOR_VERSION,
     OceanConfig,
     builtin_ocean_dataset,
     generate,
 )
-from runners.datasets.source import InvalidDataError
+from runners.data.source import InvalidDataError
+from runners.workloads.aigoms.config import AIGOMSConfig
 
 DEPTHS = (0, 50, 200)
 SMALL = OceanConfig(img_size=(32, 64), depths_m=DEPTHS, n_days=120, spinup_days=20)

@@ -33,7 +33,7 @@ np.save('{d}/torch.npy', p.detach().numpy())
 MINDSPORE = """
 import numpy as np, mindspore as ms
 from mindspore import Parameter, Tensor
-from runners.mindspore_optim import TorchRuleAdam
+from runners.backends.mindspore_adam import TorchRuleAdam
 d = np.load('{d}/in.npz')
 p = Parameter(Tensor(d['w0'].copy()), name='w')
 opt = TorchRuleAdam([p], lr=5e-4, betas=(0.9, 0.999), eps=1e-8)

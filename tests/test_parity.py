@@ -10,8 +10,8 @@ import pytest
 from conftest import needs_both, run_python
 
 from metrics.parity import FP32_BOUNDS as TOLERANCES
-from runners.pair import PairOptions, run_pair
-from runners.weights import weights_digest
+from runners.experiments.pair import PairOptions, run_pair
+from runners.weights.canonical import weights_digest
 
 pytestmark = needs_both
 
@@ -64,7 +64,7 @@ def test_hard_thresholding_non_square_grid_and_channel_change_agree(tmp_path):
 
 
 def test_both_start_from_an_nvlabs_checkpoint(tmp_path):
-    from runners.registry import get_workload
+    from runners.workloads.registry import get_workload
 
     cfg = get_workload("fourcastnet-tiny").model
     w = cfg.init_weights(123)
@@ -99,7 +99,7 @@ def test_absent_device_is_an_unavailable_record_not_a_cpu_fallback(tmp_path):
 @pytest.mark.parametrize("framework", ["torch", "mindspore"])
 def test_killed_worker_becomes_a_failed_record(tmp_path, monkeypatch, framework):
     """A worker that dies (here: killed by SIGKILL as soon as it starts) is recorded as failed."""
-    import runners.pair as pair
+    import runners.experiments.pair as pair
 
     real = pair.subprocess.run
 

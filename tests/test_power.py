@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from metrics.collectors import collector_for, cpu_collector
-from metrics.cpu_power import RaplCollector, counter_delta_uj, rapl_domains
-from metrics.power import (
+from metrics.power.collectors import collector_for, cpu_collector
+from metrics.power.cpu import RaplCollector, counter_delta_uj, rapl_domains
+from metrics.power.window import (
     ESTIMATED,
     MEASURED,
     UNAVAILABLE,
@@ -188,7 +188,8 @@ def test_cpu_uses_rapl_when_readable(tmp_path):
 
 @pytest.fixture(autouse=True)
 def _pci_bus_order(monkeypatch):
-    """What every pairbench worker runs under (runners.pair.worker_env); tests of another order set their own."""
+    """What every pairbench worker runs under (runners.experiments.pair.worker_env); tests of another order
+    set their own."""
     monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
 
 
@@ -321,7 +322,7 @@ def test_npu_smi_constant_power_integrates_exactly(standin):
 
 
 def test_replayed_watch_rows_integrate_to_hand_worked_joules(standin):
-    from metrics.npu_smi import NpuSmi
+    from metrics.power.npu_smi import NpuSmi
 
     standin.setenv("NPU_SMI_STANDIN_POWER", "100,200,300,400")
     rows = NpuSmi().watch(0, delay_s=0.05, count=4)
@@ -332,8 +333,8 @@ def test_replayed_watch_rows_integrate_to_hand_worked_joules(standin):
 
 
 def test_npu_na_and_rated_power_are_never_measurements(standin):
-    from metrics.ascend_power import NpuSmiCollector
-    from metrics.npu_smi import PowerReading
+    from metrics.power.ascend import NpuSmiCollector
+    from metrics.power.npu_smi import PowerReading
 
     standin.setenv("NPU_SMI_STANDIN_NA", "1")
     c = collector_for("ascend", 0, rate_hz=20)
@@ -405,8 +406,8 @@ def test_nvml_refuses_a_device_order_other_than_nvmls(monkeypatch):
 
 
 def test_workers_run_with_the_order_nvml_uses(monkeypatch):
-    from runners.distributed import launch_env
-    from runners.pair import worker_env
+    from runners.experiments.distributed import launch_env
+    from runners.experiments.pair import worker_env
 
     monkeypatch.setenv("CUDA_DEVICE_ORDER", "FASTEST_FIRST")
     assert worker_env()["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from reports.build import write_report
 from reports.pairing import pair_records
 from reports.tables import ratios_table, runs_table
-from runners import schema
+from runners.records import schema
+from runners.records.store import append_record, read_records, read_records_lenient
 from runners.spec import PairbenchError
-from runners.store import append_record, read_records, read_records_lenient
 
 
 def cli(*args: str):
@@ -185,7 +185,7 @@ def test_a_mixed_mode_sweep_pairs_like_with_like_and_shows_every_run(tmp_path):
 
 
 def _parity_fixture(tmp_path):
-    from runners.pair import PairOptions, run_pair
+    from runners.experiments.pair import PairOptions, run_pair
 
     out = run_pair(
         PairOptions(results_dir=tmp_path, seed=3, warmup_steps=0, train_steps=1, forward_steps=1),
@@ -197,8 +197,8 @@ def _parity_fixture(tmp_path):
 
 def _reparity(out, edit):
     """Parity recomputed after ``edit(framework, arrays)`` changed a worker's saved arrays."""
-    from runners.pair import parity
-    from runners.registry import get_workload
+    from runners.experiments.pair import parity
+    from runners.workloads.registry import get_workload
 
     results = {}
     for fw in ("torch", "mindspore"):
@@ -245,8 +245,8 @@ def test_a_nan_gradient_or_a_gradient_on_one_side_only_fails_parity_naming_the_p
 
 @needs_both
 def test_data_parallel_records_validate_and_honour_weights_threads_and_batches(tmp_path):
-    from runners.registry import get_workload
-    from runners.weights import save_weights, weights_digest
+    from runners.weights.canonical import save_weights, weights_digest
+    from runners.workloads.registry import get_workload
 
     cfg = get_workload("fourcastnet-tiny").model
     weights = cfg.init_weights(99)
@@ -267,7 +267,7 @@ def test_data_parallel_records_validate_and_honour_weights_threads_and_batches(t
 
 @needs_torch
 def test_skill_records_validate(tmp_path):
-    from runners.skill import SkillOptions, run_skill
+    from runners.experiments.skill import SkillOptions, run_skill
 
     summary = run_skill(
         SkillOptions(frameworks=("torch",), train_steps=2, n_init=2, n_lead=2, seed=1, results_dir=tmp_path),
@@ -305,8 +305,8 @@ class _SlowRunner:
 
 
 def _timed(runner, steps=5, **kw):
+    from runners.execution.worker import timed_training
     from runners.spec import RunConfig
-    from runners.worker import timed_training
 
     run = RunConfig(workload="fourcastnet-tiny", framework="torch", weights="", warmup_steps=1, **kw)
     batch = lambda i: (np.zeros((1, 2), np.float32), np.zeros((1, 2), np.float32))  # noqa: E731
@@ -319,7 +319,7 @@ def test_the_power_window_holds_the_timed_steps_only(monkeypatch):
     # Five 10 ms steps inside the window; their five 20 ms input transfers happened before it opened.
     assert sum(out["step_ms"]) / 1e3 <= out["power_window_s"] < sum(out["step_ms"]) / 1e3 + 0.05
     assert min(out["input_ms"]) >= 20.0
-    import runners.worker as worker
+    import runners.execution.worker as worker
 
     monkeypatch.setattr(worker, "STAGE_BYTES", 0)  # inputs too large to stage: prepared inside, and said so
     out = _timed(_SlowRunner())
@@ -333,7 +333,7 @@ def test_a_non_finite_loss_fails_the_run_naming_the_step():
 
 
 def test_a_result_that_cannot_be_recorded_becomes_a_failed_record_not_a_crash():
-    from runners.pair import recorded
+    from runners.experiments.pair import recorded
 
     head = {k: v for k, v in run_record("torch").items() if k not in ("framework", "status")}
     head = {k: v for k, v in head.items() if k in {f.name for f in schema.FIELDS["run"] if f.need == "always"}}
@@ -365,7 +365,7 @@ def test_console_parity_lines_count_steps_and_never_print_nan():
 
 @needs_both
 def test_resume_skips_only_the_same_run(tmp_path):
-    from runners.pair import PairOptions, run_pair
+    from runners.experiments.pair import PairOptions, run_pair
 
     def pair(**kw):
         kw = {"frameworks": ("torch", "mindspore"), "resume": True, **kw}
@@ -416,7 +416,7 @@ def test_parity_of_each_device_is_shown_and_failures_print_no_nan():
 
 
 def test_data_parallel_without_its_reference_still_records():
-    from runners import distributed
+    from runners.experiments import distributed
 
     head = schema.header(
         distributed.identity("fourcastnet-tiny", 2, 4, 1, 0, 1, "a" * 64, 1),

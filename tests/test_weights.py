@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from conftest import needs_torch, run_python
 
-from runners.fourcastnet.config import CONFIGS
-from runners.torch_pickle import CheckpointError, read_torch_checkpoint
-from runners.weights import WeightsMismatch, check_weights, load_weights, save_weights, weights_digest
+from runners.weights.canonical import WeightsMismatch, check_weights, load_weights, save_weights, weights_digest
+from runners.weights.checkpoint import CheckpointError, read_torch_checkpoint
+from runners.workloads.fourcastnet.config import CONFIGS
 
 TINY = CONFIGS["fourcastnet-tiny"]
 SMALL = CONFIGS["fourcastnet-small"]

@@ -1,0 +1,166 @@
+"""CPU energy: RAPL counters (Intel and recent AMD, via Linux powercap) where readable, otherwise an
+estimate of TDP x utilisation that is labelled as such and never mixed with measurements."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from metrics.power.window import (
+    ESTIMATED,
+    MEASURED,
+    PowerResult,
+    PowerSampler,
+    PowerUnavailable,
+    SampledCollector,
+    unavailable,
+)
+
+POWERCAP = Path("/sys/class/powercap")
+_PACKAGE = re.compile(r"^intel-rapl:\d+$")  # packages only; sub-zones (core, uncore, dram) overlap them
+
+
+class RaplDomain:
+    """One package's cumulative energy counter (µJ) with its wrap-around range."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.name = _read_text(path / "name") if (path / "name").exists() else path.name
+        self.max_uj = int(_read_text(path / "max_energy_range_uj"))
+
+    def read_uj(self) -> int:
+        return int(_read_text(self.path / "energy_uj"))
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except PermissionError:
+        raise PowerUnavailable(
+            f"RAPL counter {path} is not readable (permission denied; root-only since CVE-2020-8694)"
+        ) from None
+    except OSError as exc:
+        raise PowerUnavailable(f"RAPL counter {path} cannot be read ({exc.strerror})") from None
+
+
+def rapl_domains(root: Path = POWERCAP) -> list[RaplDomain]:
+    """The package domains under ``root``; raises PowerUnavailable with the reason when there are none
+    or they cannot be read."""
+    if not root.is_dir():
+        raise PowerUnavailable(f"no RAPL interface: {root} does not exist on this machine")
+    paths = sorted(p for p in root.iterdir() if _PACKAGE.match(p.name))
+    if not paths:
+        raise PowerUnavailable(f"no RAPL package domains under {root}")
+    domains = [RaplDomain(p) for p in paths]
+    for d in domains:
+        d.read_uj()  # fail now, not mid-run, when the counter is unreadable
+    return domains
+
+
+def counter_delta_uj(before: int, after: int, max_uj: int) -> int:
+    """Counter difference with one wrap-around at ``max_uj`` handled."""
+    return after - before if after >= before else after + max_uj - before
+
+
+class RaplCollector:
+    """Package energy from the RAPL counters at both ends of the window (measured), and a power series
+    from counter differences between samples, for the power-over-time figure."""
+
+    source = "rapl"
+
+    def __init__(self, domains: list[RaplDomain], rate_hz: float = 10.0, clock=time.monotonic):
+        self.domains, self.clock = domains, clock
+        self.error: str | None = None
+        self._last: tuple[float, list[int]] | None = None
+        self.sampler = PowerSampler(self._power_since_last, rate_hz, clock)
+
+    def _read_all(self) -> list[int]:
+        return [d.read_uj() for d in self.domains]
+
+    def _power_since_last(self) -> float | None:
+        now, values = self.clock(), self._read_all()
+        last, self._last = self._last, (now, values)
+        if last is None or now <= last[0]:
+            return None
+        joules = (
+            sum(counter_delta_uj(a, b, d.max_uj) for a, b, d in zip(last[1], values, self.domains, strict=True)) / 1e6
+        )
+        return joules / (now - last[0])
+
+    def start(self) -> None:
+        self.t0 = self.clock()
+        try:
+            self.e0 = self._read_all()
+        except (OSError, PowerUnavailable) as exc:
+            self.e0, self.error = None, f"reading RAPL failed: {exc}"
+        self._last = (self.t0, self.e0) if self.e0 is not None else None
+        self.sampler.start()
+
+    def stop(self) -> PowerResult:
+        samples = self.sampler.stop()
+        t1 = self.clock()
+        window = t1 - self.t0
+        try:
+            e1 = self._read_all()
+        except (OSError, PowerUnavailable) as exc:
+            e1, self.error = None, f"reading RAPL failed: {exc}"
+        if self.e0 is None or e1 is None or not window > 0:
+            return unavailable(self.source, self.error or f"the {window:.3f} s window is empty", window)
+        energy = sum(counter_delta_uj(a, b, d.max_uj) for a, b, d in zip(self.e0, e1, self.domains, strict=True)) / 1e6
+        if energy == 0.0:
+            return unavailable(self.source, f"RAPL counters did not advance over the {window:.3f} s window", window)
+        return PowerResult(
+            source=self.source,
+            provenance=MEASURED,
+            window_s=window,
+            energy_j=energy,
+            power_w_mean=energy / window,
+            power_w_peak=max((w for _, w in samples), default=None),
+            samples=[(t - self.t0, w) for t, w in samples],
+            extra={"power_rapl_domains": [d.name for d in self.domains]},
+        )
+
+
+class CpuEstimateCollector(SampledCollector):
+    """Estimated CPU power: TDP x CPU utilisation, sampled and integrated.
+
+    Utilisation between two samples is CPU time over wall time x logical cores, from psutil: this
+    process's (all threads; ``scope="process"``, what a benchmark run is charged) or the whole
+    machine's (``scope="system"``). The TDP x utilisation model is CodeCarbon's where no counter
+    exists; it ignores idle power and frequency, so it is only ever labelled ``estimated``.
+    """
+
+    def __init__(self, tdp_w: float, basis: str, rate_hz: float = 10.0, clock=time.monotonic, scope="process"):
+        import psutil
+
+        if not tdp_w > 0:
+            raise ValueError(f"TDP must be positive, got {tdp_w!r}")
+        if scope not in ("process", "system"):
+            raise ValueError(f"scope must be 'process' or 'system', got {scope!r}")
+        self.tdp_w, self.basis, self.scope = tdp_w, f"{basis}; utilisation of the {scope}", scope
+        self._psutil = psutil
+        self._process = psutil.Process()
+        self._cores = psutil.cpu_count(logical=True) or 1
+        self._last: tuple[float, float] | None = None
+        super().__init__(self._estimate, "estimate: TDP x CPU utilisation", ESTIMATED, rate_hz, 2, clock)
+
+    def _busy_s(self) -> float:
+        if self.scope == "process":
+            times = self._process.cpu_times()
+            return times.user + times.system
+        times = self._psutil.cpu_times()
+        return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+    def _estimate(self) -> float | None:
+        now, busy = self.clock(), self._busy_s()
+        last, self._last = self._last, (now, busy)
+        if last is None or now <= last[0]:
+            return None  # no interval yet: no estimate, rather than a made-up 0 W
+        utilisation = min(1.0, (busy - last[1]) / ((now - last[0]) * self._cores))
+        return self.tdp_w * utilisation
+
+    def stop(self) -> PowerResult:
+        result = super().stop()
+        result.extra["power_estimate_basis"] = self.basis
+        return result

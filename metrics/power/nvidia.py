@@ -1,0 +1,169 @@
+"""NVIDIA power and energy through nvidia-ml-py (module ``pynvml``): the total-energy counter where the
+GPU has one (Volta and newer), integrated sampled power beside it, and device listing.
+
+CUDA and NVML number GPUs differently: NVML enumerates by PCI bus id, CUDA by default fastest first,
+and CUDA_VISIBLE_DEVICES renumbers. :func:`nvml_handle_for_cuda` resolves a CUDA index through
+CUDA_VISIBLE_DEVICES (indices or GPU UUIDs); the worker sets CUDA_DEVICE_ORDER=PCI_BUS_ID so that
+bare indices agree with NVML's.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from metrics.power.window import MEASURED, PowerResult, PowerUnavailable, SampledCollector, unavailable
+
+
+def _nvml():
+    """The initialised pynvml module, or PowerUnavailable saying why."""
+    try:
+        import pynvml
+    except ImportError:
+        raise PowerUnavailable("nvidia-ml-py (pynvml) is not installed") from None
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as exc:
+        raise PowerUnavailable(f"NVML cannot be initialised ({exc}); no NVIDIA driver is loaded here") from None
+    return pynvml
+
+
+def nvml_handle_for_cuda(nv, cuda_index: int, environ=os.environ):
+    """NVML handle of the GPU that CUDA calls ``cuda_index`` in this process. CUDA must number GPUs by PCI bus
+    id, as NVML does: under CUDA's default order (fastest first) the index could name another GPU, whose
+    power would then be called measured, so any other order is refused."""
+    order = environ.get("CUDA_DEVICE_ORDER", "FASTEST_FIRST (CUDA's default)")
+    if order != "PCI_BUS_ID":
+        raise PowerUnavailable(
+            f"CUDA_DEVICE_ORDER is {order}, so CUDA's GPU {cuda_index} need not be NVML's; set it to PCI_BUS_ID"
+        )
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return nv.nvmlDeviceGetHandleByIndex(cuda_index)
+    entries = [e.strip() for e in visible.split(",") if e.strip()]
+    if cuda_index >= len(entries):
+        raise PowerUnavailable(f"CUDA device {cuda_index} is not among CUDA_VISIBLE_DEVICES={visible!r}")
+    entry = entries[cuda_index]
+    if entry.isdigit():
+        return nv.nvmlDeviceGetHandleByIndex(int(entry))
+    if entry.startswith("GPU-"):
+        return nv.nvmlDeviceGetHandleByUUID(entry)
+    raise PowerUnavailable(f"cannot map CUDA_VISIBLE_DEVICES entry {entry!r} (MIG slices have no power sensor)")
+
+
+def _power_reader(nv, handle):
+    """Instant power where the GPU reports it (NVML_FI_DEV_POWER_INSTANT), else nvmlDeviceGetPowerUsage
+    (averaged over about 1 s on Ampere and newer). Returns (reader in watts, name of the quantity)."""
+    try:
+        field = nv.nvmlDeviceGetFieldValues(handle, [nv.NVML_FI_DEV_POWER_INSTANT])[0]
+        if field.nvmlReturn == 0:
+
+            def instant() -> float:
+                value = nv.nvmlDeviceGetFieldValues(handle, [nv.NVML_FI_DEV_POWER_INSTANT])[0]
+                if value.nvmlReturn != 0:
+                    raise PowerUnavailable("NVML stopped reporting instant power")
+                return value.value.uiVal / 1000.0
+
+            return instant, "instant"
+    except nv.NVMLError:
+        pass
+    try:
+        nv.nvmlDeviceGetPowerUsage(handle)
+    except nv.NVMLError as exc:
+        raise PowerUnavailable(f"this GPU reports no power reading through NVML ({exc})") from None
+    return (lambda: nv.nvmlDeviceGetPowerUsage(handle) / 1000.0), "average"
+
+
+class NvmlCollector:
+    """Counter-based energy (measured) with sampled power beside it, over one window.
+
+    The caller synchronises the device before ``start`` and before ``stop``. When the counter does not
+    advance (a window shorter than its update period) the counter energy is reported as unavailable
+    with that reason and the sampled energy is used, if it has enough samples; never 0 J.
+    """
+
+    source = "nvml"
+
+    def __init__(self, cuda_index: int, rate_hz: float = 10.0, clock=time.monotonic, environ=os.environ):
+        self.nv = _nvml()
+        self.handle = nvml_handle_for_cuda(self.nv, cuda_index, environ)
+        read, self.power_kind = _power_reader(self.nv, self.handle)
+        self.sampled = SampledCollector(read, f"nvml-power-{self.power_kind}", MEASURED, rate_hz, 2, clock)
+        try:
+            self.nv.nvmlDeviceGetTotalEnergyConsumption(self.handle)
+            self.has_counter = True
+        except self.nv.NVMLError:
+            self.has_counter = False
+
+    def _energy_mj(self) -> int | None:
+        """The total-energy counter, or None (with the reason kept) when the driver fails to answer."""
+        if not self.has_counter:
+            return None
+        try:
+            return self.nv.nvmlDeviceGetTotalEnergyConsumption(self.handle)
+        except self.nv.NVMLError as exc:
+            self.counter_error = f"reading the energy counter failed ({type(exc).__name__}: {exc})"
+            return None
+
+    def start(self) -> None:
+        self.counter_error = None
+        self.e0 = self._energy_mj()
+        self.sampled.start()
+
+    def stop(self) -> PowerResult:
+        sampled = self.sampled.stop()
+        e1 = self._energy_mj()
+        window = sampled.window_s  # the counter is read just outside it, microseconds apart
+        extra = {
+            "energy_j_sampled": sampled.energy_j,
+            "energy_j_counter": None,
+            "power_sensor": self.power_kind,
+            **{k: v for k, v in sampled.extra.items() if k.startswith("power_")},
+        }
+        counter_reason = self.counter_error or "this GPU has no total-energy counter (pre-Volta)"
+        if self.e0 is not None and e1 is not None:
+            delta_j = (e1 - self.e0) / 1000.0
+            if delta_j > 0:
+                extra["energy_j_counter"] = delta_j
+            else:
+                counter_reason = (
+                    f"the energy counter did not advance over the {window:.3f} s window "
+                    "(shorter than its update period)"
+                )
+        extra["energy_counter_reason"] = None if extra["energy_j_counter"] is not None else counter_reason
+        if extra["energy_j_counter"] is not None:
+            energy, source = extra["energy_j_counter"], "nvml-energy-counter"
+        elif sampled.energy_j is not None:
+            energy, source = sampled.energy_j, sampled.source
+        else:
+            result = unavailable(self.source, f"{counter_reason}; sampled power: {sampled.reason}", window)
+            result.extra = extra
+            return result
+        return PowerResult(
+            source=source,
+            provenance=MEASURED,
+            window_s=window,
+            energy_j=energy,
+            power_w_mean=energy / window if window > 0 else None,
+            power_w_peak=sampled.power_w_peak,
+            samples=sampled.samples,
+            extra=extra,
+        )
+
+
+def list_gpus() -> list[dict]:
+    """Every NVIDIA GPU NVML sees, with its current power or the reason there is none."""
+    nv = _nvml()
+    out = []
+    for i in range(nv.nvmlDeviceGetCount()):
+        h = nv.nvmlDeviceGetHandleByIndex(i)
+        name = nv.nvmlDeviceGetName(h)
+        name = name.decode() if isinstance(name, bytes) else name
+        entry = {"kind": "cuda", "nvml_index": i, "name": name, "memory_gb": nv.nvmlDeviceGetMemoryInfo(h).total / 1e9}
+        try:
+            read, kind = _power_reader(nv, h)
+            entry.update(power_w=read(), power_provenance=MEASURED, power_source=f"nvml-power-{kind}")
+        except PowerUnavailable as exc:
+            entry.update(power_w=None, power_provenance="unavailable", power_reason=str(exc))
+        out.append(entry)
+    return out

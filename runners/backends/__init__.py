@@ -1,0 +1,1 @@
+"""Backends: the Runner protocol's implementations, one module per framework; each imports its framework."""

@@ -1,0 +1,189 @@
+"""MindSpore runner: builds a workload's mindspore.nn.Cell from neutral weights and runs it, in fp32 or
+fp16 (Dense and Conv2d cells cast with ``to_float``, dynamic loss scaling), PyNative or graph mode
+(``mindspore.jit``), with or without activation recompute (``Cell.recompute``)."""
+
+from __future__ import annotations
+
+import mindspore as ms
+import numpy as np
+from mindspore import Tensor, amp, nn
+
+from metrics.parity import worst_repeat_difference
+from runners.backends.mindspore_adam import TorchRuleAdam
+from runners.devices import parse_device
+from runners.spec import PairbenchError, RunConfig, UnsupportedError, WorkloadSpec
+from runners.workloads.registry import load_object
+
+_TARGETS = {"cpu": "CPU", "cuda": "GPU", "ascend": "Ascend"}
+LOW_PRECISION = {"fp32": None, "fp16": ms.float16, "bf16": ms.bfloat16}
+# The same dynamic loss scaling as torch.amp.GradScaler in the PyTorch runner.
+LOSS_SCALE = {"scale_value": 2.0**16, "scale_factor": 2, "scale_window": 2000}
+
+
+def _set_device(text: str) -> str:
+    """Select the device and run one tiny kernel on it: set_device alone succeeds even where the
+    wheel lacks the backend, and the failure would only surface at the first real operation."""
+    dev = parse_device(text)
+    target = _TARGETS[dev.kind]
+    try:
+        ms.set_device(target, dev.index)
+        if target == "CPU":
+            # Asynchronous PyNative dispatch costs ~4-7 ms per kernel on a 2-core CPU in 2.10
+            # (a 256x64x64 matmul: 7.5 ms async, 0.12 ms blocking); kernels run in order anyway.
+            ms.runtime.launch_blocking()
+        (Tensor(np.zeros(1, np.float32)) + 1).asnumpy()
+    except (RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise PairbenchError(f"device {dev} is absent for MindSpore ({first})") from None
+    return target
+
+
+def make_loss(spec: WorkloadSpec):
+    """The workload's loss as ``loss(out, y)`` on fp32 tensors, the same formulas as the PyTorch runner's."""
+    if spec.loss == "masked_relative_l2":
+        mask = Tensor(spec.model.output_mask())
+
+        def masked_relative_l2(out, y):
+            b = out.shape[0]
+            diff = ((out - y) * mask).reshape(b, -1)
+            ref = (y * mask).reshape(b, -1)
+            return ((diff**2).sum(axis=1).sqrt() / (ref**2).sum(axis=1).sqrt()).mean()
+
+        return masked_relative_l2
+    return lambda out, y: ((out - y) ** 2).mean()
+
+
+class MindSporeRunner:
+    """The workload's loss; Adam with PyTorch's update rule (TorchRuleAdam)."""
+
+    framework = "mindspore"
+
+    def __init__(self, spec: WorkloadSpec, run: RunConfig):
+        self.spec, self.run = spec, run
+        ms.set_context(mode=ms.PYNATIVE_MODE)  # graph mode is applied per function with mindspore.jit
+        if run.threads:
+            ms.set_context(runtime_num_threads=run.threads)
+        self.target = _set_device(run.device)
+        if run.precision not in LOW_PRECISION:
+            raise UnsupportedError(f"precision {run.precision} is not one of {', '.join(LOW_PRECISION)}")
+        if run.precision == "bf16" and self.target == "CPU":
+            raise UnsupportedError(
+                "MindSpore 2.10 has no bfloat16 Dense/Conv2d kernels on CPU (TypeError at the first step)"
+            )
+        self.model_cls = load_object(spec.models[self.framework])
+        self.loss_fn = make_loss(spec)
+
+    def versions(self) -> dict[str, str]:
+        return {
+            "framework_version": ms.__version__,
+            "device_name": self.target.lower() if self.target == "CPU" else self.target,
+            "threads_used": str(self.run.threads) if self.run.threads else "framework default",
+            "execution_mode": "graph (jit)" if self.run.mode == "compiled" else "pynative",
+        }
+
+    def build(self, weights: dict[str, np.ndarray]) -> None:
+        net = self.model_cls(self.spec.model)
+        params = list(net.get_parameters())
+        names = [p.name for p in params]
+        if sorted(names) != sorted(weights):
+            missing = sorted(set(weights) ^ set(names))[0]
+            raise PairbenchError(f"MindSpore model and weights disagree on parameter '{missing}'")
+        for p in params:
+            p.set_data(Tensor(weights[p.name]))
+        dtype = LOW_PRECISION[self.run.precision]
+        if dtype is not None:
+            # The policy shared with the PyTorch runner: Dense and Conv2d compute in low precision;
+            # LayerNorm, the Fourier filter, residual additions and the loss stay in fp32.
+            for _, cell in net.cells_and_names():
+                if isinstance(cell, (nn.Dense, nn.Conv2d)):
+                    cell.to_float(dtype)
+        if self.run.recompute:
+            net.recompute_blocks()
+        self.net = net
+        self.params = net.trainable_params()
+        hp = self.run.hyper_parameters
+        self.opt = TorchRuleAdam(self.params, lr=hp["lr"], betas=tuple(hp["betas"]), eps=hp["adam_eps"])
+        self.scaler = amp.DynamicLossScaler(**LOSS_SCALE) if self.run.precision == "fp16" else None
+        grad_fn = ms.value_and_grad(self._scaled_loss, None, self.params)
+        compiled = self.run.mode == "compiled"
+        self.grad_fn = ms.jit(grad_fn) if compiled else grad_fn
+        self.forward_fn = ms.jit(self._forward) if compiled else self._forward
+        if compiled:
+            self._check_compiled_gradients()
+
+    def _check_compiled_gradients(self) -> None:
+        """Refuse a compiled step whose gradients change between calls with the same inputs.
+
+        MindSpore 2.10's graph mode on CPU returns the right Fourier-filter gradients on the first
+        call and different ones on every later call (measured: relative differences of order 1 in
+        blocks.*.filter.*), which would silently train a different model. Two calls settle it.
+        """
+        cfg = self.spec.model
+        rng = np.random.default_rng(0)
+        inputs = [
+            Tensor(rng.standard_normal((1, cfg.in_chans, *cfg.img_size), dtype=np.float32)),
+            Tensor(rng.standard_normal((1, cfg.out_chans, *cfg.img_size), dtype=np.float32)),
+        ]
+        if self.run.objective == "masked":  # the masked step is its own graph: check that one
+            inputs.append(Tensor(cfg.random_token_mask(1, rng)))
+        first = [g.asnumpy() for g in self.grad_fn(*inputs)[1]]
+        second = [g.asnumpy() for g in self.grad_fn(*inputs)[1]]
+        worst, where = worst_repeat_difference(first, second, [p.name for p in self.params])
+        if not worst <= 1e-5:
+            raise UnsupportedError(
+                f"MindSpore {ms.__version__} graph mode on {self.target} gives different gradients for the same "
+                f"inputs on repeated calls (worst relative difference {worst:.2g}, at {where}); compiled training "
+                "would be wrong, so it is refused"
+            )
+
+    def _forward(self, x):
+        return self.net(x).astype(ms.float32)
+
+    def _loss(self, x, y, token_mask=None):
+        out = self.net(x) if token_mask is None else self.net(x, token_mask)
+        return self.loss_fn(out.astype(ms.float32), y)
+
+    def _scaled_loss(self, x, y, token_mask=None):
+        loss = self._loss(x, y, token_mask)
+        return loss if self.scaler is None else self.scaler.scale(loss)
+
+    def put(self, array: np.ndarray) -> Tensor:
+        return Tensor(array)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_fn(x)
+
+    def fetch(self, tensor: Tensor) -> np.ndarray:
+        return tensor.astype(ms.float32).asnumpy()
+
+    def _loss_and_unscaled_grads(self, x, y, token_mask=None):
+        # A forecast step is called without the mask argument, so that its graph is the one it always was.
+        loss, grads = self.grad_fn(x, y) if token_mask is None else self.grad_fn(x, y, token_mask)
+        if self.scaler is None:
+            return float(loss.asnumpy()), grads, True
+        grads = self.scaler.unscale(grads)
+        finite = amp.all_finite(grads)
+        self.scaler.adjust(finite)
+        return float(self.scaler.unscale(loss).asnumpy()), grads, bool(finite.asnumpy())
+
+    def loss_and_grads(self, x, y, token_mask=None) -> tuple[float, dict[str, np.ndarray]]:
+        loss, grads, _ = self._loss_and_unscaled_grads(x, y, token_mask)
+        return loss, {p.name: g.asnumpy() for p, g in zip(self.params, grads, strict=True)}
+
+    def train_step(self, x, y, token_mask=None) -> float:
+        loss, grads, finite = self._loss_and_unscaled_grads(x, y, token_mask)
+        if finite:  # an overflowed fp16 step is skipped, as GradScaler skips it
+            self.opt(grads)
+        return loss
+
+    def synchronize(self) -> None:
+        if self.target != "CPU":  # CPU kernels are launched blocking (see _set_device)
+            ms.runtime.synchronize()
+
+    def device_memory(self) -> dict:
+        if self.target == "CPU":
+            return {"device_peak_mem_mb": None, "device_peak_mem_reason": "CPU: host memory is the device memory"}
+        return {"device_peak_mem_mb": ms.runtime.max_memory_allocated() / 2**20}
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {p.name: p.asnumpy() for p in self.net.get_parameters()}

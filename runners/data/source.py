@@ -1,0 +1,215 @@
+"""The FieldSource protocol, data errors, and helpers that read a source in chunks and in training batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from runners.data.stats import Normalizer
+
+# FourCastNet's 20 input channels, in file order (channel 20 of the ERA5 files is not used).
+FOURCASTNET_CHANNELS: tuple[str, ...] = (
+    "u10", "v10", "t2m", "sp", "msl", "t850", "u1000", "v1000", "z1000", "u850",
+    "v850", "z850", "u500", "v500", "z500", "t500", "z50", "r500", "r850", "tcwv",
+)  # fmt: skip
+
+
+class DataError(Exception):
+    """A data set that cannot be read as asked; the message is one sentence saying why."""
+
+
+class MissingDataError(DataError, FileNotFoundError):
+    """A data file or directory that does not exist."""
+
+
+class InvalidDataError(DataError, ValueError):
+    """Data or a request that does not fit: wrong shape, missing key, index out of range."""
+
+
+@runtime_checkable
+class FieldSource(Protocol):
+    """Gridded fields indexed by time, read in slices.
+
+    Attributes
+    ----------
+    channels : tuple of str
+        Channel names, in the order of axis 1 of :meth:`read`.
+    lats_deg : np.ndarray
+        Latitudes in degrees, north to south (the order of axis 2 of :meth:`read`).
+    lons_deg : np.ndarray
+        Longitudes in degrees (the order of axis 3 of :meth:`read`).
+    n_times : int
+        Number of time steps.
+    time_step_hours : float
+        Hours between consecutive time steps (NaN where the spacing is irregular or unknown).
+
+    A source may also have ``times``: a ``datetime64`` array of length ``n_times``, or None.
+    """
+
+    channels: tuple[str, ...]
+    lats_deg: np.ndarray
+    lons_deg: np.ndarray
+    n_times: int
+    time_step_hours: float
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Return float32 (stop - start, C, lat, lon) in physical units, reading only that slice."""
+        ...
+
+
+def check_range(source: FieldSource, start: int, stop: int) -> tuple[int, int]:
+    """Return ``(start, stop)`` as ints, or raise InvalidDataError unless ``0 <= start < stop <= n_times``."""
+    start, stop = int(start), int(stop)
+    if not 0 <= start < stop <= source.n_times:
+        raise InvalidDataError(
+            f"time range [{start}, {stop}) is empty or outside the source's {source.n_times} time steps"
+        )
+    return start, stop
+
+
+class ArraySource:
+    """A FieldSource over an in-memory array (T, C, lat, lon), latitudes north to south.
+
+    Parameters
+    ----------
+    data : np.ndarray
+        Fields of shape (T, C, lat, lon) in physical units.
+    channels : sequence of str
+        One name per channel.
+    lats_deg, lons_deg : np.ndarray
+        Grid coordinates; latitudes must run north to south.
+    time_step_hours : float
+        Hours between steps.
+    times : np.ndarray, optional
+        ``datetime64`` array of length T.
+
+    Examples
+    --------
+    >>> src = ArraySource(np.zeros((4, 1, 3, 4)), ["z500"], np.array([90.0, 0, -90]), np.arange(4) * 90.0)
+    >>> src.read(1, 3).shape
+    (2, 1, 3, 4)
+    """
+
+    def __init__(
+        self,
+        data: np.ndarray,
+        channels: Sequence[str],
+        lats_deg: np.ndarray,
+        lons_deg: np.ndarray,
+        time_step_hours: float = 6.0,
+        times: np.ndarray | None = None,
+    ):
+        data = np.asarray(data)
+        if data.ndim != 4:
+            raise InvalidDataError(f"data must have shape (T, C, lat, lon), got {data.shape}")
+        expected = (len(channels), len(lats_deg), len(lons_deg))
+        if data.shape[1:] != expected:
+            raise InvalidDataError(f"data shape {data.shape[1:]} does not match (channels, lat, lon) = {expected}")
+        if times is not None and len(times) != data.shape[0]:
+            raise InvalidDataError(f"{len(times)} times given for {data.shape[0]} time steps")
+        self._data = data
+        self.channels = tuple(channels)
+        self.lats_deg = np.asarray(lats_deg, dtype=np.float64)
+        self.lons_deg = np.asarray(lons_deg, dtype=np.float64)
+        self.n_times = int(data.shape[0])
+        self.time_step_hours = float(time_step_hours)
+        self.times = times
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Return float32 (stop - start, C, lat, lon)."""
+        start, stop = check_range(self, start, stop)
+        return np.array(self._data[start:stop], dtype=np.float32)
+
+
+def iter_chunks(source: FieldSource, start: int, stop: int, chunk: int = 64) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(t0, block)`` pairs covering [start, stop), each block at most ``chunk`` time steps long.
+
+    ``t0`` is the source time index of ``block[0]``; only one block is in memory at a time.
+    """
+    start, stop = check_range(source, start, stop)
+    if int(chunk) < 1:
+        raise InvalidDataError(f"chunk must be at least 1, got {chunk}")
+    for t0 in range(start, stop, int(chunk)):
+        yield t0, source.read(t0, min(t0 + int(chunk), stop))
+
+
+def read_indices(source: FieldSource, indices: Sequence[int]) -> np.ndarray:
+    """Read the time steps ``indices`` (any order, repeats allowed) as float32 (len, C, lat, lon).
+
+    Each run of consecutive indices is read once, in one call to ``source.read``.
+    """
+    wanted = np.asarray(indices, dtype=np.int64)
+    unique = np.unique(wanted)
+    if unique.size == 0:
+        raise InvalidDataError("no time indices to read")
+    check_range(source, unique[0], unique[-1] + 1)
+    breaks = np.flatnonzero(np.diff(unique) != 1) + 1
+    blocks = [source.read(int(run[0]), int(run[-1]) + 1) for run in np.split(unique, breaks)]
+    data = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
+    return data[np.searchsorted(unique, wanted)]
+
+
+def _batch_order(n: int, batch_size: int, rng: np.random.Generator | None, drop_last: bool) -> list[np.ndarray]:
+    """Split ``range(n)`` (shuffled by ``rng`` when given) into batches of ``batch_size``."""
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    stop = n - n % batch_size if drop_last else n
+    return [order[i : i + batch_size] for i in range(0, stop, batch_size)]
+
+
+def training_pairs(
+    source: FieldSource,
+    normalizer: Normalizer,
+    start: int,
+    stop: int,
+    batch_size: int,
+    lead: int = 1,
+    rng: np.random.Generator | None = None,
+    drop_last: bool = True,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield normalised float32 batches ``(x, y)`` of shape (B, C, lat, lon) with ``y = state(t + lead)``.
+
+    Initial times run over [start, stop - lead), so that every target also lies in [start, stop).
+    Batches follow time order, or a permutation drawn from ``rng`` when one is given. Each batch reads
+    only the time steps it needs (consecutive ones in one read).
+
+    Parameters
+    ----------
+    source : FieldSource
+        Where the fields come from.
+    normalizer : Normalizer
+        Applied to both inputs and targets.
+    start, stop : int
+        The split, as time indices [start, stop).
+    batch_size : int
+        Samples per batch.
+    lead : int
+        Steps between input and target.
+    rng : np.random.Generator, optional
+        Shuffles the samples when given.
+    drop_last : bool
+        Drop a final batch smaller than ``batch_size``.
+    """
+    start, stop = check_range(source, start, stop)
+    if lead < 1 or batch_size < 1:
+        raise InvalidDataError(f"lead and batch_size must be at least 1, got lead={lead}, batch_size={batch_size}")
+    n_samples = stop - start - lead
+    if n_samples < 1:
+        raise InvalidDataError(f"time range [{start}, {stop}) is too short for lead {lead}")
+    for batch in _batch_order(n_samples, batch_size, rng, drop_last):
+        init = start + batch
+        data = normalizer.normalize(read_indices(source, np.concatenate([init, init + lead])))
+        yield data[: len(batch)], data[len(batch) :]
+
+
+def rollout_truth(
+    source: FieldSource, normalizer: Normalizer, init_index: int, n_lead: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the normalised initial state (C, lat, lon) and the ``n_lead`` states after it (n_lead, C, lat, lon)."""
+    if n_lead < 1:
+        raise InvalidDataError(f"n_lead must be at least 1, got {n_lead}")
+    start, stop = check_range(source, init_index, int(init_index) + int(n_lead) + 1)
+    data = normalizer.normalize(source.read(start, stop))
+    return data[0], data[1:]

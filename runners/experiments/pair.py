@@ -1,0 +1,349 @@
+"""Paired runs: one weights file, one worker subprocess per framework, records and parity figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from hardware_profiles import match_profile, mfu
+from metrics.parity import compare
+from metrics.timing import summarize
+from runners.data.synthetic import DATA_GENERATOR
+from runners.devices import parse_device
+from runners.records import schema
+from runners.records.store import append_record, read_records_lenient
+from runners.spec import FRAMEWORKS, MODES, OBJECTIVES, PRECISIONS, PairbenchError, RunConfig, masked_objective_refusal
+from runners.weights.canonical import load_weights, save_weights
+from runners.workloads.registry import DEFAULT_WORKLOAD, check_framework, get_workload
+
+
+@dataclass
+class PairOptions:
+    workload: str = DEFAULT_WORKLOAD
+    frameworks: tuple[str, ...] = FRAMEWORKS
+    device: str = "cpu"
+    precision: str = "fp32"
+    mode: str = "eager"
+    objective: str = "forecast"
+    recompute: bool = False
+    threads: int | None = None
+    batch_size: int | None = None
+    warmup_steps: int = 3
+    train_steps: int = 20
+    forward_steps: int = 20
+    seed: int | None = None
+    weights: str | None = None
+    results_dir: Path = Path("results")
+    timeout_s: float = 3600.0
+    model: dict = field(default_factory=dict)
+    resume: bool = False
+
+    def validate(self) -> None:
+        parse_device(self.device)
+        if self.precision not in PRECISIONS:
+            raise PairbenchError(f"unknown precision '{self.precision}'; choose from {', '.join(PRECISIONS)}")
+        if self.mode not in MODES:
+            raise PairbenchError(f"unknown mode '{self.mode}'; choose from {', '.join(MODES)}")
+        if self.objective not in OBJECTIVES:
+            raise PairbenchError(f"unknown objective '{self.objective}'; choose from {', '.join(OBJECTIVES)}")
+        if self.resume and self.seed is None:
+            raise PairbenchError("--resume needs --seed, so that the runs already done can be recognised")
+        for fw in self.frameworks:
+            check_framework(fw)
+        if len(set(self.frameworks)) != len(self.frameworks):
+            raise PairbenchError("each framework may be named once")
+        minimum = {"warmup_steps": 0, "train_steps": 1, "forward_steps": 1}
+        for name, least in minimum.items():
+            if getattr(self, name) < least:
+                raise PairbenchError(f"{name.replace('_', '-')} must be at least {least}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise PairbenchError("batch-size must be at least 1")
+        if self.threads is not None and self.threads < 1:
+            raise PairbenchError("threads must be at least 1")
+
+
+@dataclass
+class PairOutcome:
+    run_dir: Path
+    records: list[dict]
+    parity: dict | None
+    parity_record: dict | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Every framework ran and parity did not fail ("bounds not established" is no failure)."""
+        statuses_ok = all(r["status"] == "ok" for r in self.records)
+        return statuses_ok and (self.parity is None or self.parity["verdict"] != "fail")
+
+
+def new_run_dir(results_dir: Path, name: str) -> Path:
+    """A fresh directory for one paired run; never reuses (and so never overwrites) an earlier one."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        candidate = results_dir / (name if n == 1 else f"{name}-{n}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise PairbenchError(f"cannot create a run directory for {name} in {results_dir}")
+
+
+def worker_env() -> dict[str, str]:
+    """The environment of a worker: this checkout importable, and CUDA numbering GPUs as NVML does (by PCI
+    bus id), enforced: with CUDA's default (fastest first) NVML could read another GPU's power."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+    return env
+
+
+def run_worker(run: RunConfig, prefix: Path, timeout_s: float) -> dict:
+    """Run one worker subprocess; a crash, kill or time-out becomes a failed result."""
+    request = prefix.with_suffix(".request.json")
+    request.write_text(json.dumps(run.to_dict(), indent=1))
+    log = prefix.with_suffix(".log")
+    t0 = time.perf_counter()
+    with open(log, "w") as fh:
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "runners.execution.worker", str(request), str(prefix)],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                env=worker_env(),
+                timeout=timeout_s,
+            )
+            code = proc.returncode
+        except subprocess.TimeoutExpired:
+            return {"status": "failed", "reason": f"timed out after {timeout_s:.0f} s (log: {log})"}
+    wall_s = time.perf_counter() - t0
+    result_path = prefix.with_suffix(".json")
+    if result_path.is_file():
+        result = json.loads(result_path.read_text())
+    else:
+        how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        result = {"status": "failed", "reason": f"worker {how} before writing a result (log: {log})"}
+    result["worker_wall_s"] = wall_s
+    return result
+
+
+_ENVIRONMENT = tuple(f.name for f in schema.ENVIRONMENT)
+_MEMORY_AND_COMPILE = (
+    "first_step_ms", "compile_s", "forward_first_ms", "first_backward_ms", "backward_rss_growth_mb",
+    "saved_activations_mb", "device_peak_mem_mb", "device_peak_mem_reason",
+)  # fmt: skip
+
+
+def environment_fields(result: dict) -> dict:
+    """What a worker reported about its environment, and its power fields, for a record."""
+    env = {k: result[k] for k in _ENVIRONMENT}
+    if env["device_name"] == "cpu":
+        env["device_name"] = result["cpu_name"]
+    if result.get("cuda_runtime") is not None:
+        env["cuda_runtime"] = result["cuda_runtime"]
+    env.update({k: v for k, v in result.items() if k.startswith(("power_", "energy_", "samples_per_j"))})
+    return env
+
+
+def run_fields(run: RunConfig, spec, result: dict) -> dict:
+    """The measured fields of a successful timing run's record, from its worker's result."""
+    flops = spec.model.flops()
+    step_s = float(np.median(result["step_ms"])) / 1e3
+    rec = environment_fields(result)
+    rec.update({k: result[k] for k in ("loss_initial", "losses", "forward_ms", "step_ms", "input_ms")})
+    rec.update({k: result.get(k) for k in _MEMORY_AND_COMPILE})
+    rec["gradient_missing"] = result["gradient_missing"]
+    rec.update(summarize(result["forward_ms"], "forward"))
+    rec.update(summarize(result["step_ms"], "step"))
+    rec.update(summarize(result["input_ms"], "input"))
+    achieved = flops.train * run.batch_size / step_s
+    kind = parse_device(run.device).kind
+    profile = match_profile(kind, result["cpu_name"] if kind == "cpu" else result["device_name"])
+    utilisation = mfu(achieved, profile, run.precision)
+    rec.update(
+        {
+            "samples_per_s": run.batch_size / step_s,
+            "flops_forward_per_sample": flops.forward,
+            "flops_train_per_sample": flops.train,
+            "achieved_tflops_train": achieved / 1e12,
+            "hardware_profile": profile.id if profile else None,
+            "mfu_train": utilisation,
+            "mfu_reason": None
+            if utilisation is not None
+            else (f"profile {profile.id} has no {run.precision} peak" if profile else "no hardware profile matches"),
+            "provenance": {
+                "timings": "measured",
+                "flops": "analytic (matmul exact, FFT estimated)",
+                "host_peak_rss_mb": "measured (getrusage ru_maxrss)",
+                "power": rec.get("power_provenance"),
+                "mfu": "analytic FLOPs / datasheet peak" if utilisation is not None else "unavailable",
+            },
+        }
+    )
+    return rec
+
+
+def recorded(head: dict, framework: str, result: dict, fields) -> dict:
+    """The record of a worker's ``result`` (``fields()`` its measured fields when it succeeded). A result that
+    does not make a valid record (a NaN timing, a missing figure) becomes a failed record saying so, and
+    ``result`` is marked failed, so that nothing built on it follows."""
+    try:
+        return schema.outcome(head, framework, result, fields() if result["status"] == "ok" else None)
+    except (schema.RecordError, KeyError, TypeError, ValueError) as exc:
+        what = f"field {exc}" if isinstance(exc, KeyError) else str(exc)
+        result.update(status="failed", reason=f"the worker's result cannot be recorded: {what}")
+        return schema.outcome(head, framework, result)
+
+
+def completed_runs(path: Path, head: dict, progress=print) -> dict[str, dict]:
+    """Successful run records already in ``path`` that are the same run as ``head`` would be (schema.RUN_KEY),
+    by framework."""
+    if not path.is_file():
+        return {}
+    out = {}
+    records, skipped = read_records_lenient(path)
+    if skipped:
+        progress(f"--resume: {len(skipped)} line(s) of {path} cannot be read and are left as they are ({skipped[0]})")
+    for r in records:
+        if r["record_type"] == "run" and r["status"] == "ok":
+            if schema.run_key(r) == schema.run_key({**head, "framework": r["framework"]}):
+                out[r["framework"]] = r
+    return out
+
+
+def source_commit() -> str | None:
+    """The git commit of this pairbench checkout, or None outside a git work tree."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def load_gradients(path: Path, names: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray | None]]:
+    """A worker's forward output and its gradients by parameter name (None where it had no gradient)."""
+    with np.load(path) as arrays:
+        return arrays["forward_output"], {n: arrays[f"grad/{n}"] if f"grad/{n}" in arrays else None for n in names}
+
+
+def parity(run_dirs: dict[str, Path], reference: str, other: str, results: dict[str, dict], spec, head: dict) -> dict:
+    """The parity of ``other`` against ``reference`` from their workers' arrays and losses (metrics.parity)."""
+    names = list(spec.model.parameter_shapes())
+    fwd_ref, grads_ref = load_gradients(run_dirs[reference] / f"{reference}.npz", names)
+    fwd_oth, grads_oth = load_gradients(run_dirs[other] / f"{other}.npz", names)
+    return compare(
+        (fwd_oth, fwd_ref),
+        (grads_oth, grads_ref),
+        tuple([results[fw]["loss_initial"], *results[fw]["losses"]] for fw in (other, reference)),
+        (other, reference),
+        head["precision"],
+        parse_device(head["device"]).kind,
+    )
+
+
+def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
+    """Run ``opts.workload`` in each framework from one weights file; returns records and parity."""
+    opts.validate()
+    spec = get_workload(opts.workload)
+    if opts.model:
+        try:
+            spec = spec.with_model({**spec.model.to_dict(), **opts.model})
+        except (TypeError, ValueError) as exc:
+            raise PairbenchError(f"invalid model override: {exc}") from None
+    if opts.objective == "masked" and (refusal := masked_objective_refusal(spec)):
+        raise PairbenchError(refusal)
+    seed = secrets.randbits(31) if opts.seed is None else opts.seed
+    batch = opts.batch_size or spec.batch_size
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = new_run_dir(Path(opts.results_dir), f"{stamp}-{spec.name}-{seed}")
+
+    if opts.weights:
+        tensors = load_weights(Path(opts.weights), spec.model)
+        weights_source = str(opts.weights)
+    else:
+        tensors = spec.model.init_weights(seed)
+        weights_source = f"init_weights(seed={seed})"
+    weights_path = run_dir / "weights.safetensors"
+    digest = save_weights(weights_path, spec.model, tensors)
+
+    hp = spec.hyper_parameters()
+    ident = schema.identity(
+        "run",
+        model=spec.model.to_dict(),
+        weights_sha256=digest,
+        seed=seed,
+        data={"generator": DATA_GENERATOR},
+        hyper_parameters=hp,
+        batch_size=batch,
+        precision=opts.precision,
+        mode=opts.mode,
+        recompute=opts.recompute,
+        threads=opts.threads,
+        warmup_steps=opts.warmup_steps,
+        train_steps=opts.train_steps,
+        objective=opts.objective,
+        nproc=1,
+    )
+    head = schema.header(
+        ident, run_id=run_dir.name, timestamp=stamp, workload=spec.name, device=opts.device, commit=source_commit()
+    )
+    run_head = {**head, "weights_source": weights_source, "forward_steps": opts.forward_steps}
+    records_path = Path(opts.results_dir) / "records.jsonl"
+    done = completed_runs(records_path, head, progress) if opts.resume else {}
+    records, results, run_dirs = [], {}, {}
+    for fw in opts.frameworks:
+        if fw in done:
+            rec = done[fw]
+            records.append(rec)
+            results[fw] = {"status": "ok", "losses": rec["losses"], "loss_initial": rec["loss_initial"]}
+            run_dirs[fw] = Path(opts.results_dir) / rec["run_id"]
+            progress(f"[{fw}] already done in {rec['run_id']}: skipped (--resume)")
+            continue
+        run_dirs[fw] = run_dir
+        progress(f"[{fw}] {spec.name} on {opts.device}, batch {batch}: building and running ...")
+        run = RunConfig(
+            workload=spec.name,
+            framework=fw,
+            weights=str(weights_path),
+            device=opts.device,
+            precision=opts.precision,
+            mode=opts.mode,
+            objective=opts.objective,
+            recompute=opts.recompute,
+            threads=opts.threads,
+            batch_size=batch,
+            warmup_steps=opts.warmup_steps,
+            train_steps=opts.train_steps,
+            forward_steps=opts.forward_steps,
+            seed=seed,
+            model=spec.model.to_dict(),
+            hyper_parameters=hp,
+        )
+        results[fw] = run_worker(run, run_dir / fw, opts.timeout_s)
+        rec = recorded(run_head, fw, results[fw], lambda r=run, res=results[fw]: run_fields(r, spec, res))
+        append_record(records_path, rec)
+        records.append(rec)
+        progress(f"[{fw}] {rec['status']}" + (f": {rec['reason']}" if "reason" in rec else ""))
+
+    found = parity_record = None
+    ok = [fw for fw in opts.frameworks if results[fw]["status"] == "ok"]
+    if len(ok) >= 2:
+        reference = "torch" if "torch" in ok else ok[0]
+        other = next(fw for fw in ok if fw != reference)
+        found = parity(run_dirs, reference, other, results, spec, head)
+        (run_dir / "parity.json").write_text(json.dumps(found, indent=1))
+        parity_record = schema.record(head, "parity", **found)
+        if len(done) < len(opts.frameworks):  # a new pairing, not one already recorded
+            append_record(records_path, parity_record)
+    return PairOutcome(run_dir=run_dir, records=records, parity=found, parity_record=parity_record)

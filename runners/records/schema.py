@@ -1,0 +1,295 @@
+"""The record schema: every record kind with its fields, units and provenance values; the identity of a
+run; the builders every writer uses; and ``validate()``, applied when a record is written and when it is read.
+
+A record is one flat JSON object. Its identity (``IDENTITY_FIELDS``) is everything that changes the work or the
+way it is executed; ``workload_fingerprint`` is the hash of exactly those fields, recomputed on every read, so
+two records with one fingerprint are the same work and a hand-edited identity is refused. Which framework ran
+it, and on which device, is not part of the fingerprint: that is what a report compares. ``RUN_KEY`` (the
+fingerprint, framework and device) names one run; ``--resume`` and the report's "latest run" use it.
+
+Units are in the field names (``_ms``, ``_s``, ``_mb``, ``_w``, ``_j``); a value that could not be obtained is
+``None`` with its reason beside it, never 0, and no record holds NaN or Inf.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass
+
+from runners.spec import MODES, OBJECTIVES, PRECISIONS, PairbenchError
+
+SCHEMA_VERSION = 2
+KINDS = ("run", "parity", "skill", "data_parallel")
+TASK_OF_KIND = {"run": "pair", "parity": "pair", "skill": "skill", "data_parallel": "data_parallel"}
+STATUSES = ("ok", "failed", "unsupported", "unavailable")
+PROVENANCE = ("measured", "estimated", "unavailable")
+VERDICTS = ("pass", "fail", "bounds not established")
+# What the power figures of a run cover (see runners.execution.worker.timed_training).
+POWER_WINDOWS = ("timed steps", "timed steps with their input generation and transfer")
+
+# Everything that changes the work or the way it is executed; the fingerprint hashes exactly these.
+IDENTITY_FIELDS = (
+    "task", "model", "weights_sha256", "seed", "data", "hyper_parameters", "batch_size", "precision", "mode",
+    "recompute", "threads", "warmup_steps", "train_steps", "objective", "nproc",
+)  # fmt: skip
+RUN_KEY = ("workload_fingerprint", "framework", "device")
+
+
+class RecordError(PairbenchError):
+    """A record that does not match the schema; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field: its type code (``str int num bool dict list nums strs``, ``?`` allowing None), and
+    whether it is required always (``always``), only when the run succeeded (``ok``), or never (``opt``)."""
+
+    name: str
+    type: str
+    need: str = "always"
+    choices: tuple = ()
+
+
+def _f(spec: str, need: str = "always", choices: tuple = ()) -> list[Field]:
+    """Fields from ``"name:type name:type ..."``."""
+    return [Field(*item.split(":"), need, choices) for item in spec.split()]
+
+
+_STATS = " ".join(f"{{p}}_ms_{s}:num" for s in ("p50", "p90", "p99", "mean", "min", "max"))
+
+COMMON = [
+    *_f("schema_version:int run_id:str timestamp:str workload:str workload_fingerprint:str device:str"),
+    *_f("record_type:str", choices=KINDS),
+    *_f("pairbench_commit:str?"),
+    *_f("task:str model:dict weights_sha256:str seed:int data:dict hyper_parameters:dict batch_size:int"),
+    *_f("recompute:bool threads:int? warmup_steps:int train_steps:int nproc:int"),
+    *_f("precision:str", choices=PRECISIONS),
+    *_f("mode:str", choices=MODES),
+    *_f("objective:str", choices=OBJECTIVES),
+]
+_OUTCOME = [*_f("framework:str"), *_f("status:str", choices=STATUSES), *_f("reason:str", "opt")]
+# What a worker reports about where it ran; ``threads_used`` is what the framework says it used.
+ENVIRONMENT = _f(
+    "framework_version:str device_name:str cpu_name:str threads_used:str execution_mode:str python:str host:str "
+    "param_count:int build_s:num host_peak_rss_mb:num",
+    "ok",
+)
+POWER = [
+    *_f("power_source:str power_window_s:num energy_j:num? power_w_mean:num? power_w_peak:num?", "ok"),
+    *_f("power_reason:str? power_samples:list energy_j_per_sample:num? samples_per_j:num?", "ok"),
+    *_f("power_partial_reason:str?", "opt"),
+    *_f("power_provenance:str", "ok", PROVENANCE),
+    *_f("power_window:str", "ok", POWER_WINDOWS),
+]
+FIELDS: dict[str, list[Field]] = {
+    "run": [
+        *COMMON,
+        *_OUTCOME,
+        *_f("weights_source:str forward_steps:int"),
+        *ENVIRONMENT,
+        *POWER,
+        *_f(
+            "loss_initial:num losses:nums forward_ms:nums step_ms:nums input_ms:nums first_step_ms:num? compile_s:num "
+            "forward_first_ms:num first_backward_ms:num backward_rss_growth_mb:num saved_activations_mb:num? "
+            "device_peak_mem_mb:num? device_peak_mem_reason:str? samples_per_s:num flops_forward_per_sample:num "
+            "flops_train_per_sample:num achieved_tflops_train:num hardware_profile:str? mfu_train:num? "
+            "mfu_reason:str? provenance:dict gradient_missing:strs "
+            + " ".join(_STATS.format(p=p) for p in ("forward", "step", "input")),
+            "ok",
+        ),
+        *_f("cuda_runtime:str?", "opt"),
+    ],
+    "skill": [
+        *COMMON,
+        *_OUTCOME,
+        *_f("weights_convention:str rmse_order:str scored_cells:str"),
+        *ENVIRONMENT,
+        *POWER,
+        *_f("losses:nums step_ms:nums step_ms_p50:num rollout_ms_p50:num", "ok"),
+        *_f("cuda_runtime:str?", "opt"),
+    ],
+    "parity": [
+        *COMMON,
+        *_f("reference:str other:str forward_rel_l2:num? gradient_max_rel_l2:num? gradient_worst_parameter:str?"),
+        *_f("loss_max_rel:num? loss_rel_per_step:list tolerances:dict? bounds_source:str within_tolerance:bool?"),
+        *_f("nonfinite:strs gradient_missing:strs gradient_mismatch:strs"),
+        *_f("verdict:str", choices=VERDICTS),
+    ],
+    "data_parallel": [
+        *COMMON,
+        *_OUTCOME,
+        *_f("launcher:str weights_source:str"),
+        *_f("local_batch:int backend:str results_dir:str wall_s:num launcher_stopped:str?", "opt"),
+        *_f("launcher_exit_code:int?", "opt"),
+        *_f(
+            "framework_version:str losses:nums step_ms:nums samples_per_s_total:num samples_per_s_per_device:num "
+            "replicas_identical:bool " + _STATS.format(p="step"),
+            "ok",
+        ),
+        # Beside one process with the same global batch (the CLI always runs it; the API on request).
+        *_f(
+            "reference_samples_per_s:num reference_step_ms_p50:num reference_losses:nums speedup:num "
+            "scaling_efficiency:num loss_max_rel_diff:num grad0_max_rel_l2:num param_max_rel_l2:num",
+            "opt",
+        ),
+    ],
+}
+# Families of fields named by pattern: power collectors' extras, per-rank step times, skill scores.
+PATTERNS: dict[str, list[tuple[re.Pattern, str]]] = {
+    "run": [(re.compile(r"^(power|energy)_\w+$"), "any")],
+    "skill": [(re.compile(r"^(power|energy)_\w+$"), "any"), (re.compile(r"^(rmse|acc)_\w+_\d+h$"), "num?")],
+    "parity": [],
+    "data_parallel": [(re.compile(r"^step_ms_rank\d+$"), "nums")],
+}
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+_CHECKS = {
+    "str": lambda v: isinstance(v, str),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "num": _finite,
+    "bool": lambda v: isinstance(v, bool),
+    "dict": lambda v: isinstance(v, dict),
+    "list": lambda v: isinstance(v, list),
+    "nums": lambda v: isinstance(v, list) and all(_finite(x) for x in v),
+    "strs": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "any": lambda v: True,
+}
+_NAMES = {
+    "str": "a string", "int": "an integer", "num": "a finite number", "bool": "true or false", "dict": "an object",
+    "list": "a list", "nums": "a list of finite numbers", "strs": "a list of strings", "any": "a value",
+}  # fmt: skip
+
+
+def _type_ok(code: str, value) -> bool:
+    if code.endswith("?"):
+        return value is None or _CHECKS[code[:-1]](value)
+    return _CHECKS[code](value)
+
+
+def _nonfinite_path(value, path: str = "") -> str | None:
+    """Where a NaN or Inf sits inside ``value`` (a JSON-like tree), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "value"
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None
+    for k, v in items:
+        found = _nonfinite_path(v, f"{path}[{k!r}]" if path else str(k))
+        if found:
+            return found
+    return None
+
+
+def validate(record) -> dict:
+    """``record`` if it matches its kind's schema; otherwise RecordError naming the first bad field."""
+    if not isinstance(record, dict):
+        raise RecordError("a record must be a JSON object")
+    version = record.get("schema_version")
+    if version != SCHEMA_VERSION:
+        if version == 1:
+            raise RecordError(
+                "it is a schema version 1 record: version 1 left mode, recompute, threads and the process count out "
+                "of a run's identity, so its runs cannot be paired safely; run them again with this pairbench"
+            )
+        raise RecordError(f"schema_version is {version!r}; this pairbench reads version {SCHEMA_VERSION}")
+    kind = record.get("record_type")
+    if kind not in KINDS:
+        raise RecordError(f"field 'record_type' is {kind!r}, not one of {', '.join(KINDS)}")
+    ok = record.get("status", "ok") == "ok"
+    known = set()
+    for f in FIELDS[kind]:
+        known.add(f.name)
+        if f.name not in record:
+            if f.need == "always" or (f.need == "ok" and ok):
+                raise RecordError(f"field '{f.name}' is missing")
+            continue
+        if not _type_ok(f.type, record[f.name]):
+            raise RecordError(f"field '{f.name}' is {record[f.name]!r:.60}, not {_NAMES[f.type.rstrip('?')]}")
+        if f.choices and record[f.name] not in f.choices:
+            raise RecordError(f"field '{f.name}' is {record[f.name]!r}, not one of {', '.join(map(str, f.choices))}")
+    if not ok and not record.get("reason"):
+        raise RecordError(f"a record with status '{record.get('status')}' must say why (field 'reason')")
+    for name, value in record.items():
+        if name in known:
+            continue
+        code = next((c for pattern, c in PATTERNS[kind] if pattern.match(name)), None)
+        if code is None:
+            raise RecordError(f"field '{name}' is not a field of a {kind} record")
+        if not _type_ok(code, value):
+            raise RecordError(f"field '{name}' is {value!r:.60}, not {_NAMES[code.rstrip('?')]}")
+    where = _nonfinite_path(record)
+    if where:
+        raise RecordError(f"field '{where}' is not a finite number (NaN or Inf never enters a record)")
+    if record["task"] != TASK_OF_KIND[kind]:
+        raise RecordError(f"field 'task' is {record['task']!r}; a {kind} record's task is {TASK_OF_KIND[kind]!r}")
+    if record["workload_fingerprint"] != fingerprint(record):
+        raise RecordError("field 'workload_fingerprint' does not match the record's identity fields")
+    return record
+
+
+def fingerprint(record: dict) -> str:
+    """Short SHA-256 of the identity fields of ``record`` (canonical JSON): equal means the same work."""
+    parts = {k: record.get(k) for k in IDENTITY_FIELDS}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_key(record: dict) -> tuple:
+    """Which run a record is: its work, its framework and its device (see RUN_KEY)."""
+    return tuple(record.get(k) for k in RUN_KEY)
+
+
+def identity(kind: str, **fields) -> dict:
+    """The identity of a run of ``kind``: exactly IDENTITY_FIELDS (``task`` follows from the kind), with the
+    fingerprint. A missing or unexpected field is a programming error, raised as TypeError."""
+    fields = {"task": TASK_OF_KIND[kind], **fields}
+    if set(fields) != set(IDENTITY_FIELDS):
+        odd = sorted(set(fields) ^ set(IDENTITY_FIELDS))
+        raise TypeError(f"identity of a {kind} run: fields {', '.join(odd)} missing or unexpected")
+    return {"record_type": kind, **fields, "workload_fingerprint": fingerprint(fields)}
+
+
+def header(ident: dict, *, run_id: str, timestamp: str, workload: str, device: str, commit: str | None) -> dict:
+    """The fields every record of one invocation shares: schema version, identity, where and when."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        **ident,
+        "run_id": run_id,
+        "timestamp": timestamp,
+        "workload": workload,
+        "device": device,
+        "pairbench_commit": commit,
+    }
+
+
+def record(head: dict, kind: str | None = None, **fields) -> dict:
+    """One validated record: ``head`` (see :func:`header`), optionally as another kind of the same work
+    (a parity record beside its runs), with ``fields``."""
+    rec = {**head, **fields}
+    if kind is not None:
+        rec["record_type"] = kind
+    return validate(rec)
+
+
+def outcome(head: dict, framework: str, result: dict, fields: dict | None = None) -> dict:
+    """A run's record from a worker's result: ``fields`` when it succeeded, the status and reason when not."""
+    if result["status"] != "ok":
+        return record(head, framework=framework, status=result["status"], reason=result.get("reason") or "unknown")
+    return record(head, framework=framework, status="ok", **(fields or {}))
+
+
+def finite_or_none(value) -> float | None:
+    """``value`` as a float when finite, else None: the only way a computed figure enters a record."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None

@@ -1,0 +1,1 @@
+"""Weights: the framework-neutral safetensors file, and a safe reader of PyTorch checkpoints."""

@@ -1,0 +1,1 @@
+"""Workloads: the registry, and one folder per model family (configuration, the model in each framework)."""

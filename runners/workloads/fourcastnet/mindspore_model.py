@@ -1,0 +1,160 @@
+"""FourCastNet's AFNONet in MindSpore (mindspore.nn.Cell), the same network as ``torch_model``.
+
+Parameter names and shapes are the canonical ones of :meth:`FourCastNetConfig.parameter_shapes`.
+Uses ``mindspore.nn`` and ``ops`` kernels that exist on CPU, GPU and Ascend alike (the ``mint``
+layers have no CPU kernels in MindSpore 2.10). GELU is the exact (erf) form, as in torch.nn.GELU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from mindspore import Parameter, Tensor, nn, ops
+
+from runners.workloads.fourcastnet.config import FourCastNetConfig
+
+
+def _zeros(*shape: int) -> Parameter:
+    return Parameter(Tensor(np.zeros(shape, dtype=np.float32)))
+
+
+class LayerNorm(nn.Cell):
+    """LayerNorm over the last axis with torch's parameter names (weight, bias)."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = Parameter(Tensor(np.ones(dim, dtype=np.float32)))
+        self.bias = _zeros(dim)
+        self.layer_norm = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)
+
+    def construct(self, x):
+        return self.layer_norm(x, self.weight, self.bias)[0]
+
+
+class AFNO2D(nn.Cell):
+    """Adaptive Fourier neural operator filter over a (B, H, W, C) token grid."""
+
+    def __init__(self, cfg: FourCastNetConfig):
+        super().__init__()
+        nb, bs = cfg.num_blocks, cfg.block_size
+        self.num_blocks, self.block_size = nb, bs
+        self.lambd = cfg.sparsity_threshold
+        rows, cols = cfg.kept_modes()
+        self.r0, self.r1, self.c0, self.c1 = rows.start, rows.stop, cols.start, cols.stop
+        self.w1 = _zeros(2, nb, bs, bs)
+        self.b1 = _zeros(2, nb, bs)
+        self.w2 = _zeros(2, nb, bs, bs)
+        self.b2 = _zeros(2, nb, bs)
+        self.complex = ops.Complex()
+
+    def _mm(self, x, w):
+        """'...bi,bio->...bo' as one batched matmul over the blocks."""
+        lead = x.shape[:-2]
+        xb = x.reshape(-1, self.num_blocks, x.shape[-1]).swapaxes(0, 1)
+        out = ops.bmm(xb, w).swapaxes(0, 1)
+        return out.reshape(*lead, self.num_blocks, w.shape[-1])
+
+    def construct(self, x):
+        bias = x
+        dtype = x.dtype
+        x = x.astype(np.float32)
+        b, h, w, c = x.shape
+        wf = w // 2 + 1
+        x = ops.rfft2(x, dim=(1, 2), norm="ortho")
+        x = x.reshape(b, h, wf, self.num_blocks, self.block_size)
+        xk = x[:, self.r0 : self.r1, self.c0 : self.c1]
+        xr, xi = ops.real(xk), ops.imag(xk)
+        o1r = ops.relu(self._mm(xr, self.w1[0]) - self._mm(xi, self.w1[1]) + self.b1[0])
+        o1i = ops.relu(self._mm(xi, self.w1[0]) + self._mm(xr, self.w1[1]) + self.b1[1])
+        o2r = self._mm(o1r, self.w2[0]) - self._mm(o1i, self.w2[1]) + self.b2[0]
+        o2i = self._mm(o1i, self.w2[0]) + self._mm(o1r, self.w2[1]) + self.b2[1]
+        o2r = ops.softshrink(o2r, self.lambd)
+        o2i = ops.softshrink(o2i, self.lambd)
+        # Modes outside the kept region stay zero, as in the reference's zero-initialised buffers.
+        pad = (0, 0, 0, 0, self.c0, wf - self.c1, self.r0, h - self.r1)
+        o2r, o2i = ops.pad(o2r, pad), ops.pad(o2i, pad)
+        x = self.complex(o2r, o2i).reshape(b, h, wf, c)
+        x = ops.irfft2(x, s=(h, w), dim=(1, 2), norm="ortho")
+        return x.astype(dtype) + bias
+
+
+class Mlp(nn.Cell):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Dense(dim, hidden)
+        self.act = nn.GELU(approximate=False)
+        self.fc2 = nn.Dense(hidden, dim)
+
+    def construct(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Cell):
+    """norm -> filter -> skip -> norm -> MLP -> skip (the reference's double skip)."""
+
+    def __init__(self, cfg: FourCastNetConfig):
+        super().__init__()
+        e = cfg.embed_dim
+        self.norm1 = LayerNorm(e, cfg.layer_norm_eps)
+        self.filter = AFNO2D(cfg)
+        self.norm2 = LayerNorm(e, cfg.layer_norm_eps)
+        self.mlp = Mlp(e, cfg.mlp_hidden)
+
+    def construct(self, x):
+        x = self.filter(self.norm1(x)) + x
+        return self.mlp(self.norm2(x)) + x
+
+
+class PatchEmbed(nn.Cell):
+    def __init__(self, cfg: FourCastNetConfig):
+        super().__init__()
+        p = cfg.patch_size
+        self.proj = nn.Conv2d(cfg.in_chans, cfg.embed_dim, kernel_size=p, stride=p, pad_mode="valid", has_bias=True)
+
+    def construct(self, x):
+        x = self.proj(x)
+        return x.reshape(x.shape[0], x.shape[1], -1).swapaxes(1, 2)
+
+
+def unpatchify(x, tokens: tuple[int, int], p: int, out_chans: int):
+    """Head output (B, h, w, p * p * out_chans) back to fields (B, out_chans, h * p, w * p), as the reference."""
+    b = x.shape[0]
+    h, w = tokens
+    x = x.reshape(b, h, w, p, p, out_chans)
+    return x.transpose(0, 5, 1, 3, 2, 4).reshape(b, out_chans, h * p, w * p)
+
+
+class AFNONet(nn.Cell):
+    """FourCastNet: patch embedding, positional embedding, AFNO blocks, linear head, un-patchify.
+
+    Examples
+    --------
+    >>> from runners.workloads.fourcastnet.config import CONFIGS
+    >>> net = AFNONet(CONFIGS["fourcastnet-tiny"])
+    >>> net(Tensor(np.zeros((1, 3, 32, 64), np.float32))).shape
+    (1, 3, 32, 64)
+    """
+
+    def __init__(self, cfg: FourCastNetConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.h, self.w = cfg.tokens
+        self.p, self.e, self.out_chans = cfg.patch_size, cfg.embed_dim, cfg.out_chans
+        self.patch_embed = PatchEmbed(cfg)
+        self.pos_embed = _zeros(1, cfg.num_tokens, cfg.embed_dim)
+        self.blocks = nn.CellList([Block(cfg) for _ in range(cfg.depth)])
+        # Present in the reference and its checkpoints, though its forward never applies it.
+        self.norm = LayerNorm(cfg.embed_dim, cfg.layer_norm_eps)
+        self.head = nn.Dense(cfg.embed_dim, cfg.head_out, has_bias=False)
+
+    def recompute_blocks(self) -> None:
+        """Activation recompute of every AFNO block (``Cell.recompute``)."""
+        for block in self.blocks:
+            block.recompute()
+
+    def construct(self, x):
+        b = x.shape[0]
+        h, w, p = self.h, self.w, self.p
+        x = (self.patch_embed(x) + self.pos_embed).reshape(b, h, w, self.e)
+        for blk in self.blocks:
+            x = blk(x)
+        return unpatchify(self.head(x), (h, w), p, self.out_chans)
