@@ -13,10 +13,6 @@ from pathlib import Path
 FRAMEWORKS = ["torch", "mindspore"]
 PRECISIONS = ["fp32"]  # extend with "bf16", "fp16" once PairOptions / SkillOptions take a precision
 DEVICES = ["cpu", "cuda", "ascend"]
-TRAINING_WORKLOADS = [
-    "fourcastnet-tiny", "fourcastnet-small", "fourcastnet-era5", "aigoms-tiny", "aigoms-small", "aigoms-paper",
-]  # fmt: skip
-SKILL_WORKLOADS = ["fourcastnet-tiny", "fourcastnet-small", "aigoms-tiny"]  # the built-in data's grids
 LEADS = ["6h", "24h", "48h", "192h"]  # of the 8 rollout steps (six-hourly atmosphere to 48 h, daily ocean to 192 h)
 # The built-in data's channels: the atmosphere's u, v, vorticity; the ocean's surface t, s, u and height.
 CHANNELS = ["u", "v", "vo", "t0", "s0", "u0", "ssh"]
@@ -24,23 +20,38 @@ CHANNELS = ["u", "v", "vo", "t0", "s0", "u0", "ssh"]
 SEED = 1  # fixed: weights, data and batch order, so that accuracy is reproducible run to run
 TIMEOUT_S = 3600.0  # per framework run, as pairbench's --timeout
 
-# Budgets: pairbench's defaults unless listed. Each (workload, device kind) runs exactly what
-# `pairbench_command` prints, so `pairbench run` / `pairbench skill` with those flags reproduce it.
-PAIR_DEFAULTS = {"warmup_steps": 3, "train_steps": 20, "forward_steps": 20}
-PAIR_BUDGETS = {
-    (workload, "cpu"): {"warmup_steps": 2, "train_steps": 10, "forward_steps": 5}
-    for workload in ("fourcastnet-small", "aigoms-small")
-}
-SKILL_DEFAULTS = {"batch_size": 8, "train_steps": 400, "lr": 2e-3, "n_init": 16, "n_lead": 8}
-SKILL_BUDGETS: dict[tuple[str, str], dict] = {}
-TOO_BIG = {
-    ("pair", "fourcastnet-era5", "cpu"): "fourcastnet-era5 (75 M parameters, 720 x 1440) is for a GPU or NPU",
-    ("pair", "aigoms-paper", "cpu"): "aigoms-paper (143 M parameters, 720 x 1440) is for a GPU or NPU",
-    ("skill", "fourcastnet-small", "cpu"): "400 training steps of fourcastnet-small take too long on a CPU",
+# Budgets: the options' defaults (runners/options.py) unless the workload's family declares a budget for the
+# device kind (runners/workloads/<family>/family.py, the workload's one home); `pairbench_command` prints exactly
+# what runs.
+BUDGET_FIELDS = {
+    "pair": ("warmup_steps", "train_steps", "forward_steps"),
+    "skill": ("batch_size", "train_steps", "lr", "n_init", "n_lead"),
 }
 
 DEVICES_ENV = "PAIRBENCH_ASV_DEVICES"  # e.g. "cuda": run only these device kinds, skip the others
 RESULTS_ENV = "PAIRBENCH_ASV_RESULTS"  # where the pairbench runs write; default <repo>/.asv/pairbench
+
+
+def _registry():
+    import_project()
+    from runners.workloads import registry
+
+    return registry
+
+
+def training_workloads() -> list[str]:
+    """Every registered workload, built-in or from an installed package's entry point."""
+    return list(_registry().WORKLOADS)
+
+
+def skill_workloads() -> list[str]:
+    """The workloads whose family's built-in data the skill task trains on."""
+    return [w for f in _registry().FAMILIES for w in f.skill]
+
+
+def infeasible(task: str, workload: str, device: str) -> str | None:
+    """Why the workload's family does not run ``task`` on ``device``, or None."""
+    return _registry().family_of(workload).infeasible.get((task, workload, device))
 
 
 class Skip(Exception):
@@ -88,26 +99,41 @@ def device_absent(device: str) -> str | None:
     return None
 
 
-def pair_budget(workload: str, device: str) -> dict:
-    return {**PAIR_DEFAULTS, **PAIR_BUDGETS.get((workload, device), {})}
+def _options_class(task: str):
+    import_project()
+    from runners.options import PairOptions, SkillOptions
+
+    return {"pair": PairOptions, "skill": SkillOptions}[task]
 
 
-def skill_budget(workload: str, device: str) -> dict:
-    return {**SKILL_DEFAULTS, **SKILL_BUDGETS.get((workload, device), {})}
+def budget(task: str, workload: str, device: str) -> dict:
+    """The step budget of ``task`` ("pair" or "skill") for ``workload`` on ``device``."""
+    cls = _options_class(task)
+    defaults = {f: getattr(cls, f) for f in BUDGET_FIELDS[task]}
+    return {**defaults, **_registry().family_of(workload).budgets.get((task, workload, device), {})}
 
 
 def pairbench_command(task: str, workload: str, precision: str, device: str) -> str:
     """The `pairbench` command line that runs what the asv benchmark of these parameters runs."""
-    if task == "pair":
-        budget = {k.replace("_", "-"): v for k, v in pair_budget(workload, device).items()}
-        extra = " --no-skill"
-    else:
-        budget = {k.replace("_", "-"): v for k, v in skill_budget(workload, device).items()}
-        extra = ""
-    flags = " ".join(f"--{k} {v}" for k, v in budget.items())
-    cmd = "run" if task == "pair" else "skill"
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in budget(task, workload, device).items())
+    cmd, extra = ("run", " --no-skill") if task == "pair" else ("skill", "")
     precision_flag = "" if precision == "fp32" else f" --precision {precision}"
     return f"pairbench {cmd} --workload {workload} --device {device} --seed {SEED} {flags}{precision_flag}{extra}"
+
+
+def task_options(task: str, workload: str, precision: str, device: str, frameworks: list[str]):
+    """What `pairbench_command(task, ...)` gives run_pair or run_skill, with this suite's results directory."""
+    return options(
+        _options_class(task),
+        precision,
+        workload=workload,
+        frameworks=tuple(frameworks),
+        device=device,
+        seed=SEED,
+        results_dir=results_dir(task),
+        timeout_s=TIMEOUT_S,
+        **budget(task, workload, device),
+    )
 
 
 def options(cls, precision: str, **fields):
@@ -146,7 +172,7 @@ def run_grid(task: str, workloads: list[str], run_one) -> dict:
         for precision in PRECISIONS:
             for device in DEVICES:
                 parts = (workload, precision, device)
-                reason = TOO_BIG.get((task, workload, device)) or absent[device]
+                reason = infeasible(task, workload, device) or absent[device]
                 if reason:
                     _skip_all(out, reason, *parts)
                     continue

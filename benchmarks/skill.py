@@ -5,28 +5,11 @@ from __future__ import annotations
 from benchmarks import common
 
 
-def skill_options(workload: str, precision: str, device: str, frameworks: list[str]):
-    """What `pairbench_command("skill", ...)` gives run_skill, with this suite's results directory."""
-    from runners.experiments.skill import SkillOptions
-
-    return common.options(
-        SkillOptions,
-        precision,
-        workload=workload,
-        frameworks=tuple(frameworks),
-        device=device,
-        seed=common.SEED,
-        results_dir=common.results_dir("skill"),
-        timeout_s=common.TIMEOUT_S,
-        **common.skill_budget(workload, device),
-    )
-
-
 def run_skills(workload: str, precision: str, device: str, frameworks: list[str]) -> dict:
     """Train and roll out every framework (run_skill, as `pairbench skill`); entries by framework."""
     from runners.experiments.skill import run_skill
 
-    opts = skill_options(workload, precision, device, frameworks)
+    opts = common.task_options("skill", workload, precision, device, frameworks)
     summary = run_skill(opts, progress=lambda line: print(f"[asv] {line}", flush=True))
     hours, channels = summary["hours"], summary["channels"]
     out = {}
@@ -52,7 +35,7 @@ class Skill:
     params = [
         common.FRAMEWORKS,
         common.PRECISIONS,
-        common.SKILL_WORKLOADS,
+        common.skill_workloads(),
         common.DEVICES,
         common.LEADS,
         common.CHANNELS,
@@ -61,7 +44,7 @@ class Skill:
     timeout = 4 * common.TIMEOUT_S  # setup_cache runs every combination; each benchmark only reads its value
 
     def setup_cache(self):
-        return common.run_grid("skill", common.SKILL_WORKLOADS, run_skills)
+        return common.run_grid("skill", common.skill_workloads(), run_skills)
 
     def setup(self, cache, framework, precision, workload, device, lead, channel):
         self.values = common.lookup(cache, workload, precision, device, framework)

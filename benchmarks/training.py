@@ -17,28 +17,11 @@ def _pair_values(record: dict) -> dict:
     }
 
 
-def pair_options(workload: str, precision: str, device: str, frameworks: list[str]):
-    """What `pairbench_command("pair", ...)` gives run_pair, with this suite's results directory."""
-    from runners.experiments.pair import PairOptions
-
-    return common.options(
-        PairOptions,
-        precision,
-        workload=workload,
-        frameworks=tuple(frameworks),
-        device=device,
-        seed=common.SEED,
-        results_dir=common.results_dir("pair"),
-        timeout_s=common.TIMEOUT_S,
-        **common.pair_budget(workload, device),
-    )
-
-
 def run_pairs(workload: str, precision: str, device: str, frameworks: list[str]) -> dict:
     """Both frameworks from one weights file (run_pair, as `pairbench run --no-skill`); entries by framework."""
     from runners.experiments.pair import run_pair
 
-    opts = pair_options(workload, precision, device, frameworks)
+    opts = common.task_options("pair", workload, precision, device, frameworks)
     outcome = run_pair(opts, progress=lambda line: print(f"[asv] {line}", flush=True))
     return {
         r["framework"]: common.entry_for(r, _pair_values(r) if r["status"] == "ok" else {}) for r in outcome.records
@@ -48,12 +31,12 @@ def run_pairs(workload: str, precision: str, device: str, frameworks: list[str])
 class PairedTraining:
     """Timed Adam steps (after warm-up) of one workload in one framework, from the weights both frameworks share."""
 
-    params = [common.FRAMEWORKS, common.PRECISIONS, common.TRAINING_WORKLOADS, common.DEVICES]
+    params = [common.FRAMEWORKS, common.PRECISIONS, common.training_workloads(), common.DEVICES]
     param_names = ["framework", "precision", "workload", "device"]
     timeout = 4 * common.TIMEOUT_S  # setup_cache runs every combination; each benchmark only reads its value
 
     def setup_cache(self):
-        return common.run_grid("pair", common.TRAINING_WORKLOADS, run_pairs)
+        return common.run_grid("pair", common.training_workloads(), run_pairs)
 
     def setup(self, cache, framework, precision, workload, device):
         self.values = common.lookup(cache, workload, precision, device, framework)

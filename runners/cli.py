@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 
 from runners.data.source import DataError
+from runners.options import DEFAULT_WORKLOAD, PairOptions, SkillOptions
 from runners.spec import FRAMEWORKS, MODES, OBJECTIVES, PRECISIONS, PairbenchError
 from runners.weights.canonical import WeightsMismatch
 from runners.weights.checkpoint import CheckpointError
-from runners.workloads.registry import DEFAULT_WORKLOAD, WORKLOADS
+from runners.workloads.registry import WORKLOADS
 
 
 def _frameworks(text: str) -> tuple[str, ...]:
@@ -45,6 +46,23 @@ def _ints(text: str) -> tuple[int, ...]:
     return values
 
 
+# Command-line names of option fields that differ from the field's name.
+_ARG_OF = {"timeout_s": "timeout"}
+
+
+def fill(cls, args, **given):
+    """``cls`` (an options dataclass) from the parsed ``args``: each field from the argument of its name (or
+    given here); an argument that is absent or None leaves the field's default, defined in runners.options."""
+    import dataclasses
+
+    values = {}
+    for f in dataclasses.fields(cls):
+        value = given[f.name] if f.name in given else getattr(args, _ARG_OF.get(f.name, f.name), None)
+        if value is not None:
+            values[f.name] = value
+    return cls(**values)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pairbench", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -54,7 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--frameworks", type=_frameworks, default=FRAMEWORKS, help="comma-separated, default torch,mindspore"
     )
-    run.add_argument("--device", default="cpu", help="cpu, cuda[:i], ascend[:i] or auto (what this machine has)")
+    run.add_argument(
+        "--device", default=PairOptions.device, help="cpu, cuda[:i], ascend[:i] or auto (what this machine has)"
+    )
     run.add_argument(
         "--precision",
         type=_choices(PRECISIONS),
@@ -82,15 +102,17 @@ def _parser() -> argparse.ArgumentParser:
         help="data-parallel processes (torchrun / msrun); the batch size is the global batch",
     )
     run.add_argument("--batch-size", type=_ints, default=None, help="a batch size, or a comma-separated sweep")
-    run.add_argument("--warmup-steps", type=int, default=3)
-    run.add_argument("--train-steps", type=int, default=20, help="timed Adam steps after warm-up")
-    run.add_argument("--forward-steps", type=int, default=None, help="timed forward passes after warm-up (default 20)")
+    run.add_argument("--warmup-steps", type=int, default=PairOptions.warmup_steps)
+    run.add_argument("--train-steps", type=int, default=PairOptions.train_steps, help="timed Adam steps after warm-up")
+    run.add_argument(
+        "--forward-steps", type=int, help=f"timed forward passes after warm-up (default {PairOptions.forward_steps})"
+    )
     run.add_argument("--seed", type=int, default=None, help="weights and data seed; fresh by default")
     run.add_argument(
         "--weights", default=None, help="start from this safetensors file or NVlabs checkpoint instead of a fresh init"
     )
-    run.add_argument("--results-dir", type=Path, default=Path("results"))
-    run.add_argument("--timeout", type=float, default=3600.0, help="seconds per framework run")
+    run.add_argument("--results-dir", type=Path, default=PairOptions.results_dir)
+    run.add_argument("--timeout", type=float, default=PairOptions.timeout_s, help="seconds per framework run")
     run.add_argument(
         "--skill",
         action=argparse.BooleanOptionalAction,
@@ -112,17 +134,22 @@ def _parser() -> argparse.ArgumentParser:
     sk = sub.add_parser("skill", help="train each framework to a fixed budget on the built-in data and score rollouts")
     sk.add_argument("--workload", default=DEFAULT_WORKLOAD)
     sk.add_argument("--frameworks", type=_frameworks, default=FRAMEWORKS)
-    sk.add_argument("--device", default="cpu")
-    sk.add_argument("--batch-size", type=int, default=8)
-    sk.add_argument("--train-steps", type=int, default=400, help="the training budget in Adam steps")
-    sk.add_argument("--lr", type=float, default=2e-3)
-    sk.add_argument("--n-init", type=int, default=16, help="initial conditions in the test split")
+    sk.add_argument("--device", default=SkillOptions.device)
+    sk.add_argument("--batch-size", type=int, default=SkillOptions.batch_size)
     sk.add_argument(
-        "--n-lead", type=int, default=8, help="autoregressive steps of the data's time step (6 h; the ocean's: 1 day)"
+        "--train-steps", type=int, default=SkillOptions.train_steps, help="the training budget in Adam steps"
+    )
+    sk.add_argument("--lr", type=float, default=SkillOptions.lr)
+    sk.add_argument("--n-init", type=int, default=SkillOptions.n_init, help="initial conditions in the test split")
+    sk.add_argument(
+        "--n-lead",
+        type=int,
+        default=SkillOptions.n_lead,
+        help="autoregressive steps of the data's time step (6 h; the ocean's: 1 day)",
     )
     sk.add_argument("--seed", type=int, default=None)
-    sk.add_argument("--results-dir", type=Path, default=Path("results"))
-    sk.add_argument("--timeout", type=float, default=3600.0)
+    sk.add_argument("--results-dir", type=Path, default=SkillOptions.results_dir)
+    sk.add_argument("--timeout", type=float, default=SkillOptions.timeout_s)
 
     rp = sub.add_parser("report", help="pair records and write an HTML, Markdown or CSV report")
     rp.add_argument("results", nargs="+", type=Path, help="records.jsonl files, or directories holding one")
@@ -139,6 +166,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_workloads(args) -> int:
+    from runners.workloads.registry import LOAD_PROBLEMS
+
+    for problem in LOAD_PROBLEMS:  # an installed package's family that could not be loaded
+        print(f"pairbench: warning: {problem}", file=sys.stderr)
     rows = []
     for name, spec in WORKLOADS.items():
         f = spec.model.flops()
@@ -165,23 +196,10 @@ def _cmd_workloads(args) -> int:
 def _cmd_skill(args) -> int:
     from reports.console import skill_tables
     from runners.devices import parse_device
-    from runners.experiments.skill import SkillOptions, run_skill
+    from runners.experiments.skill import run_skill
 
     parse_device(args.device)
-    opts = SkillOptions(
-        workload=args.workload,
-        frameworks=args.frameworks,
-        device=args.device,
-        batch_size=args.batch_size,
-        train_steps=args.train_steps,
-        lr=args.lr,
-        n_init=args.n_init,
-        n_lead=args.n_lead,
-        seed=args.seed,
-        results_dir=args.results_dir,
-        timeout_s=args.timeout,
-    )
-    summary = run_skill(opts)
+    summary = run_skill(fill(SkillOptions, args))
     print()
     print(skill_tables(summary))
     print(f"\nrecords appended to {Path(args.results_dir) / 'records.jsonl'}; run files in {summary['run_dir']}")
@@ -213,7 +231,7 @@ def _cmd_run(args) -> int:
 
     from reports.console import parity_lines, run_table
     from runners.devices import resolve_auto
-    from runners.experiments.pair import PairOptions, run_pair
+    from runners.experiments.pair import run_pair
 
     if args.device == "auto":
         args.device = resolve_auto()
@@ -227,25 +245,7 @@ def _cmd_run(args) -> int:
     sweep = list(itertools.product(args.precision, args.mode, args.batch_size or (None,)))
     records, ok = [], True
     for precision, mode, batch in tqdm(sweep, desc="sweep", unit="run", disable=len(sweep) == 1):
-        opts = PairOptions(
-            workload=args.workload,
-            frameworks=args.frameworks,
-            device=args.device,
-            precision=precision,
-            mode=mode,
-            objective=args.objective,
-            recompute=args.recompute,
-            threads=args.threads,
-            batch_size=batch,
-            warmup_steps=args.warmup_steps,
-            train_steps=args.train_steps,
-            forward_steps=PairOptions.forward_steps if args.forward_steps is None else args.forward_steps,
-            seed=args.seed,
-            weights=args.weights,
-            results_dir=args.results_dir,
-            timeout_s=args.timeout,
-            resume=args.resume,
-        )
+        opts = fill(PairOptions, args, precision=precision, mode=mode, batch_size=batch)
         outcome = run_pair(opts)
         extra = ", recompute" if args.recompute else ""
         extra += f", {args.objective}" if args.objective != "forecast" else ""
@@ -297,7 +297,7 @@ def _cmd_data_parallel(args) -> int:
         threads_per_rank,
         to_record,
     )
-    from runners.experiments.pair import new_run_dir, source_commit
+    from runners.experiments.runs import new_run_dir, source_commit
     from runners.records import schema
     from runners.records.store import append_record
     from runners.weights.canonical import load_weights, save_weights
@@ -376,10 +376,10 @@ def _run_skill_after(args, records: list[dict]) -> bool:
     """The skill part of the main job, for workloads the built-in data covers; adds its records."""
     from reports.console import skill_tables
     from runners.data.source import InvalidDataError
-    from runners.experiments.skill import SkillOptions, run_skill
+    from runners.experiments.skill import run_skill
 
     print()
-    try:
+    try:  # what the run shares with the skill part; the rest are the skill task's defaults
         summary = run_skill(
             SkillOptions(
                 workload=args.workload,

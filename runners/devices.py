@@ -21,11 +21,11 @@ class Device:
 def resolve_auto() -> str:
     """``auto``: the first CUDA GPU NVML sees, else the first NPU npu-smi lists, else the CPU."""
     from metrics.power.npu_smi import NpuSmi, NpuSmiError
-    from metrics.power.nvidia import _nvml
+    from metrics.power.nvidia import gpu_count
     from metrics.power.window import PowerUnavailable
 
     try:
-        if _nvml().nvmlDeviceGetCount() > 0:
+        if gpu_count() > 0:
             return "cuda:0"
     except PowerUnavailable:
         pass

@@ -5,6 +5,7 @@ Imports neither torch nor mindspore, so that a machine with one framework (or no
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
@@ -34,6 +35,55 @@ class PairbenchError(Exception):
 
 class UnsupportedError(PairbenchError):
     """A combination a framework truly lacks here (a run then records status "unsupported")."""
+
+
+def check_framework(framework: str) -> str:
+    if framework not in FRAMEWORKS:
+        raise PairbenchError(f"unknown framework '{framework}'; known frameworks: {', '.join(FRAMEWORKS)}")
+    return framework
+
+
+class ModelConfig:
+    """What the model configurations share (the protocol of WorkloadSpec.model), for frozen dataclasses:
+    ``to_dict``/``from_dict`` as JSON (tuples travel as lists, unknown keys are refused), the parameter count from
+    ``parameter_shapes()``, and outputs defined everywhere unless ``output_mask`` says otherwise."""
+
+    label = "model"  # the name in the message for an unknown key
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown {cls.label} configuration keys: {', '.join(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+    def parameter_count(self) -> int:
+        return sum(math.prod(s) for s in self.parameter_shapes().values())
+
+    def output_mask(self) -> None:
+        """Every output is defined everywhere (no land mask)."""
+        return None
+
+
+@dataclass(frozen=True)
+class FlopCount:
+    """FLOPs per sample: matrix products counted exactly, FFTs estimated."""
+
+    matmul_forward: int
+    matmul_train: int
+    fft_forward: float
+    fft_train: float
+
+    @property
+    def forward(self) -> float:
+        return self.matmul_forward + self.fft_forward
+
+    @property
+    def train(self) -> float:
+        return self.matmul_train + self.fft_train
 
 
 @dataclass(frozen=True)
@@ -70,6 +120,47 @@ class WorkloadSpec:
 
     def hyper_parameters(self) -> dict[str, Any]:
         return {"lr": self.lr, "betas": list(self.betas), "adam_eps": self.adam_eps, "loss": self.loss}
+
+
+@dataclass(frozen=True)
+class WorkloadFamily:
+    """A model family and its workloads, declared once in the family's folder (``family.py``): what the registry,
+    the command line, the asv suite and the tests read. A family from another package registers itself with an
+    entry point in the ``pairbench.workloads`` group naming its WorkloadFamily (see README, "Your own model").
+
+    ``configs`` maps each workload name to its model configuration (see WorkloadSpec.model); ``models`` each
+    framework to ``"module:Class"``; ``spec`` holds the WorkloadSpec fields the family's workloads share (lr,
+    loss, batch_size, ...). For the asv suite: ``budgets`` maps (task, workload, device kind) to the step counts
+    that replace the defaults there, ``infeasible`` to why that combination is not run, and ``skill`` names the
+    workloads whose built-in data the skill task trains on.
+    """
+
+    name: str
+    configs: dict[str, Any]
+    models: dict[str, str]
+    descriptions: dict[str, str]
+    spec: dict[str, Any] = field(default_factory=dict)
+    budgets: dict[tuple[str, str, str], dict[str, int]] = field(default_factory=dict)
+    infeasible: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    skill: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if set(self.descriptions) != set(self.configs):
+            odd = sorted(set(self.descriptions) ^ set(self.configs))[0]
+            raise ValueError(f"family {self.name}: workload {odd!r} needs both a configuration and a description")
+        if set(self.models) != set(FRAMEWORKS):
+            raise ValueError(f"family {self.name}: models must name a class for each of {', '.join(FRAMEWORKS)}")
+        for task, workload, _ in [*self.budgets, *self.infeasible]:
+            if workload not in self.configs or task not in ("pair", "skill"):
+                raise ValueError(f"family {self.name}: budget or infeasibility for unknown ({task}, {workload})")
+        if not set(self.skill) <= set(self.configs):
+            raise ValueError(f"family {self.name}: skill names workloads it does not declare")
+
+    def workloads(self) -> dict[str, WorkloadSpec]:
+        return {
+            name: WorkloadSpec(name, self.name, cfg, dict(self.models), self.descriptions[name], **self.spec)
+            for name, cfg in self.configs.items()
+        }
 
 
 @dataclass

@@ -11,7 +11,8 @@ import pytest
 from conftest import needs_both, needs_mindspore, needs_torch, run_json, torch_flops
 
 from metrics.parity import FP32_BOUNDS as TOLERANCES
-from runners.experiments.pair import PairOptions, run_pair
+from runners.experiments.pair import run_pair
+from runners.options import PairOptions
 from runners.spec import PairbenchError
 from runners.workloads.aigoms.config import CONFIGS, PAPER_DEPTHS_M, AIGOMSConfig
 from runners.workloads.registry import get_workload
@@ -293,7 +294,7 @@ def test_rollout_feeds_forecasts_back_with_the_forcings_of_their_valid_time(tmp_
     """AI-GOMS's rollout input at lead k: the forecast for t + k, with each channel's ocean mean on its land
     (what the model was trained on there, not its untrained land values), then the forcings and orography
     at t + k."""
-    from runners.experiments.skill import execute_skill
+    from runners.execution.tasks import execute_skill
     from runners.spec import RunConfig
 
     cfg = AIGOMSConfig.from_dict({**ODD, "depths_m": [0]})  # 5 outputs, 11 inputs
@@ -329,7 +330,8 @@ def test_rollout_feeds_forecasts_back_with_the_forcings_of_their_valid_time(tmp_
 @needs_both
 def test_skill_on_the_built_in_ocean_scores_the_ocean_only(tmp_path):
     from metrics.skill import latitude_weights, rmse
-    from runners.experiments.skill import AGREEMENT, SkillOptions, run_skill
+    from runners.experiments.skill import AGREEMENT, run_skill
+    from runners.options import SkillOptions
 
     opts = SkillOptions(
         workload="aigoms-tiny", batch_size=4, train_steps=30, n_init=4, n_lead=3, seed=4, results_dir=tmp_path

@@ -381,8 +381,6 @@ def test_benchmarks_run_what_the_printed_pairbench_command_runs(monkeypatch, tas
     """The asv benchmark and `pairbench run|skill` with the flags it prints build the same options."""
     import runners.experiments.pair
     import runners.experiments.skill
-    from benchmarks.skill import skill_options
-    from benchmarks.training import pair_options
     from runners.cli import main
 
     def capture(opts, *args, **kwargs):
@@ -393,8 +391,7 @@ def test_benchmarks_run_what_the_printed_pairbench_command_runs(monkeypatch, tas
     command = common.pairbench_command(task, workload, "fp32", "cpu")
     with pytest.raises(_Captured) as got:
         main(command.split()[1:])
-    build = pair_options if task == "pair" else skill_options
-    ours = dataclasses.asdict(build(workload, "fp32", "cpu", list(common.FRAMEWORKS)))
+    ours = dataclasses.asdict(common.task_options(task, workload, "fp32", "cpu", list(common.FRAMEWORKS)))
     theirs = dataclasses.asdict(got.value.args[0])
     ours.pop("results_dir"), theirs.pop("results_dir")
     assert ours == theirs, command

@@ -8,7 +8,8 @@ import pytest
 from conftest import needs_both
 
 from metrics.parity import bounds_for
-from runners.experiments.pair import PairOptions, run_pair
+from runners.experiments.pair import run_pair
+from runners.options import PairOptions
 
 pytestmark = needs_both
 SEED = 12345
@@ -108,7 +109,7 @@ def test_recompute_keeps_the_loss_and_lowers_measured_memory(tmp_path):
 
 
 def test_a_killed_framework_does_not_stop_the_other(tmp_path, monkeypatch):
-    import runners.experiments.pair as pair
+    import runners.experiments.runs as pair
 
     real = pair.subprocess.run
 

@@ -10,7 +10,8 @@ import pytest
 from conftest import needs_both, run_python
 
 from metrics.parity import FP32_BOUNDS as TOLERANCES
-from runners.experiments.pair import PairOptions, run_pair
+from runners.experiments.pair import run_pair
+from runners.options import PairOptions
 from runners.weights.canonical import weights_digest
 
 pytestmark = needs_both
@@ -99,7 +100,7 @@ def test_absent_device_is_an_unavailable_record_not_a_cpu_fallback(tmp_path):
 @pytest.mark.parametrize("framework", ["torch", "mindspore"])
 def test_killed_worker_becomes_a_failed_record(tmp_path, monkeypatch, framework):
     """A worker that dies (here: killed by SIGKILL as soon as it starts) is recorded as failed."""
-    import runners.experiments.pair as pair
+    import runners.experiments.runs as pair
 
     real = pair.subprocess.run
 

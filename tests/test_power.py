@@ -407,7 +407,7 @@ def test_nvml_refuses_a_device_order_other_than_nvmls(monkeypatch):
 
 def test_workers_run_with_the_order_nvml_uses(monkeypatch):
     from runners.experiments.distributed import launch_env
-    from runners.experiments.pair import worker_env
+    from runners.experiments.runs import worker_env
 
     monkeypatch.setenv("CUDA_DEVICE_ORDER", "FASTEST_FIRST")
     assert worker_env()["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"

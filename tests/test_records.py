@@ -185,7 +185,8 @@ def test_a_mixed_mode_sweep_pairs_like_with_like_and_shows_every_run(tmp_path):
 
 
 def _parity_fixture(tmp_path):
-    from runners.experiments.pair import PairOptions, run_pair
+    from runners.experiments.pair import run_pair
+    from runners.options import PairOptions
 
     out = run_pair(
         PairOptions(results_dir=tmp_path, seed=3, warmup_steps=0, train_steps=1, forward_steps=1),
@@ -267,7 +268,8 @@ def test_data_parallel_records_validate_and_honour_weights_threads_and_batches(t
 
 @needs_torch
 def test_skill_records_validate(tmp_path):
-    from runners.experiments.skill import SkillOptions, run_skill
+    from runners.experiments.skill import run_skill
+    from runners.options import SkillOptions
 
     summary = run_skill(
         SkillOptions(frameworks=("torch",), train_steps=2, n_init=2, n_lead=2, seed=1, results_dir=tmp_path),
@@ -305,7 +307,7 @@ class _SlowRunner:
 
 
 def _timed(runner, steps=5, **kw):
-    from runners.execution.worker import timed_training
+    from runners.execution.tasks import timed_training
     from runners.spec import RunConfig
 
     run = RunConfig(workload="fourcastnet-tiny", framework="torch", weights="", warmup_steps=1, **kw)
@@ -319,9 +321,9 @@ def test_the_power_window_holds_the_timed_steps_only(monkeypatch):
     # Five 10 ms steps inside the window; their five 20 ms input transfers happened before it opened.
     assert sum(out["step_ms"]) / 1e3 <= out["power_window_s"] < sum(out["step_ms"]) / 1e3 + 0.05
     assert min(out["input_ms"]) >= 20.0
-    import runners.execution.worker as worker
+    import runners.execution.tasks as tasks
 
-    monkeypatch.setattr(worker, "STAGE_BYTES", 0)  # inputs too large to stage: prepared inside, and said so
+    monkeypatch.setattr(tasks, "STAGE_BYTES", 0)  # inputs too large to stage: prepared inside, and said so
     out = _timed(_SlowRunner())
     assert out["power_window"] == "timed steps with their input generation and transfer"
     assert out["power_window_s"] >= (sum(out["step_ms"]) + sum(out["input_ms"])) / 1e3
@@ -333,7 +335,7 @@ def test_a_non_finite_loss_fails_the_run_naming_the_step():
 
 
 def test_a_result_that_cannot_be_recorded_becomes_a_failed_record_not_a_crash():
-    from runners.experiments.pair import recorded
+    from runners.experiments.runs import recorded
 
     head = {k: v for k, v in run_record("torch").items() if k not in ("framework", "status")}
     head = {k: v for k, v in head.items() if k in {f.name for f in schema.FIELDS["run"] if f.need == "always"}}
@@ -365,7 +367,8 @@ def test_console_parity_lines_count_steps_and_never_print_nan():
 
 @needs_both
 def test_resume_skips_only_the_same_run(tmp_path):
-    from runners.experiments.pair import PairOptions, run_pair
+    from runners.experiments.pair import run_pair
+    from runners.options import PairOptions
 
     def pair(**kw):
         kw = {"frameworks": ("torch", "mindspore"), "resume": True, **kw}

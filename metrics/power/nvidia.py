@@ -151,6 +151,11 @@ class NvmlCollector:
         )
 
 
+def gpu_count() -> int:
+    """How many NVIDIA GPUs NVML sees; PowerUnavailable (saying why) where NVML cannot be used."""
+    return _nvml().nvmlDeviceGetCount()
+
+
 def list_gpus() -> list[dict]:
     """Every NVIDIA GPU NVML sees, with its current power or the reason there is none."""
     nv = _nvml()

@@ -1,5 +1,6 @@
 """Framework-neutral readers of gridded weather data (ERA5 HDF5, netCDF/zarr), statistics and training batches."""
 
+from runners.data.batches import rollout_truth, training_pairs
 from runners.data.era5 import Era5Hdf5Source
 from runners.data.source import (
     FOURCASTNET_CHANNELS,
@@ -11,8 +12,6 @@ from runners.data.source import (
     check_range,
     iter_chunks,
     read_indices,
-    rollout_truth,
-    training_pairs,
 )
 from runners.data.stats import (
     Normalizer,

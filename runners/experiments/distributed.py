@@ -275,31 +275,24 @@ class DPJob:
     threads: int | None  # per rank, on the CPU; the 1-process reference gets the same share
     timeout_s: float
 
-    def base(self, nproc: int) -> dict:
+    def _shared(self) -> dict:
         return {
-            "mode": "data_parallel",
             "framework": self.framework,
             "workload": self.workload,
-            "nproc": nproc,
             "device": self.device,
             "global_batch": self.global_batch,
             "steps": self.steps,
             "warmup": self.warmup,
             "seed": self.seed,
             "weights": str(self.weights),
-            "launcher": LAUNCHERS[self.framework],
         }
+
+    def base(self, nproc: int) -> dict:
+        return {**self._shared(), "mode": "data_parallel", "nproc": nproc, "launcher": LAUNCHERS[self.framework]}
 
     def request(self, out_dir: Path) -> dict:
         return {
-            "framework": self.framework,
-            "workload": self.workload,
-            "device": self.device,
-            "global_batch": self.global_batch,
-            "steps": self.steps,
-            "warmup": self.warmup,
-            "seed": self.seed,
-            "weights": str(self.weights),
+            **self._shared(),
             "hyper_parameters": get_workload(self.workload).hyper_parameters(),
             "threads": self.threads,
             "out_dir": str(out_dir),

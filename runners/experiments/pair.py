@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import subprocess
-import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,56 +15,13 @@ from metrics.parity import compare
 from metrics.timing import summarize
 from runners.data.synthetic import DATA_GENERATOR
 from runners.devices import parse_device
+from runners.experiments.runs import environment_fields, new_run_dir, recorded, run_worker, source_commit
+from runners.options import PairOptions
 from runners.records import schema
 from runners.records.store import append_record, read_records_lenient
-from runners.spec import FRAMEWORKS, MODES, OBJECTIVES, PRECISIONS, PairbenchError, RunConfig, masked_objective_refusal
+from runners.spec import PairbenchError, RunConfig, masked_objective_refusal
 from runners.weights.canonical import load_weights, save_weights
-from runners.workloads.registry import DEFAULT_WORKLOAD, check_framework, get_workload
-
-
-@dataclass
-class PairOptions:
-    workload: str = DEFAULT_WORKLOAD
-    frameworks: tuple[str, ...] = FRAMEWORKS
-    device: str = "cpu"
-    precision: str = "fp32"
-    mode: str = "eager"
-    objective: str = "forecast"
-    recompute: bool = False
-    threads: int | None = None
-    batch_size: int | None = None
-    warmup_steps: int = 3
-    train_steps: int = 20
-    forward_steps: int = 20
-    seed: int | None = None
-    weights: str | None = None
-    results_dir: Path = Path("results")
-    timeout_s: float = 3600.0
-    model: dict = field(default_factory=dict)
-    resume: bool = False
-
-    def validate(self) -> None:
-        parse_device(self.device)
-        if self.precision not in PRECISIONS:
-            raise PairbenchError(f"unknown precision '{self.precision}'; choose from {', '.join(PRECISIONS)}")
-        if self.mode not in MODES:
-            raise PairbenchError(f"unknown mode '{self.mode}'; choose from {', '.join(MODES)}")
-        if self.objective not in OBJECTIVES:
-            raise PairbenchError(f"unknown objective '{self.objective}'; choose from {', '.join(OBJECTIVES)}")
-        if self.resume and self.seed is None:
-            raise PairbenchError("--resume needs --seed, so that the runs already done can be recognised")
-        for fw in self.frameworks:
-            check_framework(fw)
-        if len(set(self.frameworks)) != len(self.frameworks):
-            raise PairbenchError("each framework may be named once")
-        minimum = {"warmup_steps": 0, "train_steps": 1, "forward_steps": 1}
-        for name, least in minimum.items():
-            if getattr(self, name) < least:
-                raise PairbenchError(f"{name.replace('_', '-')} must be at least {least}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise PairbenchError("batch-size must be at least 1")
-        if self.threads is not None and self.threads < 1:
-            raise PairbenchError("threads must be at least 1")
+from runners.workloads.registry import get_workload
 
 
 @dataclass
@@ -85,74 +38,17 @@ class PairOutcome:
         return statuses_ok and (self.parity is None or self.parity["verdict"] != "fail")
 
 
-def new_run_dir(results_dir: Path, name: str) -> Path:
-    """A fresh directory for one paired run; never reuses (and so never overwrites) an earlier one."""
-    results_dir.mkdir(parents=True, exist_ok=True)
-    for n in range(1, 1000):
-        candidate = results_dir / (name if n == 1 else f"{name}-{n}")
-        try:
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            continue
-    raise PairbenchError(f"cannot create a run directory for {name} in {results_dir}")
-
-
-def worker_env() -> dict[str, str]:
-    """The environment of a worker: this checkout importable, and CUDA numbering GPUs as NVML does (by PCI
-    bus id), enforced: with CUDA's default (fastest first) NVML could read another GPU's power."""
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
-    return env
-
-
-def run_worker(run: RunConfig, prefix: Path, timeout_s: float) -> dict:
-    """Run one worker subprocess; a crash, kill or time-out becomes a failed result."""
-    request = prefix.with_suffix(".request.json")
-    request.write_text(json.dumps(run.to_dict(), indent=1))
-    log = prefix.with_suffix(".log")
-    t0 = time.perf_counter()
-    with open(log, "w") as fh:
-        try:
-            proc = subprocess.run(
-                [sys.executable, "-m", "runners.execution.worker", str(request), str(prefix)],
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                env=worker_env(),
-                timeout=timeout_s,
-            )
-            code = proc.returncode
-        except subprocess.TimeoutExpired:
-            return {"status": "failed", "reason": f"timed out after {timeout_s:.0f} s (log: {log})"}
-    wall_s = time.perf_counter() - t0
-    result_path = prefix.with_suffix(".json")
-    if result_path.is_file():
-        result = json.loads(result_path.read_text())
-    else:
-        how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
-        result = {"status": "failed", "reason": f"worker {how} before writing a result (log: {log})"}
-    result["worker_wall_s"] = wall_s
-    return result
-
-
-_ENVIRONMENT = tuple(f.name for f in schema.ENVIRONMENT)
 _MEMORY_AND_COMPILE = (
     "first_step_ms", "compile_s", "forward_first_ms", "first_backward_ms", "backward_rss_growth_mb",
     "saved_activations_mb", "device_peak_mem_mb", "device_peak_mem_reason",
 )  # fmt: skip
 
 
-def environment_fields(result: dict) -> dict:
-    """What a worker reported about its environment, and its power fields, for a record."""
-    env = {k: result[k] for k in _ENVIRONMENT}
-    if env["device_name"] == "cpu":
-        env["device_name"] = result["cpu_name"]
-    if result.get("cuda_runtime") is not None:
-        env["cuda_runtime"] = result["cuda_runtime"]
-    env.update({k: v for k, v in result.items() if k.startswith(("power_", "energy_", "samples_per_j"))})
-    return env
+# What a worker is told of a run's identity, under the same names.
+_RUN_FROM_IDENTITY = (
+    "precision", "mode", "objective", "recompute", "threads", "batch_size", "warmup_steps", "train_steps", "seed",
+    "model", "hyper_parameters",
+)  # fmt: skip
 
 
 def run_fields(run: RunConfig, spec, result: dict) -> dict:
@@ -193,18 +89,6 @@ def run_fields(run: RunConfig, spec, result: dict) -> dict:
     return rec
 
 
-def recorded(head: dict, framework: str, result: dict, fields) -> dict:
-    """The record of a worker's ``result`` (``fields()`` its measured fields when it succeeded). A result that
-    does not make a valid record (a NaN timing, a missing figure) becomes a failed record saying so, and
-    ``result`` is marked failed, so that nothing built on it follows."""
-    try:
-        return schema.outcome(head, framework, result, fields() if result["status"] == "ok" else None)
-    except (schema.RecordError, KeyError, TypeError, ValueError) as exc:
-        what = f"field {exc}" if isinstance(exc, KeyError) else str(exc)
-        result.update(status="failed", reason=f"the worker's result cannot be recorded: {what}")
-        return schema.outcome(head, framework, result)
-
-
 def completed_runs(path: Path, head: dict, progress=print) -> dict[str, dict]:
     """Successful run records already in ``path`` that are the same run as ``head`` would be (schema.RUN_KEY),
     by framework."""
@@ -219,16 +103,6 @@ def completed_runs(path: Path, head: dict, progress=print) -> dict[str, dict]:
             if schema.run_key(r) == schema.run_key({**head, "framework": r["framework"]}):
                 out[r["framework"]] = r
     return out
-
-
-def source_commit() -> str | None:
-    """The git commit of this pairbench checkout, or None outside a git work tree."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
 
 
 def load_gradients(path: Path, names: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray | None]]:
@@ -317,18 +191,8 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
             framework=fw,
             weights=str(weights_path),
             device=opts.device,
-            precision=opts.precision,
-            mode=opts.mode,
-            objective=opts.objective,
-            recompute=opts.recompute,
-            threads=opts.threads,
-            batch_size=batch,
-            warmup_steps=opts.warmup_steps,
-            train_steps=opts.train_steps,
             forward_steps=opts.forward_steps,
-            seed=seed,
-            model=spec.model.to_dict(),
-            hyper_parameters=hp,
+            **{k: ident[k] for k in _RUN_FROM_IDENTITY},
         )
         results[fw] = run_worker(run, run_dir / fw, opts.timeout_s)
         rec = recorded(run_head, fw, results[fw], lambda r=run, res=results[fw]: run_fields(r, spec, res))

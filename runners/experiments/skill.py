@@ -6,95 +6,21 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from metrics.skill import climatology_forecast, persistence_forecast, score_lead_times
+from runners.options import SkillOptions
 from runners.records import schema
 from runners.records.store import append_record
-from runners.spec import FRAMEWORKS, PairbenchError, RunConfig
-from runners.workloads.registry import DEFAULT_WORKLOAD, check_framework, get_workload
+from runners.spec import PairbenchError, RunConfig
+from runners.workloads.registry import check_framework, get_workload
 
 # Two fp32 trainings of 400 Adam steps drift apart by rounding alone; measured RMSE curves of the two
 # frameworks differ by well under 1 % (see README), so 2 % at every lead and channel is the bound.
 AGREEMENT = 0.02
-
-
-# ---------------------------------------------------------------------------------- worker side
-def execute_skill(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.ndarray]]:
-    """Train on the data set for the budget, then roll out; forecasts are returned normalised.
-
-    The data set's first ``out_chans`` channels are the model's outputs; any further input channels
-    (AI-GOMS's atmospheric forcings and orography) are read from the data at each input time, in training
-    and in the rollout alike. Where the model's outputs are undefined (land, ``output_mask``), a forecast is
-    fed back with each channel's ocean mean there, as the data holds land, so that untrained land values
-    do not leak into later leads."""
-    from runners.execution.worker import timed_training
-
-    d = run.data
-    data = np.load(d["path"], mmap_mode="r")
-    mean = np.asarray(d["mean"], np.float32)[:, None, None]
-    std = np.asarray(d["std"], np.float32)[:, None, None]
-    n_out = spec.model.out_chans
-    mask = spec.model.output_mask()
-
-    def norm(a: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray((a - mean) / std, dtype=np.float32)
-
-    t0, t1 = d["train"]
-    rng = np.random.default_rng([run.seed, 1])  # the same batch order in every framework
-    order = rng.integers(t0, t1 - 1, size=(run.warmup_steps + run.train_steps, run.batch_size))
-
-    def batch(i: int):
-        return norm(data[order[i]]), np.ascontiguousarray(norm(data[order[i] + 1])[:, :n_out])
-
-    training = timed_training(run, runner, batch, run.train_steps, run.batch_size)
-    inits = np.asarray(d["inits"])
-    x = runner.put(norm(data[inits]))
-    forecasts, rollout_ms = [], []
-    for k in range(d["n_lead"]):
-        runner.synchronize()
-        start = time.perf_counter()
-        out = runner.forward(x)
-        runner.synchronize()
-        rollout_ms.append((time.perf_counter() - start) * 1e3)
-        forecasts.append(runner.fetch(out))
-        if n_out == data.shape[1] and mask is None:
-            x = out
-        elif k + 1 < d["n_lead"]:  # the next input: this forecast, then the forcings and static fields at its time
-            extra = norm(data[inits + k + 1])[:, n_out:]
-            x = runner.put(np.concatenate([fill_undefined(forecasts[-1], mask), extra], axis=1))
-    return {**training, "rollout_ms": rollout_ms}, {"forecasts": np.stack(forecasts, axis=1)}
-
-
-def fill_undefined(fields: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """``fields`` (batch, channel, lat, lon) with the cells where ``mask`` (channel, lat, lon) is 0 set to the
-    channel's mean over the cells where it is 1, per sample: how the built-in ocean data holds land."""
-    if mask is None:
-        return fields
-    keep = mask.astype(bool)
-    means = (fields * keep).sum(axis=(-2, -1), keepdims=True) / keep.sum(axis=(-2, -1), keepdims=True)
-    return np.where(keep, fields, means).astype(fields.dtype)
-
-
-# ---------------------------------------------------------------------------------- orchestrator
-@dataclass
-class SkillOptions:
-    workload: str = DEFAULT_WORKLOAD
-    frameworks: tuple[str, ...] = FRAMEWORKS
-    device: str = "cpu"
-    batch_size: int = 8
-    train_steps: int = 400
-    lr: float = 2e-3
-    n_init: int = 16
-    n_lead: int = 8
-    seed: int | None = None
-    results_dir: Path = Path("results")
-    timeout_s: float = 3600.0
 
 
 def _inits(test: tuple[int, int], n_init: int, n_lead: int) -> np.ndarray:
@@ -127,7 +53,7 @@ def _table(scores) -> dict:
 def run_skill(opts: SkillOptions, progress=print) -> dict:
     """Train, roll out and score each framework; returns the summary also written to skill.json."""
     from runners.data.stats import channel_stats, save_stats, time_mean_climatology
-    from runners.experiments.pair import environment_fields, new_run_dir, recorded, run_worker, source_commit
+    from runners.experiments.runs import environment_fields, new_run_dir, recorded, run_worker, source_commit
     from runners.weights.canonical import save_weights
 
     for fw in opts.frameworks:

@@ -1,47 +1,62 @@
-"""Name -> workload, and (workload, framework) -> runner class, imported lazily."""
+"""Name -> workload, from the built-in families and any package's ``pairbench.workloads`` entry points;
+(workload, framework) -> model and runner classes, imported lazily (only in that framework's process)."""
 
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import entry_points
 
-from runners.spec import FRAMEWORKS, PairbenchError, WorkloadSpec
-from runners.workloads.aigoms.config import CONFIGS as AIGOMS_CONFIGS
-from runners.workloads.fourcastnet.config import CONFIGS as FOURCASTNET_CONFIGS
+from runners.spec import PairbenchError, WorkloadFamily, WorkloadSpec, check_framework
 
-_FOURCASTNET_MODELS = {
-    "torch": "runners.workloads.fourcastnet.torch_model:AFNONet",
-    "mindspore": "runners.workloads.fourcastnet.mindspore_model:AFNONet",
-}
-_DESCRIPTIONS = {
-    "fourcastnet-tiny": "FourCastNet AFNO, 3 x 32 x 64 grid; CI and demo default",
-    "fourcastnet-small": "FourCastNet AFNO, 3 x 64 x 128 grid; CPU benchmarks",
-    "fourcastnet-era5": "FourCastNet AFNO as published: 20 x 720 x 1440, patch 8; GPU or NPU only",
-    "aigoms-tiny": "AI-GOMS ocean backbone, 3 depth levels (19 in, 13 out) on 32 x 64; CI",
-    "aigoms-small": "AI-GOMS ocean backbone, 5 depth levels (27 in, 21 out) on 64 x 128; CPU benchmarks",
-    "aigoms-paper": "AI-GOMS as the study configured it: 67 in, 61 out (15 levels), 720 x 1440, patch 8; GPU or NPU",
-}
-_AIGOMS_MODELS = {
-    "torch": "runners.workloads.aigoms.torch_model:MaskedOceanAE",
-    "mindspore": "runners.workloads.aigoms.mindspore_model:MaskedOceanAE",
-}
+# One line per built-in family; a family from another package needs no line here (its entry point suffices).
+BUILTIN_FAMILIES = (
+    "runners.workloads.fourcastnet.family:FAMILY",
+    "runners.workloads.aigoms.family:FAMILY",
+)
+ENTRY_POINT_GROUP = "pairbench.workloads"
 _RUNNERS = {
     "torch": "runners.backends.torch_backend:TorchRunner",
     "mindspore": "runners.backends.mindspore_backend:MindSporeRunner",
 }
 
 
-def _family(configs: dict, family: str, models: dict[str, str], **shared) -> dict[str, WorkloadSpec]:
-    return {
-        name: WorkloadSpec(name, family, cfg, models, _DESCRIPTIONS[name], **shared) for name, cfg in configs.items()
-    }
+def load_object(target: str):
+    """Import ``"package.module:Name"`` and return ``Name``."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
-WORKLOADS: dict[str, WorkloadSpec] = {
-    **_family(FOURCASTNET_CONFIGS, "fourcastnet", _FOURCASTNET_MODELS),
-    # The study's AI-GOMS training: relative L2 loss over the ocean (land masked), Adam at lr 1e-3.
-    **_family(AIGOMS_CONFIGS, "aigoms", _AIGOMS_MODELS, lr=1e-3, loss="masked_relative_l2"),
-}
-DEFAULT_WORKLOAD = "fourcastnet-tiny"
+def _load_families() -> tuple[list[WorkloadFamily], list[str]]:
+    """The built-in families, then those of installed packages; a package whose family cannot be loaded is
+    left out with one sentence saying why (``pairbench workloads`` prints it), never a crash."""
+    families, problems = [load_object(t) for t in BUILTIN_FAMILIES], []
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        try:
+            family = ep.load()
+        except Exception as exc:  # someone else's package: its failure must not stop pairbench
+            problems.append(f"entry point {ep.name} ({ep.value}) cannot be loaded: {type(exc).__name__}: {exc}")
+            continue
+        if not isinstance(family, WorkloadFamily):
+            problems.append(f"entry point {ep.name} ({ep.value}) is a {type(family).__name__}, not a WorkloadFamily")
+            continue
+        families.append(family)
+    return families, problems
+
+
+def _workloads(families: list[WorkloadFamily], problems: list[str]) -> dict[str, WorkloadSpec]:
+    out: dict[str, WorkloadSpec] = {}
+    for family in families:
+        specs = family.workloads()
+        clash = sorted(set(specs) & set(out))
+        if clash:
+            problems.append(f"family {family.name} is left out: workload {clash[0]} is already declared")
+            continue
+        out.update(specs)
+    return out
+
+
+FAMILIES, LOAD_PROBLEMS = _load_families()
+WORKLOADS: dict[str, WorkloadSpec] = _workloads(FAMILIES, LOAD_PROBLEMS)
 
 
 def get_workload(name: str) -> WorkloadSpec:
@@ -51,16 +66,10 @@ def get_workload(name: str) -> WorkloadSpec:
         raise PairbenchError(f"unknown workload '{name}'; known workloads: {', '.join(WORKLOADS)}") from None
 
 
-def check_framework(framework: str) -> str:
-    if framework not in FRAMEWORKS:
-        raise PairbenchError(f"unknown framework '{framework}'; known frameworks: {', '.join(FRAMEWORKS)}")
-    return framework
-
-
-def load_object(target: str):
-    """Import ``"package.module:Name"`` and return ``Name``."""
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
+def family_of(workload: str) -> WorkloadFamily:
+    """The family that declares ``workload``."""
+    name = get_workload(workload).family
+    return next(f for f in FAMILIES if f.name == name)
 
 
 def runner_class(framework: str):

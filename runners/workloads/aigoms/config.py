@@ -12,21 +12,22 @@ attention, so no parameter depends on them and they are not part of this configu
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
 from runners.data.ocean import OCEAN_VARIABLES, channels, ocean_channels, ocean_mask
+from runners.spec import FlopCount, ModelConfig
 from runners.weights.canonical import init_afno_weights
-from runners.workloads.fourcastnet.config import FlopCount, FourCastNetConfig
+from runners.workloads.fourcastnet.config import FourCastNetConfig
 
 # The study's 15 depth levels (m) of temperature, salinity and the two current components.
 PAPER_DEPTHS_M = (0, 6, 10, 20, 30, 50, 70, 100, 125, 150, 200, 250, 300, 400, 500)
 
 
 @dataclass(frozen=True)
-class AIGOMSConfig:
+class AIGOMSConfig(ModelConfig):
     """Hyper-parameters of the AI-GOMS backbone.
 
     Parameters
@@ -58,6 +59,8 @@ class AIGOMSConfig:
     >>> cfg.out_chans, cfg.in_chans, cfg.koopman_modes
     (9, 15, (8, 7))
     """
+
+    label = "AI-GOMS"
 
     img_size: tuple[int, int]
     patch_size: int
@@ -204,9 +207,6 @@ class AIGOMSConfig:
         )
         return shapes
 
-    def parameter_count(self) -> int:
-        return sum(math.prod(s) for s in self.parameter_shapes().values())
-
     def init_weights(self, seed: int) -> dict[str, np.ndarray]:
         """Initial weights from one NumPy seed (:func:`runners.weights.canonical.init_afno_weights`)."""
         return init_afno_weights(self.parameter_shapes(), seed, self.in_chans * self.patch_size**2)
@@ -259,19 +259,6 @@ class AIGOMSConfig:
             fft_forward=fft_forward,
             fft_train=2 * fft_forward,
         )
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["img_size"] = list(self.img_size)
-        d["depths_m"] = list(self.depths_m)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> AIGOMSConfig:
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown AI-GOMS configuration keys: {', '.join(unknown)}")
-        return cls(**{**d, "img_size": tuple(d["img_size"]), "depths_m": tuple(d["depths_m"])})
 
 
 def _block_shapes(cfg: FourCastNetConfig, prefix: str, depth: int) -> dict[str, tuple[int, ...]]:

@@ -7,7 +7,7 @@ import numpy as np
 from mindspore import nn, ops
 
 from runners.workloads.aigoms.config import AIGOMSConfig
-from runners.workloads.fourcastnet.mindspore_model import Block, LayerNorm, PatchEmbed, _zeros, unpatchify
+from runners.workloads.fourcastnet.mindspore_model import Block, LayerNorm, PatchEmbed, unpatchify, zeros_parameter
 
 
 class KoopmanLayer(nn.Cell):
@@ -19,7 +19,7 @@ class KoopmanLayer(nn.Cell):
         self.top, self.bottom = cfg.koopman_rows()
         h, w = cfg.tokens
         self.gap, self.wf, self.mw, self.e = h - self.top - self.bottom, w // 2 + 1, mw, cfg.embed_dim
-        self.weight = _zeros(2, mh, mw, cfg.embed_dim)
+        self.weight = zeros_parameter(2, mh, mw, cfg.embed_dim)
         self.complex = ops.Complex()
 
     def construct(self, z):
@@ -54,13 +54,13 @@ class MaskedOceanAE(nn.Cell):
         e, d = cfg.embed_dim, cfg.decoder_embed_dim
         self.h, self.w = cfg.tokens
         self.p, self.e, self.d, self.out_chans = cfg.patch_size, e, d, cfg.out_chans
-        self.pos_embed = _zeros(1, cfg.num_tokens, e)
-        self.mask_token = _zeros(1, 1, e)
+        self.pos_embed = zeros_parameter(1, cfg.num_tokens, e)
+        self.mask_token = zeros_parameter(1, 1, e)
         self.patch_embed = PatchEmbed(enc)
         self.blocks = nn.CellList([Block(enc) for _ in range(cfg.depth)])
         self.norm = LayerNorm(e, cfg.layer_norm_eps)
         self.koopman = nn.CellList([KoopmanLayer(cfg) for _ in range(cfg.koopman_depth)])
-        self.decoder_pos_embed = _zeros(1, cfg.num_tokens, d)
+        self.decoder_pos_embed = zeros_parameter(1, cfg.num_tokens, d)
         self.decoder_embed = nn.Dense(e, d)
         self.decoder_blocks = nn.CellList([Block(dec) for _ in range(cfg.decoder_depth)])
         self.decoder_norm = LayerNorm(d, cfg.layer_norm_eps)

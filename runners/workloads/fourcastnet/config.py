@@ -7,15 +7,16 @@ Imports no framework. The parameter names are those of NVlabs FourCastNet ``netw
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
+from runners.spec import FlopCount, ModelConfig
 from runners.weights.canonical import init_afno_weights
 
 
 @dataclass(frozen=True)
-class FourCastNetConfig:
+class FourCastNetConfig(ModelConfig):
     """Hyper-parameters of an AFNONet.
 
     Parameters
@@ -48,6 +49,8 @@ class FourCastNetConfig:
     >>> cfg.tokens
     (8, 16)
     """
+
+    label = "FourCastNet"
 
     img_size: tuple[int, int]
     patch_size: int
@@ -158,9 +161,6 @@ class FourCastNetConfig:
         shapes.update({"norm.weight": (e,), "norm.bias": (e,), "head.weight": (self.head_out, e)})
         return shapes
 
-    def parameter_count(self) -> int:
-        return sum(math.prod(s) for s in self.parameter_shapes().values())
-
     def init_weights(self, seed: int) -> dict[str, np.ndarray]:
         """Initial weights drawn as the reference initialises them
         (:func:`runners.weights.canonical.init_afno_weights`)."""
@@ -195,46 +195,11 @@ class FourCastNetConfig:
             fft_train=2 * fft_forward,
         )
 
-    def output_mask(self) -> None:
-        """Every output is defined everywhere (no land mask)."""
-        return None
-
     def builtin_data(self, progress=None):
         """The built-in training data at this grid (the barotropic trajectory, :mod:`runners.data.builtin`)."""
         from runners.data.builtin import builtin_dataset
 
         return builtin_dataset(self.img_size, progress=progress)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["img_size"] = list(self.img_size)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> FourCastNetConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown FourCastNet configuration keys: {', '.join(unknown)}")
-        return cls(**{**d, "img_size": tuple(d["img_size"])})
-
-
-@dataclass(frozen=True)
-class FlopCount:
-    """FLOPs per sample: matrix products counted exactly, FFTs estimated."""
-
-    matmul_forward: int
-    matmul_train: int
-    fft_forward: float
-    fft_train: float
-
-    @property
-    def forward(self) -> float:
-        return self.matmul_forward + self.fft_forward
-
-    @property
-    def train(self) -> float:
-        return self.matmul_train + self.fft_train
 
 
 CONFIGS: dict[str, FourCastNetConfig] = {

@@ -13,7 +13,7 @@ from mindspore import Parameter, Tensor, nn, ops
 from runners.workloads.fourcastnet.config import FourCastNetConfig
 
 
-def _zeros(*shape: int) -> Parameter:
+def zeros_parameter(*shape: int) -> Parameter:
     return Parameter(Tensor(np.zeros(shape, dtype=np.float32)))
 
 
@@ -23,7 +23,7 @@ class LayerNorm(nn.Cell):
     def __init__(self, dim: int, eps: float):
         super().__init__()
         self.weight = Parameter(Tensor(np.ones(dim, dtype=np.float32)))
-        self.bias = _zeros(dim)
+        self.bias = zeros_parameter(dim)
         self.layer_norm = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)
 
     def construct(self, x):
@@ -40,10 +40,10 @@ class AFNO2D(nn.Cell):
         self.lambd = cfg.sparsity_threshold
         rows, cols = cfg.kept_modes()
         self.r0, self.r1, self.c0, self.c1 = rows.start, rows.stop, cols.start, cols.stop
-        self.w1 = _zeros(2, nb, bs, bs)
-        self.b1 = _zeros(2, nb, bs)
-        self.w2 = _zeros(2, nb, bs, bs)
-        self.b2 = _zeros(2, nb, bs)
+        self.w1 = zeros_parameter(2, nb, bs, bs)
+        self.b1 = zeros_parameter(2, nb, bs)
+        self.w2 = zeros_parameter(2, nb, bs, bs)
+        self.b2 = zeros_parameter(2, nb, bs)
         self.complex = ops.Complex()
 
     def _mm(self, x, w):
@@ -140,7 +140,7 @@ class AFNONet(nn.Cell):
         self.h, self.w = cfg.tokens
         self.p, self.e, self.out_chans = cfg.patch_size, cfg.embed_dim, cfg.out_chans
         self.patch_embed = PatchEmbed(cfg)
-        self.pos_embed = _zeros(1, cfg.num_tokens, cfg.embed_dim)
+        self.pos_embed = zeros_parameter(1, cfg.num_tokens, cfg.embed_dim)
         self.blocks = nn.CellList([Block(cfg) for _ in range(cfg.depth)])
         # Present in the reference and its checkpoints, though its forward never applies it.
         self.norm = LayerNorm(cfg.embed_dim, cfg.layer_norm_eps)

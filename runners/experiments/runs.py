@@ -1,0 +1,102 @@
+"""What every experiment shares: fresh run directories, worker subprocesses and their environment, and
+turning a worker's result into a record."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from runners.records import schema
+from runners.spec import PairbenchError, RunConfig
+
+
+def new_run_dir(results_dir: Path, name: str) -> Path:
+    """A fresh directory for one paired run; never reuses (and so never overwrites) an earlier one."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        candidate = results_dir / (name if n == 1 else f"{name}-{n}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise PairbenchError(f"cannot create a run directory for {name} in {results_dir}")
+
+
+def worker_env() -> dict[str, str]:
+    """The environment of a worker: this checkout importable, and CUDA numbering GPUs as NVML does (by PCI
+    bus id), enforced: with CUDA's default (fastest first) NVML could read another GPU's power."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+    return env
+
+
+def run_worker(run: RunConfig, prefix: Path, timeout_s: float) -> dict:
+    """Run one worker subprocess; a crash, kill or time-out becomes a failed result."""
+    request = prefix.with_suffix(".request.json")
+    request.write_text(json.dumps(run.to_dict(), indent=1))
+    log = prefix.with_suffix(".log")
+    t0 = time.perf_counter()
+    with open(log, "w") as fh:
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "runners.execution.worker", str(request), str(prefix)],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                env=worker_env(),
+                timeout=timeout_s,
+            )
+            code = proc.returncode
+        except subprocess.TimeoutExpired:
+            return {"status": "failed", "reason": f"timed out after {timeout_s:.0f} s (log: {log})"}
+    wall_s = time.perf_counter() - t0
+    result_path = prefix.with_suffix(".json")
+    if result_path.is_file():
+        result = json.loads(result_path.read_text())
+    else:
+        how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        result = {"status": "failed", "reason": f"worker {how} before writing a result (log: {log})"}
+    result["worker_wall_s"] = wall_s
+    return result
+
+
+_ENVIRONMENT = tuple(f.name for f in schema.ENVIRONMENT)
+
+
+def environment_fields(result: dict) -> dict:
+    """What a worker reported about its environment, and its power fields, for a record."""
+    env = {k: result[k] for k in _ENVIRONMENT}
+    if env["device_name"] == "cpu":
+        env["device_name"] = result["cpu_name"]
+    if result.get("cuda_runtime") is not None:
+        env["cuda_runtime"] = result["cuda_runtime"]
+    env.update({k: v for k, v in result.items() if k.startswith(("power_", "energy_", "samples_per_j"))})
+    return env
+
+
+def recorded(head: dict, framework: str, result: dict, fields) -> dict:
+    """The record of a worker's ``result`` (``fields()`` its measured fields when it succeeded). A result that
+    does not make a valid record (a NaN timing, a missing figure) becomes a failed record saying so, and
+    ``result`` is marked failed, so that nothing built on it follows."""
+    try:
+        return schema.outcome(head, framework, result, fields() if result["status"] == "ok" else None)
+    except (schema.RecordError, KeyError, TypeError, ValueError) as exc:
+        what = f"field {exc}" if isinstance(exc, KeyError) else str(exc)
+        result.update(status="failed", reason=f"the worker's result cannot be recorded: {what}")
+        return schema.outcome(head, framework, result)
+
+
+def source_commit() -> str | None:
+    """The git commit of this pairbench checkout, or None outside a git work tree."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None

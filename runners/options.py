@@ -1,0 +1,72 @@
+"""The options of each experiment, defined once: the command line fills them (its defaults are these), and
+the experiments, the asv suite and the tests take them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runners.devices import parse_device
+from runners.spec import FRAMEWORKS, MODES, OBJECTIVES, PRECISIONS, PairbenchError, check_framework
+
+DEFAULT_WORKLOAD = "fourcastnet-tiny"
+
+
+@dataclass
+class PairOptions:
+    workload: str = DEFAULT_WORKLOAD
+    frameworks: tuple[str, ...] = FRAMEWORKS
+    device: str = "cpu"
+    precision: str = "fp32"
+    mode: str = "eager"
+    objective: str = "forecast"
+    recompute: bool = False
+    threads: int | None = None
+    batch_size: int | None = None
+    warmup_steps: int = 3
+    train_steps: int = 20
+    forward_steps: int = 20
+    seed: int | None = None
+    weights: str | None = None
+    results_dir: Path = Path("results")
+    timeout_s: float = 3600.0
+    model: dict = field(default_factory=dict)
+    resume: bool = False
+
+    def validate(self) -> None:
+        parse_device(self.device)
+        if self.precision not in PRECISIONS:
+            raise PairbenchError(f"unknown precision '{self.precision}'; choose from {', '.join(PRECISIONS)}")
+        if self.mode not in MODES:
+            raise PairbenchError(f"unknown mode '{self.mode}'; choose from {', '.join(MODES)}")
+        if self.objective not in OBJECTIVES:
+            raise PairbenchError(f"unknown objective '{self.objective}'; choose from {', '.join(OBJECTIVES)}")
+        if self.resume and self.seed is None:
+            raise PairbenchError("--resume needs --seed, so that the runs already done can be recognised")
+        for fw in self.frameworks:
+            check_framework(fw)
+        if len(set(self.frameworks)) != len(self.frameworks):
+            raise PairbenchError("each framework may be named once")
+        minimum = {"warmup_steps": 0, "train_steps": 1, "forward_steps": 1}
+        for name, least in minimum.items():
+            if getattr(self, name) < least:
+                raise PairbenchError(f"{name.replace('_', '-')} must be at least {least}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise PairbenchError("batch-size must be at least 1")
+        if self.threads is not None and self.threads < 1:
+            raise PairbenchError("threads must be at least 1")
+
+
+@dataclass
+class SkillOptions:
+    workload: str = DEFAULT_WORKLOAD
+    frameworks: tuple[str, ...] = FRAMEWORKS
+    device: str = "cpu"
+    batch_size: int = 8
+    train_steps: int = 400
+    lr: float = 2e-3
+    n_init: int = 16
+    n_lead: int = 8
+    seed: int | None = None
+    results_dir: Path = Path("results")
+    timeout_s: float = 3600.0
