@@ -18,15 +18,11 @@ LEADS = ["6h", "24h", "48h", "192h"]  # of the 8 rollout steps (six-hourly atmos
 CHANNELS = ["u", "v", "vo", "t0", "s0", "u0", "ssh"]
 
 SEED = 1  # fixed: weights, data and batch order, so that accuracy is reproducible run to run
-TIMEOUT_S = 3600.0  # per framework run, as pairbench's --timeout
+TIMEOUT_S = 3600.0  # per framework run: pairbench's --timeout default (checked equal in tests/test_asv.py)
 
 # Budgets: the options' defaults (runners/options.py) unless the workload's family declares a budget for the
 # device kind (runners/workloads/<family>/family.py, the workload's one home); `pairbench_command` prints exactly
 # what runs.
-BUDGET_FIELDS = {
-    "pair": ("warmup_steps", "train_steps", "forward_steps"),
-    "skill": ("batch_size", "train_steps", "lr", "n_init", "n_lead"),
-}
 
 DEVICES_ENV = "PAIRBENCH_ASV_DEVICES"  # e.g. "cuda": run only these device kinds, skip the others
 RESULTS_ENV = "PAIRBENCH_ASV_RESULTS"  # where the pairbench runs write; default <repo>/.asv/pairbench
@@ -108,6 +104,8 @@ def _options_class(task: str):
 
 def budget(task: str, workload: str, device: str) -> dict:
     """The step budget of ``task`` ("pair" or "skill") for ``workload`` on ``device``."""
+    from runners.spec import BUDGET_FIELDS
+
     cls = _options_class(task)
     defaults = {f: getattr(cls, f) for f in BUDGET_FIELDS[task]}
     return {**defaults, **_registry().family_of(workload).budgets.get((task, workload, device), {})}

@@ -72,10 +72,29 @@ def mfu(achieved_flops_per_s: float, profile: HardwareProfile | None, precision:
     return achieved_flops_per_s / peak if peak else None
 
 
+class ProfileError(ValueError):
+    """A hardware setting a user gave (an environment variable) that cannot be used; one sentence naming it."""
+
+
+def cpu_tdp_override(environ=os.environ) -> float | None:
+    """PAIRBENCH_CPU_TDP_W as watts, None when unset; ProfileError naming the variable when it is not a finite
+    power between 1 W and 10 kW."""
+    text = environ.get("PAIRBENCH_CPU_TDP_W")
+    if text is None or not text.strip():
+        return None
+    try:
+        watts = float(text)
+    except ValueError:
+        watts = float("nan")
+    if not 1.0 <= watts <= 10_000.0:  # NaN and Inf fail too
+        raise ProfileError(f"PAIRBENCH_CPU_TDP_W is {text!r:.40}; set it to the CPU's TDP in watts (1 to 10000)")
+    return watts
+
+
 def cpu_tdp(profile: HardwareProfile, logical_cores: int, environ=os.environ) -> tuple[float | None, str]:
     """TDP for the CPU estimate and the sentence saying where it comes from."""
-    if environ.get("PAIRBENCH_CPU_TDP_W"):
-        watts = float(environ["PAIRBENCH_CPU_TDP_W"])
+    watts = cpu_tdp_override(environ)
+    if watts is not None:
         return watts, f"TDP {watts:g} W from PAIRBENCH_CPU_TDP_W"
     if profile.tdp_w:
         return profile.tdp_w, f"TDP {profile.tdp_w:g} W from profile {profile.id}"

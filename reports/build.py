@@ -138,12 +138,19 @@ def render(records: list[dict], out: Path, fmt: str, sources: list[str], skipped
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
+        tables = [s for s in secs if s.frame is not None and not s.frame.empty]
+        if out.suffix.lower() == ".csv" or out.is_file():
+            raise PairbenchError(
+                f"a CSV report is one file per table: -o names the folder to write them into, not {out}"
+            )
+        if not tables:
+            raise PairbenchError("the records hold no table to write as CSV")
+        out.mkdir(parents=True, exist_ok=True)
         written = []
-        for s in secs:
-            if s.frame is not None and not s.frame.empty:
-                path = out.with_name(f"{out.stem}.{s.title.lower().replace(' ', '-')}.csv")
-                s.frame.to_csv(path, index=False)
-                written.append(path)
+        for s in tables:
+            path = out / f"{s.title.lower().replace(' ', '-')}.csv"
+            _csv_safe(s.frame).to_csv(path, index=False)
+            written.append(path)
         return written
     if fmt == "md":
         text = _markdown(secs, refusals, list(skipped))
@@ -155,9 +162,34 @@ def render(records: list[dict], out: Path, fmt: str, sources: list[str], skipped
     return [out]
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): such text cells get a
+# leading apostrophe, as OWASP advises; numbers are left as they are.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_MD_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "\n": " ", "\r": " "})
+
+
+def _text_cells(frame: pd.DataFrame, fix) -> pd.DataFrame:
+    """``frame`` with ``fix`` applied to every text cell and column name."""
+    out = frame.copy()
+    out.columns = [fix(str(c)) for c in out.columns]
+    for c in out.columns:
+        if any(isinstance(v, str) for v in out[c]):
+            out[c] = [fix(v) if isinstance(v, str) else v for v in out[c]]
+    return out
+
+
+def _csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    return _text_cells(frame, lambda v: "'" + v if v.startswith(_FORMULA_START) else v)
+
+
+def _md(text: str) -> str:
+    """Text as Markdown shows it: HTML inert, table syntax escaped, one line."""
+    return str(text).translate(_MD_ESCAPES)
+
+
 def _markdown(secs, refusals, skipped) -> str:
     parts = ["# pairbench report", ""]
-    parts += [f"- not compared: {r}" for r in refusals] + [f"- skipped: {s}" for s in skipped]
+    parts += [f"- not compared: {_md(r)}" for r in refusals] + [f"- skipped: {_md(s)}" for s in skipped]
     for s in secs:
         if s.frame is None or s.frame.empty:
             continue
@@ -167,7 +199,7 @@ def _markdown(secs, refusals, skipped) -> str:
             "",
             s.text,
             "",
-            _blank_missing(s.frame).to_markdown(index=False, floatfmt=".4g", missingval=""),
+            _text_cells(_blank_missing(s.frame), _md).to_markdown(index=False, floatfmt=".4g", missingval=""),
         ]
     return "\n".join(parts) + "\n"
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from runners.data.source import DataError
-from runners.options import DEFAULT_WORKLOAD, PairOptions, SkillOptions
+from runners.options import DEFAULT_WORKLOAD, PairOptions, SkillOptions, check_common
 from runners.spec import FRAMEWORKS, MODES, OBJECTIVES, PRECISIONS, PairbenchError
 from runners.weights.canonical import WeightsMismatch
 from runners.weights.checkpoint import CheckpointError
@@ -311,6 +311,7 @@ def _cmd_data_parallel(args) -> int:
         )
     if args.threads is not None and args.threads < 1:
         raise PairbenchError(f"--threads must be at least 1, got {args.threads}")
+    check_common(fill(PairOptions, args, precision="fp32", mode="eager", batch_size=None))
     batches = args.batch_size or (2 * args.nproc,)
     for batch in batches:
         check_split(batch, args.nproc)
@@ -390,7 +391,7 @@ def _run_skill_after(args, records: list[dict]) -> bool:
                 timeout_s=args.timeout,
             )
         )
-    except InvalidDataError as exc:  # the workload's built-in data has no version at its grid
+    except (InvalidDataError, PairbenchError) as exc:  # no built-in data at the workload's grid or channels
         print(f"skill: skipped: {exc} (use pairbench skill with your data)")
         return True
     print()
@@ -401,8 +402,18 @@ def _run_skill_after(args, records: list[dict]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    from hardware_profiles import ProfileError, cpu_tdp_override
+
     args = _parser().parse_args(argv)
     try:
+        cpu_tdp_override(os.environ)  # checked before any work, not inside the workers after it
+        if args.command in ("run", "skill"):
+            from runners.records.store import locked
+
+            with locked(args.results_dir):
+                return {"run": _cmd_run, "skill": _cmd_skill}[args.command](args)
         return {
             "run": _cmd_run,
             "skill": _cmd_skill,
@@ -410,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
             "workloads": _cmd_workloads,
             "devices": _cmd_devices,
         }[args.command](args)
-    except (PairbenchError, FileNotFoundError, CheckpointError, WeightsMismatch, DataError) as exc:
+    except (PairbenchError, FileNotFoundError, CheckpointError, WeightsMismatch, DataError, ProfileError) as exc:
         print(f"pairbench: error: {exc}", file=sys.stderr)
         return 2
 

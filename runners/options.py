@@ -55,6 +55,7 @@ class PairOptions:
             raise PairbenchError("batch-size must be at least 1")
         if self.threads is not None and self.threads < 1:
             raise PairbenchError("threads must be at least 1")
+        check_common(self)
 
 
 @dataclass
@@ -70,3 +71,14 @@ class SkillOptions:
     seed: int | None = None
     results_dir: Path = Path("results")
     timeout_s: float = 3600.0
+
+
+def check_common(opts) -> None:
+    """What every experiment's options must satisfy: a seed NumPy accepts, a positive time-out, and a results
+    directory that is a directory."""
+    if opts.seed is not None and not 0 <= opts.seed < 2**63:
+        raise PairbenchError(f"seed must be a whole number from 0 to 2^63 - 1, got {opts.seed}")
+    if not opts.timeout_s > 0:
+        raise PairbenchError(f"timeout must be a positive number of seconds, got {opts.timeout_s:g}")
+    if Path(opts.results_dir).exists() and not Path(opts.results_dir).is_dir():
+        raise PairbenchError(f"results directory {opts.results_dir} is a file, not a directory")

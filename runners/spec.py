@@ -5,6 +5,7 @@ Imports neither torch nor mindspore, so that a machine with one framework (or no
 
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
@@ -41,6 +42,12 @@ def check_framework(framework: str) -> str:
     if framework not in FRAMEWORKS:
         raise PairbenchError(f"unknown framework '{framework}'; known frameworks: {', '.join(FRAMEWORKS)}")
     return framework
+
+
+def load_object(target: str):
+    """Import ``"package.module:Name"`` and return ``Name``."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 class ModelConfig:
@@ -122,6 +129,19 @@ class WorkloadSpec:
         return {"lr": self.lr, "betas": list(self.betas), "adam_eps": self.adam_eps, "loss": self.loss}
 
 
+# What a workload's model configuration provides (see WorkloadSpec.model); ModelConfig gives four of them.
+MODEL_PROTOCOL = (
+    "in_chans", "out_chans", "img_size", "parameter_shapes", "parameter_count", "init_weights", "flops",
+    "output_mask", "builtin_data", "to_dict", "from_dict",
+)  # fmt: skip
+DEVICE_KINDS = ("cpu", "cuda", "ascend")
+# The step counts a family may set for the asv suite, per task (the rest are the options' defaults).
+BUDGET_FIELDS = {
+    "pair": ("warmup_steps", "train_steps", "forward_steps"),
+    "skill": ("batch_size", "train_steps", "lr", "n_init", "n_lead"),
+}
+
+
 @dataclass(frozen=True)
 class WorkloadFamily:
     """A model family and its workloads, declared once in the family's folder (``family.py``): what the registry,
@@ -155,6 +175,16 @@ class WorkloadFamily:
                 raise ValueError(f"family {self.name}: budget or infeasibility for unknown ({task}, {workload})")
         if not set(self.skill) <= set(self.configs):
             raise ValueError(f"family {self.name}: skill names workloads it does not declare")
+        for task, workload, device in [*self.budgets, *self.infeasible]:
+            if device not in DEVICE_KINDS:
+                raise ValueError(f"family {self.name}: unknown device kind {device!r} for ({task}, {workload})")
+        for key, budget in self.budgets.items():
+            if not set(budget) <= set(BUDGET_FIELDS[key[0]]):
+                raise ValueError(f"family {self.name}: a {key[0]} budget sets only {', '.join(BUDGET_FIELDS[key[0]])}")
+        for workload, cfg in self.configs.items():
+            missing = [a for a in MODEL_PROTOCOL if not hasattr(cfg, a)]
+            if missing:
+                raise ValueError(f"family {self.name}: the configuration of {workload} lacks {', '.join(missing)}")
 
     def workloads(self) -> dict[str, WorkloadSpec]:
         return {

@@ -46,7 +46,7 @@ def torch_flops(model: str, config: str, cfg: dict, batch: int = 2) -> dict:
     return run_json(f"""
 import json, torch
 from torch.utils.flop_counter import FlopCounterMode
-from runners.workloads.registry import load_object
+from runners.spec import load_object
 cfg = load_object({config!r}).from_dict({cfg!r})
 net = load_object({model!r})(cfg)
 x = torch.randn({batch}, cfg.in_chans, *cfg.img_size)

@@ -395,3 +395,11 @@ def test_benchmarks_run_what_the_printed_pairbench_command_runs(monkeypatch, tas
     theirs = dataclasses.asdict(got.value.args[0])
     ours.pop("results_dir"), theirs.pop("results_dir")
     assert ours == theirs, command
+
+
+def test_the_suite_repeats_no_option_default():
+    """The asv suite's device kinds and time-out are pairbench's, not copies that could drift."""
+    from runners.options import PairOptions
+    from runners.spec import DEVICE_KINDS
+
+    assert common.DEVICES == list(DEVICE_KINDS) and common.TIMEOUT_S == PairOptions.timeout_s

@@ -47,6 +47,9 @@ def _one_sentence(stderr: str) -> str:
         (["run", "--nproc", "2", "--device", "ascend"], "torch data parallel has no backend for ascend"),
         (["run", "--nproc", "2", "--train-steps", "0"], "data-parallel runs need --train-steps of at least 1"),
         (["run", "--threads", "0"], "threads must be at least 1"),
+        (["run", "--seed", "-1"], "seed must be a whole number from 0 to 2^63 - 1, got -1"),
+        (["run", "--timeout", "-5"], "timeout must be a positive number of seconds, got -5"),
+        (["run", "--nproc", "2", "--timeout", "0"], "timeout must be a positive number of seconds, got 0"),
         (["run", "--objective", "mae"], "argument --objective: invalid choice: 'mae'"),
         (["run", "--objective", "masked"], "pairbench: error: fourcastnet-tiny has no masked pre-training"),
     ],
@@ -150,3 +153,61 @@ def _assert_skill(results: Path) -> None:
     assert records[0]["rmse_u_6h"] == scores["torch"]["rmse"][0][0]
     assert records[0]["rmse_persistence_u_6h"] == scores["persistence"]["rmse"][0][0]
     assert records[0]["weights_convention"] == "uniform"
+
+
+@pytest.mark.parametrize("value", ["abc", "-5", "0", "nan", "inf"])
+@pytest.mark.parametrize("command", [["devices", "--json"], ["run", "--no-skill"], ["skill"]])
+def test_a_bad_cpu_tdp_is_one_sentence_before_any_work(tmp_path, monkeypatch, value, command):
+    monkeypatch.setenv("PAIRBENCH_CPU_TDP_W", value)
+    extra = ["--results-dir", str(tmp_path)] if command[0] != "devices" else []
+    proc = cli(*command, *extra)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert _one_sentence(proc.stderr) == (
+        f"pairbench: error: PAIRBENCH_CPU_TDP_W is {value!r}; set it to the CPU's TDP in watts (1 to 10000)"
+    )
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_results_dir_that_is_a_file_is_one_sentence(tmp_path):
+    (tmp_path / "taken").write_text("x")
+    for command in (["run", "--no-skill"], ["skill"], ["run", "--nproc", "2"]):
+        proc = cli(*command, "--results-dir", str(tmp_path / "taken"))
+        assert proc.returncode == 2
+        assert _one_sentence(proc.stderr).endswith(f"results directory {tmp_path / 'taken'} is a file, not a directory")
+
+
+def test_a_skill_part_that_cannot_run_is_skipped_and_the_report_still_written(monkeypatch, capsys):
+    """The main job's skill part for a workload whose built-in data does not fit (a family from another package
+    with other channels): said and skipped, the pair part's report still follows."""
+    import argparse
+
+    import runners.experiments.skill as skill
+    from runners.cli import _run_skill_after
+
+    def refuse(opts, progress=print):
+        raise PairbenchError("toy-mlp takes 5 channels; the built-in data has 3")
+
+    monkeypatch.setattr(skill, "run_skill", refuse)
+    args = argparse.Namespace(workload="toy-mlp", frameworks=("torch",), device="cpu", seed=1, results_dir=".",
+                              timeout=10.0)  # fmt: skip
+    assert _run_skill_after(args, []) is True
+    assert "skill: skipped: toy-mlp takes 5 channels; the built-in data has 3" in capsys.readouterr().out
+
+
+def test_a_results_directory_in_use_is_refused_in_one_sentence(tmp_path):
+    import os
+
+    from runners.records.store import LOCK_NAME, locked
+
+    with locked(tmp_path):  # another pairbench run holds the folder
+        for command in (["run", "--no-skill"], ["skill"]):
+            proc = cli(*command, "--results-dir", str(tmp_path))
+            assert proc.returncode == 2
+            assert _one_sentence(proc.stderr) == (
+                f"pairbench: error: results directory {tmp_path} is in use by another pairbench run "
+                f"(pid {os.getpid()}); wait for it to end or choose another --results-dir"
+            )
+    assert not (tmp_path / LOCK_NAME).exists()  # released, and nothing left behind by a run that wrote nothing
+    with locked(tmp_path / "new"):
+        pass
+    assert not (tmp_path / "new").exists()

@@ -91,7 +91,8 @@ def _first_loss(workload: str, framework: str, tmp_path) -> float:
     np.save(tmp_path / "x.npy", x)
     run_json(f"""
 import json, numpy as np
-from runners.workloads.registry import get_workload, load_object
+from runners.spec import load_object
+from runners.workloads.registry import get_workload
 from runners.weights.canonical import load_weights
 spec = get_workload({workload!r})
 cfg = spec.model

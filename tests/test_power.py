@@ -188,7 +188,7 @@ def test_cpu_uses_rapl_when_readable(tmp_path):
 
 @pytest.fixture(autouse=True)
 def _pci_bus_order(monkeypatch):
-    """What every pairbench worker runs under (runners.experiments.pair.worker_env); tests of another order
+    """What every pairbench worker runs under (runners.experiments.runs.worker_env); tests of another order
     set their own."""
     monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
 

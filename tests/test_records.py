@@ -436,3 +436,32 @@ def test_data_parallel_without_its_reference_still_records():
     broken = distributed.to_record({**out, "framework": "torch", "launcher": "torchrun", "status": "ok",
                                     "samples_per_s_total": "fast"}, head)  # fmt: skip
     assert broken["status"] == "failed" and "cannot be recorded: field 'samples_per_s_total'" in broken["reason"]
+
+
+@needs_both
+def test_a_killed_pairbench_takes_its_worker_with_it(tmp_path):
+    """SIGKILL of `pairbench run` (which no handler can catch) must not leave its worker running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+    from conftest import ROOT
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "runners.cli", "run", "--no-skill", "--frameworks", "torch", "--train-steps", "100000",
+         "--results-dir", str(tmp_path)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline, workers = time.monotonic() + 120, []
+    while time.monotonic() < deadline and not workers:
+        time.sleep(0.5)
+        workers = [p for p in psutil.Process(parent.pid).children() if "runners.execution.worker" in p.cmdline()]
+    assert workers, "the worker never started"
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, [p.cmdline() for p in alive]

@@ -121,10 +121,28 @@ def test_markdown_and_csv(tmp_path):
     (md,) = write_report([tmp_path], tmp_path / "r.md", "md")
     text = md.read_text()
     assert "## Ratios" in text and "| MindSpore / PyTorch on cpu |" in text and not re.search(r"\bnan\b", text)
-    written = write_report([path], tmp_path / "r.csv", "csv")
-    names = sorted(p.name for p in written)
-    assert names == ["r.ratios.csv", "r.runs.csv"]
-    assert "train step time" in (tmp_path / "r.ratios.csv").read_text()
+    written = write_report([path], tmp_path / "csv", "csv")
+    names = sorted(p.relative_to(tmp_path).as_posix() for p in written)
+    assert names == ["csv/ratios.csv", "csv/runs.csv"]
+    assert "train step time" in (tmp_path / "csv" / "ratios.csv").read_text()
+    with pytest.raises(PairbenchError, match="-o names the folder to write them into, not .*r.csv"):
+        write_report([path], tmp_path / "r.csv", "csv")
+
+
+def test_markdown_and_csv_neutralise_what_records_carry(tmp_path):
+    evil = "<script>alert(1)</script>|x\ny"
+    path = tmp_path / "records.jsonl"
+    append_record(path, run("torch", workload=evil, host="=HYPERLINK(1)"))
+    append_record(path, run("mindspore", step=20.0, workload=evil, host="@SUM(A1)"))
+    text = write_report([path], tmp_path / "r.md", "md")[0].read_text()
+    assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;\\|x y" in text
+    runs = text.split("## Runs")[1].split("\n## ")[0]
+    rows = [ln for ln in runs.splitlines() if ln.startswith("|")]
+    columns = {len(re.findall(r"(?<!\\)\|", ln)) for ln in rows}
+    assert len(rows) == 4 and len(columns) == 1  # header, rule, two runs: the name breaks no table
+    runs_csv = next(p for p in write_report([path], tmp_path / "csv", "csv") if p.name == "runs.csv").read_text()
+    assert "'=HYPERLINK(1)" in runs_csv and "'@SUM(A1)" in runs_csv
+    assert ",=HYPERLINK" not in runs_csv and ",@SUM" not in runs_csv
 
 
 def test_damaged_results_file_names_the_line_and_keeps_the_valid_records(tmp_path):

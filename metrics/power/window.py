@@ -1,6 +1,6 @@
 """Power and energy collectors: one interface (start, stop -> PowerResult), a background sampler and
-the integration of sampled power into energy. Vendor readers live in nvml.py, cpu_power.py and
-ascend_power.py; nothing here imports a framework or a vendor library.
+the integration of sampled power into energy. Vendor readers live in nvidia.py, cpu.py and
+ascend.py; nothing here imports a framework or a vendor library.
 
 Provenance is explicit: ``measured`` (a sensor or counter), ``estimated`` (a model such as TDP x
 utilisation) or ``unavailable`` (with the reason). An unavailable value is ``None``, never 0.

@@ -11,8 +11,7 @@ from mindspore import Tensor, amp, nn
 from metrics.parity import worst_repeat_difference
 from runners.backends.mindspore_adam import TorchRuleAdam
 from runners.devices import parse_device
-from runners.spec import PairbenchError, RunConfig, UnsupportedError, WorkloadSpec
-from runners.workloads.registry import load_object
+from runners.spec import PairbenchError, RunConfig, UnsupportedError, WorkloadSpec, load_object
 
 _TARGETS = {"cpu": "CPU", "cuda": "GPU", "ascend": "Ascend"}
 LOW_PRECISION = {"fp32": None, "fp16": ms.float16, "bf16": ms.bfloat16}

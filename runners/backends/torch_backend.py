@@ -11,8 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from runners.devices import parse_device
-from runners.spec import PairbenchError, RunConfig, UnsupportedError, WorkloadSpec
-from runners.workloads.registry import load_object
+from runners.spec import PairbenchError, RunConfig, UnsupportedError, WorkloadSpec, load_object
 
 AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Dynamic loss scaling for fp16, the same settings as MindSpore's DynamicLossScaler in its runner.

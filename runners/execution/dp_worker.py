@@ -15,8 +15,9 @@ import numpy as np
 
 from runners.data.synthetic import synthetic_batch
 from runners.devices import parse_device
+from runners.spec import load_object
 from runners.weights.canonical import load_weights, weights_digest
-from runners.workloads.registry import get_workload, load_object
+from runners.workloads.registry import get_workload
 
 CRASH_RANK_ENV = "PAIRBENCH_DP_CRASH_RANK"  # test hook: this rank exits abruptly ...
 CRASH_STEP_ENV = "PAIRBENCH_DP_CRASH_STEP"  # ... at the start of this training step (default 1)

@@ -20,9 +20,9 @@ import numpy as np
 
 from metrics.power.collectors import cpu_name
 from runners.execution.tasks import execute_pair, execute_skill
-from runners.spec import PairbenchError, RunConfig, UnsupportedError
+from runners.spec import PairbenchError, RunConfig, UnsupportedError, check_framework, load_object
 from runners.weights.canonical import load_weights
-from runners.workloads.registry import get_workload, runner_class
+from runners.workloads.registry import get_workload
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -38,6 +38,21 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+_RUNNERS = {
+    "torch": "runners.backends.torch_backend:TorchRunner",
+    "mindspore": "runners.backends.mindspore_backend:MindSporeRunner",
+}
+
+
+def runner_class(framework: str):
+    """The runner class for ``framework``; importing it imports that framework."""
+    target = _RUNNERS[check_framework(framework)]
+    try:
+        return load_object(target)
+    except ImportError as exc:
+        raise PairbenchError(f"{framework} cannot be imported on this machine ({exc})") from None
 
 
 def build(run: RunConfig):

@@ -19,9 +19,9 @@ from metrics.timing import summarize
 from runners.data.synthetic import DATA_GENERATOR
 from runners.devices import parse_device
 from runners.records import schema
-from runners.spec import PairbenchError
+from runners.spec import PairbenchError, check_framework
 from runners.weights.canonical import save_weights
-from runners.workloads.registry import check_framework, get_workload
+from runners.workloads.registry import get_workload
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: runners/experiments/ is two levels down
 LAUNCHERS = {"torch": "torchrun", "mindspore": "msrun"}
@@ -101,7 +101,7 @@ def launch_env(framework: str, device: str, job: Path) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
     env["PYTHONUNBUFFERED"] = "1"
     env["CUDA_DEVICE_ORDER"] = (
-        "PCI_BUS_ID"  # CUDA's numbering agrees with NVML's (see runners.experiments.pair.worker_env)
+        "PCI_BUS_ID"  # CUDA's numbering agrees with NVML's (see runners.experiments.runs.worker_env)
     )
     if parse_device(device).kind == "cpu":
         env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # loopback only

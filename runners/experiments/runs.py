@@ -37,6 +37,20 @@ def worker_env() -> dict[str, str]:
     return env
 
 
+def die_with_parent() -> None:
+    """In a child, before it runs: ask Linux to kill it when its parent dies (PR_SET_PDEATHSIG), so that a killed
+    ``pairbench`` leaves no worker holding a device and writing results no record points to. Elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def run_worker(run: RunConfig, prefix: Path, timeout_s: float) -> dict:
     """Run one worker subprocess; a crash, kill or time-out becomes a failed result."""
     request = prefix.with_suffix(".request.json")
@@ -51,6 +65,7 @@ def run_worker(run: RunConfig, prefix: Path, timeout_s: float) -> dict:
                 stderr=subprocess.STDOUT,
                 env=worker_env(),
                 timeout=timeout_s,
+                preexec_fn=die_with_parent,
             )
             code = proc.returncode
         except subprocess.TimeoutExpired:

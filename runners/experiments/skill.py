@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from metrics.skill import climatology_forecast, persistence_forecast, score_lead_times
-from runners.options import SkillOptions
+from runners.options import SkillOptions, check_common
 from runners.records import schema
 from runners.records.store import append_record
-from runners.spec import PairbenchError, RunConfig
-from runners.workloads.registry import check_framework, get_workload
+from runners.spec import PairbenchError, RunConfig, check_framework
+from runners.workloads.registry import get_workload
 
 # Two fp32 trainings of 400 Adam steps drift apart by rounding alone; measured RMSE curves of the two
 # frameworks differ by well under 1 % (see README), so 2 % at every lead and channel is the bound.
@@ -58,6 +58,7 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
 
     for fw in opts.frameworks:
         check_framework(fw)
+    check_common(opts)
     if opts.train_steps < 1 or opts.batch_size < 1 or opts.n_lead < 1:
         raise PairbenchError("train-steps, batch-size and n-lead must be at least 1")
     spec = get_workload(opts.workload)

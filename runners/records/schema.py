@@ -27,7 +27,7 @@ TASK_OF_KIND = {"run": "pair", "parity": "pair", "skill": "skill", "data_paralle
 STATUSES = ("ok", "failed", "unsupported", "unavailable")
 PROVENANCE = ("measured", "estimated", "unavailable")
 VERDICTS = ("pass", "fail", "bounds not established")
-# What the power figures of a run cover (see runners.execution.worker.timed_training).
+# What the power figures of a run cover (see runners.execution.tasks.timed_training).
 POWER_WINDOWS = ("timed steps", "timed steps with their input generation and transfer")
 
 # Everything that changes the work or the way it is executed; the fingerprint hashes exactly these.

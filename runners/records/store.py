@@ -3,6 +3,7 @@ written and when it is read."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -70,3 +71,40 @@ def read_records_lenient(path: Path) -> tuple[list[dict], list[str]]:
     for _, record, problem in _parse(path):
         (skipped.append(problem) if problem else records.append(record))
     return records, skipped
+
+
+LOCK_NAME = ".pairbench.lock"
+
+
+@contextlib.contextmanager
+def locked(results_dir: Path):
+    """Hold ``results_dir`` for one pairbench run: a second run on it (two --resume sweeps, two reports into one
+    folder) is refused in one sentence instead of duplicating work or overwriting files. The lock is an advisory
+    flock, released by the kernel if the holder dies, so a killed run never leaves the folder locked."""
+    import fcntl
+
+    results_dir = Path(results_dir)
+    if results_dir.exists() and not results_dir.is_dir():
+        raise PairbenchError(f"results directory {results_dir} is a file, not a directory")
+    created = not results_dir.exists()
+    results_dir.mkdir(parents=True, exist_ok=True)
+    lock = results_dir / LOCK_NAME
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise PairbenchError(
+                f"results directory {results_dir} is in use by another pairbench run (pid {holder}); "
+                "wait for it to end or choose another --results-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield results_dir
+        if [p.name for p in results_dir.iterdir()] == [LOCK_NAME]:  # nothing was written: leave nothing behind
+            lock.unlink()
+            if created:
+                results_dir.rmdir()
+    finally:
+        os.close(fd)  # closing releases the lock

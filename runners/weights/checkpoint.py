@@ -8,6 +8,7 @@ as ``torch.load(weights_only=True)`` refuses it. Lets a MindSpore-only machine r
 from __future__ import annotations
 
 import collections
+import math
 import pickle
 import zipfile
 from pathlib import Path
@@ -17,6 +18,12 @@ import numpy as np
 
 class CheckpointError(ValueError):
     """A checkpoint file cannot be read safely."""
+
+
+# What one checkpoint may make the reader allocate: its tensors' elements and its storage records' bytes. Far
+# above any model here (aigoms-paper: 143 M float32 parameters, 0.6 GB), far below what would exhaust a machine.
+MAX_ELEMENTS = 4 << 30
+MAX_BYTES = 16 << 30
 
 
 _STORAGE_DTYPES = {
@@ -44,14 +51,37 @@ def _bfloat16_to_float32(raw: bytes) -> np.ndarray:
     return halves.view(np.float32)
 
 
+def _ints(value, what: str) -> tuple[int, ...]:
+    if not isinstance(value, (tuple, list)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise CheckpointError(f"a tensor's {what} is {value!r:.60}, not a tuple of integers")
+    if any(v < 0 for v in value):
+        raise CheckpointError(f"a tensor's {what} {tuple(value)} has a negative entry")
+    return tuple(value)
+
+
 def _rebuild_tensor(storage, offset, size, stride, *_unused):
-    arr = storage
-    itemsize = arr.itemsize
-    if not size:
-        return arr[offset].copy()
-    view = np.lib.stride_tricks.as_strided(
-        arr[offset:], shape=tuple(size), strides=tuple(s * itemsize for s in stride), writeable=False
-    )
+    """The tensor ``storage[offset]`` viewed with ``size`` and ``stride`` (in elements), copied out; every
+    element it would read is checked to lie inside the storage first, in exact integer arithmetic."""
+    if not isinstance(storage, np.ndarray) or storage.ndim != 1:
+        raise CheckpointError(f"a tensor's storage is a {type(storage).__name__}, not a storage record")
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise CheckpointError(f"a tensor's storage offset is {offset!r:.60}, not a non-negative integer")
+    size, stride = _ints(size, "size"), _ints(stride, "stride")
+    if len(size) != len(stride):
+        raise CheckpointError(f"a tensor has {len(size)} sizes but {len(stride)} strides")
+    count = math.prod(size)
+    if count > MAX_ELEMENTS or any(n > MAX_ELEMENTS for n in size):
+        raise CheckpointError(f"a tensor declares {count} elements, more than this reader's limit of {MAX_ELEMENTS}")
+    if count == 0:
+        return np.zeros(size, dtype=storage.dtype)
+    last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
+    if last >= storage.size:
+        raise CheckpointError(
+            f"a tensor reads element {last} of a storage of {storage.size} (offset {offset}, size {size}, "
+            f"stride {stride}): outside its storage"
+        )
+    strides = tuple(0 if n == 1 else s * storage.itemsize for n, s in zip(size, stride, strict=True))
+    view = np.lib.stride_tricks.as_strided(storage[offset:], shape=size, strides=strides, writeable=False)
     return np.array(view)
 
 
@@ -75,6 +105,7 @@ class _Unpickler(pickle.Unpickler):
         self._prefix = prefix
         self._order = "<" if byteorder == "little" else ">"
         self._storages: dict[str, np.ndarray] = {}
+        self._bytes = 0
 
     def find_class(self, module: str, name: str):
         if (module, name) in _ALLOWED:
@@ -87,16 +118,26 @@ class _Unpickler(pickle.Unpickler):
         )
 
     def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) >= 3 and pid[0] == "storage"):
+        if not (isinstance(pid, tuple) and len(pid) >= 3 and pid[0] == "storage" and isinstance(pid[2], (str, int))):
             raise CheckpointError(f"unexpected persistent id {pid!r} in the checkpoint")
         storage_type, key = pid[1], str(pid[2])
         if not isinstance(storage_type, _StorageType):
             raise CheckpointError(f"unexpected storage type {storage_type!r} in the checkpoint")
         if key not in self._storages:
+            name = f"{self._prefix}data/{key}"
             try:
-                raw = self._archive.read(f"{self._prefix}data/{key}")
+                declared = self._archive.getinfo(name).file_size
             except KeyError:
                 raise CheckpointError(f"the checkpoint lacks storage record data/{key}") from None
+            self._bytes += declared
+            if self._bytes > MAX_BYTES:
+                raise CheckpointError(
+                    f"the checkpoint's storage records exceed this reader's limit of {MAX_BYTES} bytes"
+                )
+            raw = self._archive.read(name)
+            itemsize = 2 if storage_type.dtype == "bfloat16" else np.dtype(storage_type.dtype).itemsize
+            if len(raw) % itemsize:
+                raise CheckpointError(f"storage record data/{key} is {len(raw)} bytes, not whole {itemsize}-byte items")
             if storage_type.dtype == "bfloat16":
                 arr = _bfloat16_to_float32(raw)
             else:
@@ -118,7 +159,7 @@ def read_torch_checkpoint(path: Path):
         with zipfile.ZipFile(path) as archive:
             pkl = [n for n in archive.namelist() if n.endswith("data.pkl") and n.count("/") == 1]
             if not pkl:
-                raise CheckpointError(f"{path} has no data.pkl record, so it is not a torch checkpoint")
+                raise CheckpointError("it has no data.pkl record, so it is not a torch checkpoint")
             prefix = pkl[0][: -len("data.pkl")]
             names = set(archive.namelist())
             order = "little"
@@ -126,7 +167,9 @@ def read_torch_checkpoint(path: Path):
                 order = archive.read(prefix + "byteorder").decode().strip()
             with archive.open(pkl[0]) as fh:
                 return _Unpickler(fh, archive, prefix, order).load()
-    except CheckpointError:
-        raise
-    except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"{path} is damaged: {exc}") from None
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path} cannot be read: {exc}") from None
+    except Exception as exc:  # a damaged or crafted pickle, zip or record: whatever it raises, one sentence
+        raise CheckpointError(f"{path} is damaged ({type(exc).__name__}: {str(exc)[:200]})") from None

@@ -1,12 +1,11 @@
 """Name -> workload, from the built-in families and any package's ``pairbench.workloads`` entry points;
-(workload, framework) -> model and runner classes, imported lazily (only in that framework's process)."""
+each workload's family (its one declaration)."""
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import entry_points
 
-from runners.spec import PairbenchError, WorkloadFamily, WorkloadSpec, check_framework
+from runners.spec import PairbenchError, WorkloadFamily, WorkloadSpec, load_object
 
 # One line per built-in family; a family from another package needs no line here (its entry point suffices).
 BUILTIN_FAMILIES = (
@@ -14,68 +13,56 @@ BUILTIN_FAMILIES = (
     "runners.workloads.aigoms.family:FAMILY",
 )
 ENTRY_POINT_GROUP = "pairbench.workloads"
-_RUNNERS = {
-    "torch": "runners.backends.torch_backend:TorchRunner",
-    "mindspore": "runners.backends.mindspore_backend:MindSporeRunner",
-}
 
 
-def load_object(target: str):
-    """Import ``"package.module:Name"`` and return ``Name``."""
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
+def _load_families() -> tuple[list[WorkloadFamily], dict[str, WorkloadSpec], list[str]]:
+    """The built-in families, then those of installed packages. A package's family that cannot be loaded, whose
+    workloads cannot be built, or whose family or workload names are taken is left out with one sentence saying
+    why (the CLI prints it), never a crash: someone else's code must not stop pairbench."""
+    families, workloads, problems = [], {}, []
 
+    def add(family, where: str) -> None:
+        if not isinstance(family, WorkloadFamily):
+            problems.append(f"{where} is a {type(family).__name__}, not a WorkloadFamily")
+            return
+        try:
+            specs = family.workloads()
+        except Exception as exc:
+            problems.append(f"{where}: its workloads cannot be built ({type(exc).__name__}: {exc})")
+            return
+        taken = [f.name for f in families if f.name == family.name] + sorted(set(specs) & set(workloads))
+        if taken:
+            problems.append(f"{where} is left out: the name {taken[0]} is already taken")
+            return
+        families.append(family)
+        workloads.update(specs)
 
-def _load_families() -> tuple[list[WorkloadFamily], list[str]]:
-    """The built-in families, then those of installed packages; a package whose family cannot be loaded is
-    left out with one sentence saying why (``pairbench workloads`` prints it), never a crash."""
-    families, problems = [load_object(t) for t in BUILTIN_FAMILIES], []
+    for target in BUILTIN_FAMILIES:
+        add(load_object(target), target)
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        where = f"entry point {ep.name} ({ep.value})"
         try:
             family = ep.load()
-        except Exception as exc:  # someone else's package: its failure must not stop pairbench
-            problems.append(f"entry point {ep.name} ({ep.value}) cannot be loaded: {type(exc).__name__}: {exc}")
+        except (Exception, SystemExit) as exc:
+            problems.append(f"{where} cannot be loaded: {type(exc).__name__}: {exc}")
             continue
-        if not isinstance(family, WorkloadFamily):
-            problems.append(f"entry point {ep.name} ({ep.value}) is a {type(family).__name__}, not a WorkloadFamily")
-            continue
-        families.append(family)
-    return families, problems
+        add(family, where)
+    return families, workloads, problems
 
 
-def _workloads(families: list[WorkloadFamily], problems: list[str]) -> dict[str, WorkloadSpec]:
-    out: dict[str, WorkloadSpec] = {}
-    for family in families:
-        specs = family.workloads()
-        clash = sorted(set(specs) & set(out))
-        if clash:
-            problems.append(f"family {family.name} is left out: workload {clash[0]} is already declared")
-            continue
-        out.update(specs)
-    return out
-
-
-FAMILIES, LOAD_PROBLEMS = _load_families()
-WORKLOADS: dict[str, WorkloadSpec] = _workloads(FAMILIES, LOAD_PROBLEMS)
+FAMILIES, WORKLOADS, LOAD_PROBLEMS = _load_families()
+_FAMILY_OF = {w: f for f in FAMILIES for w in f.configs}
 
 
 def get_workload(name: str) -> WorkloadSpec:
     try:
         return WORKLOADS[name]
     except KeyError:
-        raise PairbenchError(f"unknown workload '{name}'; known workloads: {', '.join(WORKLOADS)}") from None
+        left_out = "".join(f"; {p}" for p in LOAD_PROBLEMS)
+        raise PairbenchError(f"unknown workload '{name}'; known workloads: {', '.join(WORKLOADS)}{left_out}") from None
 
 
 def family_of(workload: str) -> WorkloadFamily:
     """The family that declares ``workload``."""
-    name = get_workload(workload).family
-    return next(f for f in FAMILIES if f.name == name)
-
-
-def runner_class(framework: str):
-    """The runner class for ``framework``; importing it imports that framework."""
-    target = _RUNNERS[check_framework(framework)]
-    try:
-        return load_object(target)
-    except ImportError as exc:
-        raise PairbenchError(f"{framework} cannot be imported on this machine ({exc})") from None
+    get_workload(workload)
+    return _FAMILY_OF[workload]
