@@ -101,10 +101,12 @@ def locked(results_dir: Path):
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield results_dir
-        if [p.name for p in results_dir.iterdir()] == [LOCK_NAME]:  # nothing was written: leave nothing behind
-            lock.unlink()
-            if created:
-                results_dir.rmdir()
+        try:
+            yield results_dir
+        finally:  # a run that wrote nothing (a refusal, say) leaves nothing behind
+            if [p.name for p in results_dir.iterdir()] == [LOCK_NAME]:
+                lock.unlink()
+                if created:
+                    results_dir.rmdir()
     finally:
         os.close(fd)  # closing releases the lock
