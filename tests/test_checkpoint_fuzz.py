@@ -40,8 +40,8 @@ _any = st.one_of(_small, st.integers(min_value=-(2**70), max_value=2**70))
 )
 def test_a_tensor_never_reads_outside_its_storage(offset, dims):
     size, stride = tuple(d[0] for d in dims), tuple(d[1] for d in dims)
-    try:
-        out = _rebuild_tensor(STORAGE, offset, size, stride)
+    try:  # a small allocation limit keeps the independent reference cheap; the reader's own is tested below
+        out = _rebuild_tensor(STORAGE, offset, size, stride, limit=4096)
     except CheckpointError as exc:
         assert str(exc)
         return
@@ -55,7 +55,9 @@ def test_a_tensor_never_reads_outside_its_storage(offset, dims):
     [
         ((STORAGE, 0, (4096,), (1,)), "reads element 4095 of a storage of 24"),  # 4,072 values of process memory
         ((STORAGE, 0, (2, 2), (2**40, 1)), "outside its storage"),  # once a segfault
-        ((STORAGE, 0, (2**18, 2**18), (1, 1)), "more than this reader's limit"),  # once a MemoryError
+        ((STORAGE, 0, (2**18, 2**18), (1, 1)), "more than the 1073741824 elements"),  # once a MemoryError
+        ((STORAGE, 0, (2**16, 2**16), (0, 0)), "more than the 1073741824 elements"),  # inside, but 16 GB
+        ((STORAGE, 0, (0, 2**20, 2**20, 2**20), (0, 0, 0, 0)), "more than the 1073741824"),  # an empty tensor
         ((STORAGE, 24, (), ()), "outside its storage"),  # once an IndexError
         (("not a storage", 0, (1,), (1,)), "not a storage record"),  # once an AttributeError
         ((STORAGE, -1, (1,), (1,)), "not a non-negative integer"),
@@ -161,3 +163,16 @@ def test_mutated_real_checkpoints_never_crash_the_reader(real_checkpoint, tmp_pa
     if out is not None and target in ("storage", "drop"):  # the pickle is intact: any tensor read is exact
         for v in _values(out):
             assert np.isin(v.astype(np.float64), allowed).all() or v.size == 0
+
+
+@needs_torch
+def test_the_allocation_limit_counts_every_tensor_of_a_checkpoint(real_checkpoint, monkeypatch):
+    import runners.weights.checkpoint as checkpoint
+
+    path, expected = real_checkpoint
+    total = sum(v.size for v in expected.values())  # 12 + 12 + 1 + 4 + 5 = 34
+    monkeypatch.setattr(checkpoint, "MAX_ELEMENTS", total)
+    read_torch_checkpoint(path)
+    monkeypatch.setattr(checkpoint, "MAX_ELEMENTS", total - 1)
+    with pytest.raises(CheckpointError, match="this reader will allocate"):
+        read_torch_checkpoint(path)

@@ -20,10 +20,11 @@ class CheckpointError(ValueError):
     """A checkpoint file cannot be read safely."""
 
 
-# What one checkpoint may make the reader allocate: its tensors' elements and its storage records' bytes. Far
-# above any model here (aigoms-paper: 143 M float32 parameters, 0.6 GB), far below what would exhaust a machine.
-MAX_ELEMENTS = 4 << 30
-MAX_BYTES = 16 << 30
+# What one checkpoint may make the reader allocate, all its tensors together: elements (a tensor whose strides
+# repeat elements can ask for more than its storage holds) and storage-record bytes. Far above any model here
+# (aigoms-paper: 143 M float32 parameters, 0.6 GB), far below what would exhaust a machine.
+MAX_ELEMENTS = 1 << 30
+MAX_BYTES = 8 << 30
 
 
 _STORAGE_DTYPES = {
@@ -59,9 +60,10 @@ def _ints(value, what: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _rebuild_tensor(storage, offset, size, stride, *_unused):
+def _rebuild_tensor(storage, offset, size, stride, *_unused, limit: int = MAX_ELEMENTS):
     """The tensor ``storage[offset]`` viewed with ``size`` and ``stride`` (in elements), copied out; every
-    element it would read is checked to lie inside the storage first, in exact integer arithmetic."""
+    element it would read is checked to lie inside the storage first, in exact integer arithmetic, and it may
+    hold at most ``limit`` elements."""
     if not isinstance(storage, np.ndarray) or storage.ndim != 1:
         raise CheckpointError(f"a tensor's storage is a {type(storage).__name__}, not a storage record")
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
@@ -70,8 +72,8 @@ def _rebuild_tensor(storage, offset, size, stride, *_unused):
     if len(size) != len(stride):
         raise CheckpointError(f"a tensor has {len(size)} sizes but {len(stride)} strides")
     count = math.prod(size)
-    if count > MAX_ELEMENTS or any(n > MAX_ELEMENTS for n in size):
-        raise CheckpointError(f"a tensor declares {count} elements, more than this reader's limit of {MAX_ELEMENTS}")
+    if math.prod(n or 1 for n in size) > limit:  # an empty tensor too: NumPy refuses a huge shape
+        raise CheckpointError(f"a tensor's shape {size} is more than the {limit} elements this reader will allocate")
     if count == 0:
         return np.zeros(size, dtype=storage.dtype)
     last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
@@ -91,7 +93,6 @@ def _rebuild_parameter(data, *_unused):
 
 _ALLOWED = {
     ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
@@ -106,8 +107,17 @@ class _Unpickler(pickle.Unpickler):
         self._order = "<" if byteorder == "little" else ">"
         self._storages: dict[str, np.ndarray] = {}
         self._bytes = 0
+        self._elements = 0
+
+    def _rebuild(self, *args):
+        """_rebuild_tensor within what is left of the checkpoint's element budget."""
+        out = _rebuild_tensor(*args, limit=MAX_ELEMENTS - self._elements)
+        self._elements += out.size
+        return out
 
     def find_class(self, module: str, name: str):
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return self._rebuild
         if (module, name) in _ALLOWED:
             return _ALLOWED[(module, name)]
         if module == "torch" and name in _STORAGE_DTYPES:
