@@ -21,7 +21,6 @@ CHROMIUM = "/usr/bin/chromium"
 
 CHROMIUM_FLAGS = (
     "--headless",
-    "--no-sandbox",
     "--disable-gpu",
     "--disable-quic",
     "--no-first-run",
@@ -29,6 +28,15 @@ CHROMIUM_FLAGS = (
     "--disable-component-update",
     "--disable-sync",
 )
+
+
+def chromium_flags(euid: int | None = None) -> list[str]:
+    """Chromium's flags. Its sandbox cannot start as root (CI and containers run as root here), so it is turned
+    off there only; any other user keeps it."""
+    euid = os.geteuid() if euid is None else euid
+    return [*CHROMIUM_FLAGS, *(["--no-sandbox"] if euid == 0 else [])]
+
+
 """Flags this machine needs; the fresh ``--user-data-dir`` is given as Playwright's persistent-context directory."""
 
 _CONSOLE_ERROR_TYPES = ("error", "assert")
@@ -148,7 +156,7 @@ def check_html(path: str | Path, screenshot: Path | None = None, timeout_s: floa
                 profile,
                 executable_path=binary,
                 headless=True,
-                args=list(CHROMIUM_FLAGS),
+                args=chromium_flags(),
                 timeout=timeout_ms,
             )
         except PlaywrightError as exc:

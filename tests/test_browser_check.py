@@ -156,3 +156,10 @@ def test_ok_property():
 def test_missing_file_raises(tmp_path: Path):
     with pytest.raises(FileNotFoundError):
         check_html(tmp_path / "absent.html")
+
+
+def test_chromium_sandbox_is_off_only_for_root():
+    from reports.browser_check import chromium_flags
+
+    assert "--no-sandbox" in chromium_flags(euid=0)
+    assert "--no-sandbox" not in chromium_flags(euid=1000) and "--headless" in chromium_flags(euid=1000)

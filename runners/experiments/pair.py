@@ -139,15 +139,14 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
         raise PairbenchError(refusal)
     seed = secrets.randbits(31) if opts.seed is None else opts.seed
     batch = opts.batch_size or spec.batch_size
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = new_run_dir(Path(opts.results_dir), f"{stamp}-{spec.name}-{seed}")
-
-    if opts.weights:
+    if opts.weights:  # read and checked before anything is written: a refusal leaves no run folder behind
         tensors = load_weights(Path(opts.weights), spec.model)
         weights_source = str(opts.weights)
     else:
         tensors = spec.model.init_weights(seed)
         weights_source = f"init_weights(seed={seed})"
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = new_run_dir(Path(opts.results_dir), f"{stamp}-{spec.name}-{seed}")
     weights_path = run_dir / "weights.safetensors"
     digest = save_weights(weights_path, spec.model, tensors)
 

@@ -117,6 +117,8 @@ def read_reference_checkpoint(path: Path) -> dict[str, np.ndarray]:
 def load_weights(path: Path, cfg) -> dict[str, np.ndarray]:
     """Load weights from a canonical safetensors file or a reference checkpoint and check them."""
     path = Path(path)
+    if path.is_dir():
+        raise FileNotFoundError(f"weights file {path} is a directory: name the safetensors file or checkpoint in it")
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist")
     with open(path, "rb") as fh:
