@@ -3,6 +3,7 @@ turning a worker's result into a record."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -37,9 +38,10 @@ def worker_env() -> dict[str, str]:
     return env
 
 
-def die_with_parent() -> None:
-    """In a child, before it runs: ask Linux to kill it when its parent dies (PR_SET_PDEATHSIG), so that a killed
-    ``pairbench`` leaves no worker holding a device and writing results no record points to. Elsewhere a no-op."""
+def die_with_parent(parent: int) -> None:
+    """In a child of process ``parent``, before it runs: ask Linux to kill it when its parent dies
+    (PR_SET_PDEATHSIG), so that a killed ``pairbench`` leaves no worker holding a device and writing results no
+    record points to. Elsewhere a no-op."""
     if not sys.platform.startswith("linux"):
         return
     import ctypes
@@ -47,7 +49,7 @@ def die_with_parent() -> None:
 
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    if os.getppid() == 1:  # the parent died before the request took effect
+    if os.getppid() != parent:  # the parent died before the request took effect
         os._exit(1)
 
 
@@ -65,7 +67,7 @@ def run_worker(run: RunConfig, prefix: Path, timeout_s: float) -> dict:
                 stderr=subprocess.STDOUT,
                 env=worker_env(),
                 timeout=timeout_s,
-                preexec_fn=die_with_parent,
+                preexec_fn=functools.partial(die_with_parent, os.getpid()),
             )
             code = proc.returncode
         except subprocess.TimeoutExpired:
