@@ -15,7 +15,14 @@ from metrics.parity import compare
 from metrics.timing import summarize
 from runners.data.synthetic import DATA_GENERATOR
 from runners.devices import parse_device
-from runners.experiments.runs import environment_fields, new_run_dir, recorded, run_worker, source_commit
+from runners.experiments.runs import (
+    environment_fields,
+    new_run_dir,
+    recorded,
+    run_config,
+    run_worker,
+    source_commit,
+)
 from runners.options import PairOptions
 from runners.records import schema
 from runners.records.store import append_record, read_records_lenient
@@ -41,13 +48,6 @@ class PairOutcome:
 _MEMORY_AND_COMPILE = (
     "first_step_ms", "compile_s", "forward_first_ms", "first_backward_ms", "backward_rss_growth_mb",
     "saved_activations_mb", "device_peak_mem_mb", "device_peak_mem_reason",
-)  # fmt: skip
-
-
-# What a worker is told of a run's identity, under the same names.
-_RUN_FROM_IDENTITY = (
-    "precision", "mode", "objective", "recompute", "threads", "batch_size", "warmup_steps", "train_steps", "seed",
-    "model", "hyper_parameters",
 )  # fmt: skip
 
 
@@ -185,14 +185,7 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
             continue
         run_dirs[fw] = run_dir
         progress(f"[{fw}] {spec.name} on {opts.device}, batch {batch}: building and running ...")
-        run = RunConfig(
-            workload=spec.name,
-            framework=fw,
-            weights=str(weights_path),
-            device=opts.device,
-            forward_steps=opts.forward_steps,
-            **{k: ident[k] for k in _RUN_FROM_IDENTITY},
-        )
+        run = run_config(ident, spec.name, fw, weights_path, opts.device, forward_steps=opts.forward_steps)
         results[fw] = run_worker(run, run_dir / fw, opts.timeout_s)
         rec = recorded(run_head, fw, results[fw], lambda r=run, res=results[fw]: run_fields(r, spec, res))
         append_record(records_path, rec)

@@ -53,6 +53,20 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+# What a worker is told of a run's identity, under the same names.
+_RUN_FROM_IDENTITY = (
+    "precision", "mode", "objective", "recompute", "threads", "batch_size", "warmup_steps", "train_steps", "seed",
+    "model", "hyper_parameters",
+)  # fmt: skip
+
+
+def run_config(ident: dict, workload: str, framework: str, weights: Path, device: str, **task) -> RunConfig:
+    """What one worker is asked to do: the run's identity (runners.records.schema), where, and ``task``'s own
+    settings (forward steps, the skill task's data)."""
+    fields = {k: ident[k] for k in _RUN_FROM_IDENTITY}
+    return RunConfig(workload=workload, framework=framework, weights=str(weights), device=device, **fields, **task)
+
+
 def run_worker(run: RunConfig, prefix: Path, timeout_s: float) -> dict:
     """Run one worker subprocess; a crash, kill or time-out becomes a failed result."""
     request = prefix.with_suffix(".request.json")

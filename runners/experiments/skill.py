@@ -15,7 +15,7 @@ from metrics.skill import climatology_forecast, persistence_forecast, score_lead
 from runners.options import SkillOptions, check_common
 from runners.records import schema
 from runners.records.store import append_record
-from runners.spec import PairbenchError, RunConfig, check_framework
+from runners.spec import PairbenchError, check_framework
 from runners.workloads.registry import get_workload
 
 # Two fp32 trainings of 400 Adam steps drift apart by rounding alone; measured RMSE curves of the two
@@ -53,7 +53,14 @@ def _table(scores) -> dict:
 def run_skill(opts: SkillOptions, progress=print) -> dict:
     """Train, roll out and score each framework; returns the summary also written to skill.json."""
     from runners.data.stats import channel_stats, save_stats, time_mean_climatology
-    from runners.experiments.runs import environment_fields, new_run_dir, recorded, run_worker, source_commit
+    from runners.experiments.runs import (
+        environment_fields,
+        new_run_dir,
+        recorded,
+        run_config,
+        run_worker,
+        source_commit,
+    )
     from runners.weights.canonical import save_weights
 
     for fw in opts.frameworks:
@@ -146,21 +153,7 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
         progress(
             f"[{fw}] training {opts.train_steps} steps of batch {opts.batch_size}, then {opts.n_lead}-step rollouts ..."
         )
-        run = RunConfig(
-            workload=spec.name,
-            framework=fw,
-            weights=str(weights_path),
-            device=opts.device,
-            batch_size=opts.batch_size,
-            warmup_steps=0,
-            train_steps=opts.train_steps,
-            forward_steps=1,
-            seed=seed,
-            task="skill",
-            data=data_info,
-            model=spec.model.to_dict(),
-            hyper_parameters=hp,
-        )
+        run = run_config(ident, spec.name, fw, weights_path, opts.device, forward_steps=1, task="skill", data=data_info)
         result = run_worker(run, run_dir / fw, opts.timeout_s)
 
         def fields(fw=fw, result=result) -> dict:
