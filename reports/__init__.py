@@ -1,1 +1,5 @@
 """Results to tables and reports; reads records, imports no framework."""
+
+# The report formats and where each is written when no -o is given (CSV is one file per table, so a folder).
+DEFAULT_OUTPUT = {"html": "results/report.html", "md": "results/report.md", "csv": "results/report-csv"}
+FORMATS = tuple(DEFAULT_OUTPUT)

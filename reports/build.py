@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from reports import figures
+from reports import FORMATS, figures
 from reports.pairing import pair_records
 from reports.tables import (
     data_parallel_table,
@@ -19,10 +19,8 @@ from reports.tables import (
     skill_long,
     skill_table,
 )
-from runners.records.store import read_records, read_records_lenient
+from runners.records.store import read_records, read_records_lenient, records_path
 from runners.spec import PairbenchError
-
-FORMATS = ("html", "md", "csv")
 
 
 @dataclass
@@ -38,7 +36,7 @@ def load(paths: list[Path], skip_invalid: bool) -> tuple[list[dict], list[str]]:
     for path in paths:
         path = Path(path)
         if path.is_dir():
-            path = path / "records.jsonl"
+            path = records_path(path)
         recs, bad = read_records_lenient(path) if skip_invalid else (read_records(path), [])
         records += recs
         skipped += bad
@@ -124,17 +122,24 @@ def _fig(src, alt, caption) -> dict:
     return {"src": src, "alt": alt, "caption": caption}
 
 
-def write_report(paths: list[Path], out: Path, fmt: str = "html", skip_invalid: bool = False) -> list[Path]:
-    """Write the report of the records in ``paths``; returns the files written."""
+def write_report(
+    paths: list[Path], out: Path, fmt: str = "html", skip_invalid: bool = False, notice=None
+) -> list[Path]:
+    """Write the report of the records in ``paths``; returns the files written. What the report could not show
+    (lines skipped as invalid, runs not compared) is listed in it and, one sentence each, passed to ``notice``."""
     if fmt not in FORMATS:
         raise PairbenchError(f"unknown report format '{fmt}'; choose from {', '.join(FORMATS)}")
     records, skipped = load(paths, skip_invalid)
-    return render(records, out, fmt, [str(p) for p in paths], skipped)
+    return render(records, out, fmt, [str(p) for p in paths], skipped, notice)
 
 
-def render(records: list[dict], out: Path, fmt: str, sources: list[str], skipped: list[str] = ()) -> list[Path]:
+def render(
+    records: list[dict], out: Path, fmt: str, sources: list[str], skipped: list[str] = (), notice=None
+) -> list[Path]:
     """Write the report of ``records`` (already read) as ``fmt``; returns the files written."""
     secs, refusals, n_groups = sections(records, with_figures=fmt == "html")
+    for line in [f"not shown: {s}" for s in skipped] + [f"not compared: {r}" for r in refusals]:
+        (notice or (lambda _: None))(line)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":

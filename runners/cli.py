@@ -7,8 +7,10 @@ import json
 import sys
 from pathlib import Path
 
+from reports import DEFAULT_OUTPUT, FORMATS
 from runners.data.source import DataError
 from runners.options import DEFAULT_WORKLOAD, PairOptions, SkillOptions, check_common
+from runners.records.store import records_path
 from runners.spec import FRAMEWORKS, MODES, OBJECTIVES, PRECISIONS, PairbenchError
 from runners.weights.canonical import WeightsMismatch
 from runners.weights.checkpoint import CheckpointError
@@ -153,8 +155,11 @@ def _parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="pair records and write an HTML, Markdown or CSV report")
     rp.add_argument("results", nargs="+", type=Path, help="records.jsonl files, or directories holding one")
-    rp.add_argument("-o", "--output", type=Path, default=Path("results/report.html"))
-    rp.add_argument("--format", choices=("html", "md", "csv"), default="html")
+    rp.add_argument(
+        "-o", "--output", type=Path, default=None, help="the file written (for csv, the folder); "
+        + ", ".join(f"{k}: {v}" for k, v in DEFAULT_OUTPUT.items()) + " by default",
+    )  # fmt: skip
+    rp.add_argument("--format", choices=FORMATS, default="html")
     rp.add_argument("--skip-invalid", action="store_true", help="report the valid records of a damaged file")
 
     dv = sub.add_parser("devices", help="list CUDA GPUs, Ascend NPUs and the CPU with profiles and power")
@@ -202,7 +207,7 @@ def _cmd_skill(args) -> int:
     summary = run_skill(fill(SkillOptions, args))
     print()
     print(skill_tables(summary))
-    print(f"\nrecords appended to {Path(args.results_dir) / 'records.jsonl'}; run files in {summary['run_dir']}")
+    print(f"\nrecords appended to {records_path(args.results_dir)}; run files in {summary['run_dir']}")
     ok = all(r["status"] == "ok" for r in summary["records"])
     return 0 if ok and (summary["agreement"] is None or summary["agreement"]["within_tolerance"]) else 1
 
@@ -210,7 +215,12 @@ def _cmd_skill(args) -> int:
 def _cmd_report(args) -> int:
     from reports.build import write_report
 
-    for path in write_report(args.results, args.output, args.format, args.skip_invalid):
+    notices = []
+    out = args.output or Path(DEFAULT_OUTPUT[args.format])
+    written = write_report(args.results, out, args.format, args.skip_invalid, notices.append)
+    for line in notices:
+        print(line, file=sys.stderr)
+    for path in written:
         print(f"report written: {path.resolve()}")
     return 0
 
@@ -257,13 +267,13 @@ def _cmd_run(args) -> int:
         print(f"run files in {outcome.run_dir}")
         records += [*outcome.records, *([outcome.parity_record] if outcome.parity_record else [])]
         ok &= outcome.ok
-    print(f"\nrecords appended to {Path(args.results_dir) / 'records.jsonl'}")
+    print(f"\nrecords appended to {records_path(args.results_dir)}")
     if args.skill is not False:
         ok &= _run_skill_after(args, records)
     from reports.build import render
 
     report = args.report or Path(args.results_dir) / "report.html"
-    for path in render(records, report, "html", [str(Path(args.results_dir) / "records.jsonl")]):
+    for path in render(records, report, "html", [str(records_path(args.results_dir))]):
         print(f"\nreport written: {path.resolve()}")
     return 0 if ok else 1
 
@@ -323,7 +333,7 @@ def _cmd_data_parallel(args) -> int:
     seed = args.seed if args.seed is not None else secrets.randbits(31)
     tensors = load_weights(Path(args.weights), spec.model) if args.weights else spec.model.init_weights(seed)
     threads = args.threads or threads_per_rank(args.device, args.nproc)
-    records_path = Path(args.results_dir) / "records.jsonl"
+    records_file = records_path(args.results_dir)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     records, ok = [], True
     for batch in batches:
@@ -354,7 +364,7 @@ def _cmd_data_parallel(args) -> int:
                 threads=threads,
             )
             rec = to_record(res, head)
-            append_record(records_path, rec)
+            append_record(records_file, rec)
             records.append(rec)
             if rec["status"] != "ok":
                 ok = False
@@ -366,9 +376,9 @@ def _cmd_data_parallel(args) -> int:
                 f"scaling efficiency {rec['scaling_efficiency']:.2f}; losses within {rec['loss_max_rel_diff']:.1e} "
                 "of 1 process"
             )
-    print(f"\nrecords appended to {records_path}")
+    print(f"\nrecords appended to {records_file}")
     report = args.report or Path(args.results_dir) / "report.html"
-    for path in render(records, report, "html", [str(records_path)]):
+    for path in render(records, report, "html", [str(records_file)]):
         print(f"\nreport written: {path.resolve()}")
     return 0 if ok else 1
 
@@ -394,6 +404,9 @@ def _run_skill_after(args, records: list[dict]) -> bool:
     except (InvalidDataError, PairbenchError) as exc:  # no built-in data at the workload's grid or channels
         print(f"skill: skipped: {exc} (use pairbench skill with your data)")
         return True
+    except DataError as exc:  # the data cannot be made here (an unusable cache): the run's report still follows
+        print(f"skill: failed: {exc}")
+        return False
     print()
     print(skill_tables(summary))
     records += summary["records"]
@@ -410,9 +423,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cpu_tdp_override(os.environ)  # checked before any work, not inside the workers after it
         if args.command in ("run", "skill"):
-            from runners.records.store import locked
+            from runners.records.store import locked, set_aside_torn_tail
 
             with locked(args.results_dir):
+                if said := set_aside_torn_tail(records_path(args.results_dir)):
+                    print(f"pairbench: {said}", file=sys.stderr)
                 return {"run": _cmd_run, "skill": _cmd_skill}[args.command](args)
         return {
             "run": _cmd_run,

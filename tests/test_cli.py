@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import needs_both, run_python
+from conftest import needs_both, needs_torch, run_python
 
 from runners.records.store import append_record, read_records
 from runners.spec import PairbenchError
@@ -175,6 +175,26 @@ def test_a_results_dir_that_is_a_file_is_one_sentence(tmp_path):
         proc = cli(*command, "--results-dir", str(tmp_path / "taken"))
         assert proc.returncode == 2
         assert _one_sentence(proc.stderr).endswith(f"results directory {tmp_path / 'taken'} is a file, not a directory")
+
+
+@pytest.mark.parametrize("cache", ["file", "file/below"])
+def test_a_cache_that_cannot_hold_the_data_is_one_sentence(tmp_path, monkeypatch, cache):
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("PAIRBENCH_CACHE", str(tmp_path / cache))
+    proc = cli("skill", "--results-dir", str(tmp_path / "results"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert str(tmp_path / cache) in _one_sentence(proc.stderr) and "set PAIRBENCH_CACHE" in proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+@needs_torch
+def test_run_with_an_unusable_cache_skips_only_its_skill_part(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("PAIRBENCH_CACHE", str(tmp_path / "file"))
+    steps = ["--train-steps", "1", "--forward-steps", "1", "--warmup-steps", "0"]
+    proc = cli("run", "--skill", "--frameworks", "torch", *steps, "--results-dir", str(tmp_path / "r"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # asked for and not done: not a success
+    assert "skill: failed: the data cache" in proc.stdout and (tmp_path / "r" / "report.html").is_file()
 
 
 def test_a_skill_part_that_cannot_run_is_skipped_and_the_report_still_written(monkeypatch, capsys):

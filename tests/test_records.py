@@ -17,7 +17,7 @@ from reports.build import write_report
 from reports.pairing import pair_records
 from reports.tables import ratios_table, runs_table
 from runners.records import schema
-from runners.records.store import append_record, read_records, read_records_lenient
+from runners.records.store import append_record, read_records, read_records_lenient, set_aside_torn_tail
 from runners.spec import PairbenchError
 
 
@@ -40,6 +40,16 @@ def test_every_identity_field_changes_the_fingerprint():
     assert run_record("mindspore", "cuda:0")["workload_fingerprint"] == base["workload_fingerprint"]
     with pytest.raises(TypeError, match="mode"):
         schema.identity("run", **{k: v for k, v in IDENTITY_DEFAULTS.items() if k != "mode"})
+
+
+def test_a_run_whose_identity_cannot_be_recorded_never_starts(tmp_path):
+    from runners.experiments.pair import run_pair
+    from runners.options import PairOptions
+
+    opts = PairOptions(results_dir=tmp_path, seed=1, frameworks=("torch",), model={"sparsity_threshold": math.inf})
+    with pytest.raises(schema.RecordError, match=r"^model = .*'sparsity_threshold': inf.* cannot be recorded"):
+        run_pair(opts)
+    assert not any(tmp_path.iterdir())
 
 
 def test_a_bad_record_is_refused_on_read_naming_the_line_and_the_field(tmp_path):
@@ -123,6 +133,35 @@ def test_any_results_file_is_read_without_a_crash(tmp_path_factory, lines):
     if skipped:
         with pytest.raises(PairbenchError, match="line"):
             read_records(path)
+
+
+def test_a_torn_tail_is_set_aside_and_reported_never_glued_to(tmp_path):
+    path = tmp_path / "records.jsonl"
+    append_record(path, _GOOD)
+    whole = path.read_bytes()
+    with open(path, "ab") as fh:
+        fh.write(whole[: len(whole) // 2])  # a run killed in the middle of its write
+    said = []
+    append_record(path, _GOOD, warn=said.append)
+    assert read_records(path) == [_GOOD, _GOOD]  # both whole records, nothing glued or lost
+    assert (tmp_path / "records.jsonl.torn").read_bytes() == whole[: len(whole) // 2] + b"\n"
+    assert len(said) == 1 and "partial line" in said[0] and "records.jsonl.torn" in said[0]
+    with open(path, "ab") as fh:
+        fh.write(json.dumps(_GOOD).encode())  # a whole record that lacks only its newline is completed
+    assert set_aside_torn_tail(path) is None and read_records(path) == [_GOOD] * 3
+    with open(path, "ab") as fh:
+        fh.write(b'{"step_ms": [1.0, 2')
+    assert "moved to" in set_aside_torn_tail(path) and read_records(path) == [_GOOD] * 3
+    assert (tmp_path / "records.jsonl.torn").read_bytes().count(b"\n") == 2  # appended: nothing set aside is lost
+    assert set_aside_torn_tail(tmp_path / "absent.jsonl") is None and not (tmp_path / "absent.jsonl").exists()
+
+
+def test_a_run_on_a_torn_file_says_what_it_set_aside(tmp_path):
+    path = tmp_path / "records.jsonl"
+    path.write_text(json.dumps(_GOOD) + "\n" + '{"torn"')
+    proc = cli("run", "--frameworks", "torch", "--nproc", "0", "--results-dir", str(tmp_path))
+    assert proc.returncode == 2 and "moved to" in proc.stderr and "records.jsonl.torn" in proc.stderr
+    assert read_records(path) == [_GOOD]
 
 
 def test_pairing_never_pairs_across_modes_recompute_or_threads():
@@ -380,10 +419,15 @@ def test_resume_skips_only_the_same_run(tmp_path):
     first, skipped = pair(frameworks=("torch",))
     assert skipped == [] and first.records[0]["status"] == "ok"
     with open(tmp_path / "records.jsonl", "a") as fh:
-        fh.write('{"torn": ')  # a run killed mid-write: resume reads past it and leaves it as it is
+        fh.write('{"torn": ')  # a run killed mid-write: set aside (kept beside the file), never glued to
     second, skipped = pair()  # torch is the same run: skipped; MindSpore runs, and the pair gets its parity
     assert [s.split("]")[0] for s in skipped] == ["[torch"] and second.parity["verdict"] == "pass"
     assert second.records[0] == first.records[0]
+    assert (tmp_path / "records.jsonl.torn").read_text() == '{"torn": \n'
+    folders = sorted(p for p in tmp_path.iterdir() if p.is_dir())
+    third, skipped = pair()  # all done: nothing runs, no new folder, no copy of the weights, the recorded parity
+    assert len(skipped) == 2 and sorted(p for p in tmp_path.iterdir() if p.is_dir()) == folders
+    assert third.records == second.records and third.parity_record == second.parity_record
     for changed in ({"recompute": True}, {"threads": 1}):  # another identity: nothing is skipped
         _, skipped = pair(**changed)
         assert skipped == [], changed
@@ -465,3 +509,60 @@ def test_a_killed_pairbench_takes_its_worker_with_it(tmp_path):
     parent.wait()
     gone, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive, [p.cmdline() for p in alive]
+
+
+def test_a_worker_watching_its_pairbench_dies_with_it_and_a_bad_name_is_ignored():
+    """The lifeline of data-parallel ranks, which the launcher (not pairbench) starts: a process that names a
+    pairbench in its environment is killed within seconds of that pairbench's death."""
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+    from conftest import ROOT
+
+    from runners.execution.lifeline import PARENT_ENV, watch_parent
+
+    middle = """
+import os, subprocess, sys, time
+from runners.execution.lifeline import PARENT_ENV, parent_token
+watcher = "from runners.execution.lifeline import watch_parent as w; import time; w(interval_s=0.2); time.sleep(600)"
+env = dict(os.environ, **{PARENT_ENV: parent_token()})
+p = subprocess.Popen([sys.executable, "-c", watcher], env=env, start_new_session=True)
+print(p.pid, flush=True)
+time.sleep(600)
+"""  # stands for pairbench: starts a watcher in a session of its own (as msrun does), then waits
+    proc = subprocess.Popen(
+        [sys.executable, "-c", middle], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    watcher = psutil.Process(int(proc.stdout.readline()))
+    time.sleep(0.5)
+    assert watcher.is_running()
+    proc.kill()
+    proc.wait()
+    gone, alive = psutil.wait_procs([watcher], timeout=10)
+    assert not alive  # (not our child: its exit status is not ours to read)
+    for bad in ("", "abc", "12:", ":1.0"):
+        assert watch_parent({PARENT_ENV: bad}) is False
+    assert watch_parent({}) is False
+
+
+@needs_torch
+def test_killed_runs_leave_valid_records_and_resume_completes_the_sweep(tmp_path):
+    """A few trials of scripts/crash_consistency.py (its 50-trial run is a benchmark): SIGKILL of the parent and
+    of a worker at random moments, then the checks of the script (valid lines, nothing reported done missing,
+    no worker left alive, --resume completes)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "crash_consistency.py"), "--trials", "3", "--frameworks", "torch",
+         "--seed", "3", "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "3/3 trials consistent" in proc.stdout
+    assert "kill parent" in proc.stdout and "kill worker" in proc.stdout

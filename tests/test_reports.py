@@ -176,6 +176,17 @@ def test_report_command_errors_are_one_sentence(tmp_path):
     assert proc.stderr.strip().endswith(
         "line 1 is not a JSON object; pass --skip-invalid to report the valid records anyway"
     )
+    append_record(tmp_path / "mixed.jsonl", run("torch"))
+    with open(tmp_path / "mixed.jsonl", "a") as fh:
+        fh.write("[1, 2]\n")
+    out = tmp_path / "r.md"
+    proc = run_python(
+        "import sys; from runners.cli import main; "
+        f"sys.exit(main(['report', '{tmp_path / 'mixed.jsonl'}', '--skip-invalid', '--format', 'md', '-o', '{out}']))"
+    )
+    assert proc.returncode == 0, proc.stderr  # what it could not show is said, on the console and in the report
+    assert proc.stderr.strip() == f"not shown: {tmp_path / 'mixed.jsonl'} line 2 is not a JSON object"
+    assert "skipped: " in out.read_text() and "line 2 is not a JSON object" in out.read_text()
 
 
 def test_report_opens_in_headless_chromium_with_every_figure(tmp_path):

@@ -150,8 +150,12 @@ def generate(cfg: BarotropicConfig, cache_dir: Path, progress=None) -> tuple[Pat
     target = Path(cache_dir) / f"barotropic-{cfg.digest()}"
     fields_path, meta_path = target / "fields.npy", target / "meta.json"
     if fields_path.is_file() and meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        return fields_path, {**meta, "cached": True}
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (ValueError, UnicodeDecodeError):  # a torn metadata file: generated again below
+            meta = None
+        if isinstance(meta, dict) and meta.get("sha256"):
+            return fields_path, {**meta, "cached": True}
     target.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     fields = simulate(cfg, progress)

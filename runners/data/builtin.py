@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from runners.data.barotropic import CHANNELS, BarotropicConfig, coarsen, generate
-from runners.data.source import ArraySource, InvalidDataError
+from runners.data.source import ArraySource, DataError, InvalidDataError
 
 # 1,200 model steps on a 64 x 128 grid: about 15 s to generate on one CPU core, 118 MB as float32.
 BUILTIN = BarotropicConfig(nlat=64, nlon=128, n_steps=1200, substeps=8, spinup_steps=100)
@@ -46,12 +46,22 @@ def builtin_dataset(
             f"the built-in data ({cfg.nlat} x {cfg.nlon}) has no {h} x {w} version; "
             "use a grid that divides it by a whole factor"
         )
-    fine_path, meta = generate(cfg, cache or cache_dir(), progress)
-    path = fine_path if factor == 1 else fine_path.with_name(f"fields_{h}x{w}.npy")
-    if not path.is_file():
-        tmp = path.with_name(path.stem + ".tmp.npy")
-        np.save(tmp, coarsen(np.load(fine_path), factor).astype(np.float32))
-        tmp.replace(path)
+    cache = Path(cache or cache_dir())
+    where = f"the data cache {cache}" + (" (PAIRBENCH_CACHE)" if os.environ.get("PAIRBENCH_CACHE") else "")
+    if cache.exists() and not cache.is_dir():
+        raise DataError(f"{where} is a file, not a directory; set PAIRBENCH_CACHE to a directory")
+    try:
+        fine_path, meta = generate(cfg, cache, progress)
+        path = fine_path if factor == 1 else fine_path.with_name(f"fields_{h}x{w}.npy")
+        if not path.is_file():
+            tmp = path.with_name(path.stem + ".tmp.npy")
+            np.save(tmp, coarsen(np.load(fine_path), factor).astype(np.float32))
+            tmp.replace(path)
+    except OSError as exc:  # a read-only file system, no permission, a full disk
+        raise DataError(
+            f"the built-in data cannot be written into {where} ({exc.strerror or exc}); "
+            "set PAIRBENCH_CACHE to a writable directory"
+        ) from None
     data = np.load(path, mmap_mode="r")
     lats = np.linspace(90.0, -90.0, h)  # labels only: the plane's weights are uniform
     lons = np.arange(w) * (360.0 / w)

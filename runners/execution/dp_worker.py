@@ -15,6 +15,7 @@ import numpy as np
 
 from runners.data.synthetic import synthetic_batch
 from runners.devices import parse_device
+from runners.execution.lifeline import watch_parent
 from runners.spec import load_object
 from runners.weights.canonical import load_weights, weights_digest
 from runners.workloads.registry import get_workload
@@ -44,7 +45,7 @@ def _first_line(exc: BaseException) -> str:
 
 def _maybe_crash(rank: int, step: int) -> None:
     """Exit without a result, as a segfault or an OOM kill would, when the test hook names this rank and step."""
-    if os.environ.get(CRASH_RANK_ENV) == str(rank) and int(os.environ.get(CRASH_STEP_ENV, "1")) == step:
+    if os.environ.get(CRASH_RANK_ENV) == str(rank) and os.environ.get(CRASH_STEP_ENV, "1").strip() == str(step):
         print(f"pairbench: injected crash of rank {rank} at step {step}", file=sys.stderr, flush=True)
         os._exit(CRASH_EXIT_CODE)
 
@@ -324,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: python -m runners.execution.dp_worker REQUEST.json", file=sys.stderr)
         return 2
+    watch_parent()  # a rank dies with the pairbench that asked for it, whatever the launcher does
     req = json.loads(Path(argv[0]).read_text())
     if req["framework"] == "mindspore" and os.environ.get("MS_ROLE") == "MS_SCHED":
         return _mindspore_scheduler()

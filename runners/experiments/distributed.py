@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -18,6 +19,8 @@ import numpy as np
 from metrics.timing import summarize
 from runners.data.synthetic import DATA_GENERATOR
 from runners.devices import parse_device
+from runners.execution.lifeline import die_with_parent
+from runners.experiments.runs import worker_env
 from runners.records import schema
 from runners.spec import PairbenchError, check_framework
 from runners.weights.canonical import save_weights
@@ -97,12 +100,8 @@ def launch_command(framework: str, nproc: int, port: int, job: Path, request: Pa
 
 
 def launch_env(framework: str, device: str, job: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    env = worker_env()
     env["PYTHONUNBUFFERED"] = "1"
-    env["CUDA_DEVICE_ORDER"] = (
-        "PCI_BUS_ID"  # CUDA's numbering agrees with NVML's (see runners.experiments.runs.worker_env)
-    )
     if parse_device(device).kind == "cpu":
         env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # loopback only
     if framework == "mindspore":
@@ -150,7 +149,10 @@ def _run_launcher(cmd: list[str], env: dict[str, str], job: Path, nproc: int, ti
     t0 = time.perf_counter()
     stopped, gone_since = None, None
     with open(job / "launcher.log", "w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=functools.partial(die_with_parent, os.getpid()),
+        )  # fmt: skip
         while proc.poll() is None:
             now = time.perf_counter()
             if now - t0 > timeout_s:

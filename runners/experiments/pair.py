@@ -25,9 +25,9 @@ from runners.experiments.runs import (
 )
 from runners.options import PairOptions
 from runners.records import schema
-from runners.records.store import append_record, read_records_lenient
+from runners.records.store import append_record, read_records_lenient, records_path
 from runners.spec import PairbenchError, RunConfig, masked_objective_refusal
-from runners.weights.canonical import load_weights, save_weights
+from runners.weights.canonical import check_weights, load_weights, save_weights, weights_digest
 from runners.workloads.registry import get_workload
 
 
@@ -91,7 +91,7 @@ def run_fields(run: RunConfig, spec, result: dict) -> dict:
 
 def completed_runs(path: Path, head: dict, progress=print) -> dict[str, dict]:
     """Successful run records already in ``path`` that are the same run as ``head`` would be (schema.RUN_KEY),
-    by framework."""
+    by framework (the latest, where a run was done twice)."""
     if not path.is_file():
         return {}
     out = {}
@@ -103,6 +103,21 @@ def completed_runs(path: Path, head: dict, progress=print) -> dict[str, dict]:
             if schema.run_key(r) == schema.run_key({**head, "framework": r["framework"]}):
                 out[r["framework"]] = r
     return out
+
+
+def recorded_parity(path: Path, runs: list[dict]) -> dict | None:
+    """The latest parity record written beside ``runs`` (in one of their run folders, of the same work)."""
+    records, _ = read_records_lenient(path)
+    folders = {r["run_id"] for r in runs}
+    found = [
+        r
+        for r in records
+        if r["record_type"] == "parity"
+        and r["run_id"] in folders
+        and r["workload_fingerprint"] == runs[0]["workload_fingerprint"]
+        and r["device"] == runs[0]["device"]
+    ]
+    return found[-1] if found else None
 
 
 def load_gradients(path: Path, names: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray | None]]:
@@ -145,16 +160,12 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
     else:
         tensors = spec.model.init_weights(seed)
         weights_source = f"init_weights(seed={seed})"
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = new_run_dir(Path(opts.results_dir), f"{stamp}-{spec.name}-{seed}")
-    weights_path = run_dir / "weights.safetensors"
-    digest = save_weights(weights_path, spec.model, tensors)
-
+    check_weights(spec.model, tensors, weights_source)
     hp = spec.hyper_parameters()
     ident = schema.identity(
         "run",
         model=spec.model.to_dict(),
-        weights_sha256=digest,
+        weights_sha256=weights_digest(tensors),
         seed=seed,
         data={"generator": DATA_GENERATOR},
         hyper_parameters=hp,
@@ -168,12 +179,27 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
         objective=opts.objective,
         nproc=1,
     )
+    records_file = records_path(opts.results_dir)
+    done = completed_runs(records_file, {**ident, "device": opts.device}, progress) if opts.resume else {}
+    if done and all(fw in done for fw in opts.frameworks):  # nothing to run: no new folder, no copy of the weights
+        for fw in opts.frameworks:
+            progress(f"[{fw}] already done in {done[fw]['run_id']}: skipped (--resume)")
+        runs = [done[fw] for fw in opts.frameworks]
+        parity_record = recorded_parity(records_file, runs) if len(runs) > 1 else None
+        return PairOutcome(
+            run_dir=Path(opts.results_dir) / runs[-1]["run_id"],
+            records=runs,
+            parity=parity_record,
+            parity_record=parity_record,
+        )
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = new_run_dir(Path(opts.results_dir), f"{stamp}-{spec.name}-{seed}")
+    weights_path = run_dir / "weights.safetensors"
+    save_weights(weights_path, spec.model, tensors)
     head = schema.header(
         ident, run_id=run_dir.name, timestamp=stamp, workload=spec.name, device=opts.device, commit=source_commit()
     )
     run_head = {**head, "weights_source": weights_source, "forward_steps": opts.forward_steps}
-    records_path = Path(opts.results_dir) / "records.jsonl"
-    done = completed_runs(records_path, head, progress) if opts.resume else {}
     records, results, run_dirs = [], {}, {}
     for fw in opts.frameworks:
         if fw in done:
@@ -188,7 +214,7 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
         run = run_config(ident, spec.name, fw, weights_path, opts.device, forward_steps=opts.forward_steps)
         results[fw] = run_worker(run, run_dir / fw, opts.timeout_s)
         rec = recorded(run_head, fw, results[fw], lambda r=run, res=results[fw]: run_fields(r, spec, res))
-        append_record(records_path, rec)
+        append_record(records_file, rec)
         records.append(rec)
         progress(f"[{fw}] {rec['status']}" + (f": {rec['reason']}" if "reason" in rec else ""))
 
@@ -200,6 +226,5 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
         found = parity(run_dirs, reference, other, results, spec, head)
         (run_dir / "parity.json").write_text(json.dumps(found, indent=1))
         parity_record = schema.record(head, "parity", **found)
-        if len(done) < len(opts.frameworks):  # a new pairing, not one already recorded
-            append_record(records_path, parity_record)
+        append_record(records_file, parity_record)
     return PairOutcome(run_dir=run_dir, records=records, parity=found, parity_record=parity_record)

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from runners.execution.lifeline import PARENT_ENV, die_with_parent, parent_token
 from runners.records import schema
 from runners.spec import PairbenchError, RunConfig
 
@@ -29,28 +30,15 @@ def new_run_dir(results_dir: Path, name: str) -> Path:
 
 
 def worker_env() -> dict[str, str]:
-    """The environment of a worker: this checkout importable, and CUDA numbering GPUs as NVML does (by PCI
-    bus id), enforced: with CUDA's default (fastest first) NVML could read another GPU's power."""
+    """The environment of a worker: this checkout importable, CUDA numbering GPUs as NVML does (by PCI bus id),
+    enforced: with CUDA's default (fastest first) NVML could read another GPU's power; and this process named,
+    so that a worker it starts through a launcher can die with it."""
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+    env[PARENT_ENV] = parent_token()  # what a worker's lifeline watches (runners.execution.lifeline)
     return env
-
-
-def die_with_parent(parent: int) -> None:
-    """In a child of process ``parent``, before it runs: ask Linux to kill it when its parent dies
-    (PR_SET_PDEATHSIG), so that a killed ``pairbench`` leaves no worker holding a device and writing results no
-    record points to. Elsewhere a no-op."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before the request took effect
-        os._exit(1)
 
 
 # What a worker is told of a run's identity, under the same names.

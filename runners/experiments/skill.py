@@ -14,7 +14,7 @@ import numpy as np
 from metrics.skill import climatology_forecast, persistence_forecast, score_lead_times
 from runners.options import SkillOptions, check_common
 from runners.records import schema
-from runners.records.store import append_record
+from runners.records.store import append_record, records_path
 from runners.spec import PairbenchError, check_framework
 from runners.workloads.registry import get_workload
 
@@ -173,7 +173,7 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
         rec = recorded(head, fw, result, fields)
         if rec["status"] != "ok":
             summary["scores"].pop(fw, None)
-        append_record(Path(opts.results_dir) / "records.jsonl", rec)
+        append_record(records_path(opts.results_dir), rec)
         summary["records"].append(rec)
         progress(f"[{fw}] {rec['status']}" + (f": {rec['reason']}" if "reason" in rec else ""))
     summary["agreement"] = _agreement(summary["scores"], opts.frameworks)

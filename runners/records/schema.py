@@ -255,6 +255,11 @@ def identity(kind: str, **fields) -> dict:
     if set(fields) != set(IDENTITY_FIELDS):
         odd = sorted(set(fields) ^ set(IDENTITY_FIELDS))
         raise TypeError(f"identity of a {kind} run: fields {', '.join(odd)} missing or unexpected")
+    for name, value in fields.items():  # checked before any work: a run whose record cannot be written never starts
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            raise RecordError(f"{name} = {value!r} cannot be recorded (not a finite JSON value)") from None
     return {"record_type": kind, **fields, "workload_fingerprint": fingerprint(fields)}
 
 

@@ -6,27 +6,102 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 from pathlib import Path
 
 from runners.records.schema import RecordError, validate
 from runners.spec import PairbenchError
 
+TORN_SUFFIX = ".torn"
+RECORDS_FILE = "records.jsonl"
 
-def append_record(path: Path, record: dict) -> None:
-    """Validate ``record`` and append it as one line, flushed and synced, so a killed run leaves a valid file."""
-    validate(record)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, sort_keys=True, allow_nan=False) + "\n"
-    with open(path, "a+b") as fh:
-        fh.seek(0, os.SEEK_END)
-        if fh.tell() > 0:
-            fh.seek(-1, os.SEEK_END)
-            if fh.read(1) != b"\n":  # a torn last line (a run killed mid-write): never glue a record onto it
-                line = "\n" + line
-        fh.write(line.encode("utf-8"))
+
+def records_path(results_dir) -> Path:
+    """The records file of a results directory."""
+    return Path(results_dir) / RECORDS_FILE
+
+
+def _valid_line(text: bytes) -> bool:
+    try:
+        validate(json.loads(text))
+    except (ValueError, RecordError, UnicodeDecodeError):
+        return False
+    return True
+
+
+def _set_aside_tail(fd: int, path: Path) -> str | None:
+    """With ``fd`` open on ``path`` and locked: if its last line has no newline (a run killed mid-write), complete
+    it when it is a whole valid record, else move those bytes to ``path.torn`` (appended, so nothing is ever
+    lost) and cut them from ``path``. Returns a sentence saying what was done, or None."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return None
+    start = size
+    while start > 0:  # back to the byte after the last newline
+        chunk = os.pread(fd, min(65536, start), max(0, start - 65536))
+        cut = chunk.rfind(b"\n")
+        if cut >= 0:
+            start = start - len(chunk) + cut + 1
+            break
+        start -= len(chunk)
+    tail = os.pread(fd, size - start, start)
+    if _valid_line(tail):
+        os.write(fd, b"\n")
+        return None
+    aside = path.with_name(path.name + TORN_SUFFIX)
+    with open(aside, "ab") as fh:
+        fh.write(tail + b"\n")
         fh.flush()
         os.fsync(fh.fileno())
+    os.ftruncate(fd, start)
+    os.fsync(fd)
+    return (
+        f"{path} ended in a partial line of {len(tail)} bytes (a run killed while writing it); "
+        f"it was moved to {aside} and the file now ends at its last whole record"
+    )
+
+
+@contextlib.contextmanager
+def _records_file(path: Path):
+    """``path`` opened for appending under an exclusive lock on the file itself."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def set_aside_torn_tail(path: Path) -> str | None:
+    """Make ``path`` end at a whole record before a run appends to it (see _set_aside_tail); a missing file is
+    left missing. Returns the sentence to show the user, or None when there was nothing to do."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    with _records_file(path) as fd:
+        return _set_aside_tail(fd, path)
+
+
+def append_record(path: Path, record: dict, warn=None) -> None:
+    """Validate ``record`` and append it as one line in one write, then fsync, so a killed run leaves at most a
+    torn last line, which the next append sets aside (never glues to) and reports through ``warn``."""
+    validate(record)
+    path = Path(path)
+    line = (json.dumps(record, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
+    with _records_file(path) as fd:
+        if (said := _set_aside_tail(fd, path)) is not None:
+            (warn or _stderr)(said)
+        written = os.write(fd, line)
+        while written < len(line):  # a short write (a full disk raises instead); O_APPEND keeps it at the end
+            written += os.write(fd, line[written:])
+        os.fsync(fd)
+
+
+def _stderr(sentence: str) -> None:
+    print(sentence, file=sys.stderr)
 
 
 def _parse(path: Path):
