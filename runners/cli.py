@@ -244,8 +244,8 @@ def _cmd_run(args) -> int:
     from runners.experiments.pair import run_pair
 
     if args.device == "auto":
-        args.device = resolve_auto()
-        print(f"device auto: {args.device}")
+        args.device, passed = resolve_auto()
+        print(f"device auto: {args.device}" + "".join(f"\n  ({why})" for why in passed))
     if args.nproc > 1:
         return _cmd_data_parallel(args)
     if args.nproc < 1:

@@ -18,23 +18,27 @@ class Device:
         return self.kind if self.kind == "cpu" else f"{self.kind}:{self.index}"
 
 
-def resolve_auto() -> str:
-    """``auto``: the first CUDA GPU NVML sees, else the first NPU npu-smi lists, else the CPU."""
+def resolve_auto() -> tuple[str, list[str]]:
+    """``auto``: the first CUDA GPU NVML sees, else the first NPU npu-smi lists, else the CPU; with, for each kind
+    passed over, one sentence saying why (no driver, a time-out, an unreadable table)."""
     from metrics.power.npu_smi import NpuSmi, NpuSmiError
     from metrics.power.nvidia import gpu_count
     from metrics.power.window import PowerUnavailable
 
+    passed = []
     try:
         if gpu_count() > 0:
-            return "cuda:0"
-    except PowerUnavailable:
-        pass
+            return "cuda:0", passed
+        passed.append("no CUDA GPU: NVML lists none")
+    except PowerUnavailable as exc:
+        passed.append(f"no CUDA GPU: {exc}")
     try:
         if NpuSmi().info():
-            return "ascend:0"
-    except NpuSmiError:
-        pass
-    return "cpu"
+            return "ascend:0", passed
+        passed.append("no Ascend NPU: npu-smi lists none")
+    except NpuSmiError as exc:
+        passed.append(f"no Ascend NPU: {exc}")
+    return "cpu", passed
 
 
 def parse_device(text: str) -> Device:

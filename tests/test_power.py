@@ -334,7 +334,7 @@ def test_replayed_watch_rows_integrate_to_hand_worked_joules(standin):
 
 def test_npu_na_and_rated_power_are_never_measurements(standin):
     from metrics.power.ascend import NpuSmiCollector
-    from metrics.power.npu_smi import PowerReading
+    from metrics.power.npu_smi import PowerReading, parse_info
 
     standin.setenv("NPU_SMI_STANDIN_NA", "1")
     c = collector_for("ascend", 0, rate_hz=20)
@@ -343,12 +343,64 @@ def test_npu_na_and_rated_power_are_never_measurements(standin):
     r = c.stop()
     assert r.provenance == UNAVAILABLE and r.energy_j is None and "without a value" in r.reason
 
-    class RatedOnly:
+    class RatedOnly:  # -t power offers a rating, and the info table's Power(W) reads NA
         def power(self, npu_id):
             return PowerReading(npu_id, 0, 8.0, "rated", "Rated Power Dissipation(W)")
 
-    with pytest.raises(PowerUnavailable, match="only a rated power .* a rating is not a measurement"):
-        NpuSmiCollector(0, smi=RatedOnly())
+        def info(self):
+            return parse_info(_fixture("edge_info_310p_na_processes.txt"))
+
+    c = NpuSmiCollector(0, smi=RatedOnly(), rate_hz=20)  # logical 0 is NPU 8, whose Power(W) is NA: no reading
+    c.start()
+    time.sleep(0.1)
+    r = c.stop()
+    assert r.provenance == UNAVAILABLE and r.energy_j is None and "without a value" in r.reason
+
+    class RatedAndGone(RatedOnly):
+        calls = 0
+
+        def info(self):
+            self.calls += 1
+            return parse_info(_fixture("edge_info_310p_na_processes.txt")) if self.calls == 1 else []
+
+    with pytest.raises(PowerUnavailable, match="only a rated power .*no longer lists NPU 8; a rating is not a"):
+        NpuSmiCollector(0, smi=RatedAndGone())
+
+
+def _fixture(name: str) -> str:
+    return (Path(__file__).resolve().parent / "fixtures" / "npu-smi" / name).read_text()
+
+
+def test_a_rating_gives_way_to_the_info_tables_live_power_and_logical_ids_find_the_chip(standin):
+    """A 310 card (four chips on NPU 6, logical devices 4-7) whose -t power offers only a rating: power comes
+    from the info table's Power(W) of the NPU, labelled with that source; an implausible row ("-5" W on NPU 7)
+    is no reading for that NPU only."""
+    from metrics.power.ascend import TABLE_SOURCE, list_npus
+
+    standin.setenv("NPU_SMI_STANDIN_INFO", "edge_info_310_four_chips.txt")
+    standin.setenv("NPU_SMI_STANDIN_RATED", "1")
+    c = collector_for("ascend", 6, rate_hz=20)  # logical device 6: NPU 6, chip 2
+    assert (c.npu_id, c.chip_id, c.power_source) == (6, 2, TABLE_SOURCE)
+    c.start()
+    time.sleep(0.3)
+    r = c.stop()
+    assert r.provenance == MEASURED and r.power_w_mean == pytest.approx(27.9) and r.extra["power_npu_chip"] == 2
+    assert r.extra["power_npu_source"] == TABLE_SOURCE
+    npus = list_npus()
+    assert [(d["npu_id"], d["chip_id"], d["logical_id"]) for d in npus] == [
+        (6, 0, 4), (6, 1, 5), (6, 2, 6), (6, 3, 7), (7, 0, 8)
+    ]  # fmt: skip
+    assert [d["power_w"] for d in npus] == [27.9] * 4 + [None]
+    assert all(d["power_source"] == TABLE_SOURCE for d in npus[:4]) and npus[0]["memory_gb"] == 8.0
+    assert "found '-5'" in npus[4]["power_reason"] and npus[4]["row_problems"]
+    with pytest.raises(PowerUnavailable, match="npu-smi lists no logical device 0 \\(it lists 4, 5, 6, 7, 8\\)"):
+        collector_for_strict(0)
+
+
+def collector_for_strict(index: int):
+    from metrics.power.ascend import NpuSmiCollector
+
+    return NpuSmiCollector(index)
 
 
 def test_ascend_visible_devices_map_to_physical_ids(standin):
@@ -487,3 +539,19 @@ def test_a_reader_that_raises_costs_only_its_readings():
     c.start()
     r = c.stop()
     assert r.provenance == UNAVAILABLE and r.reason == "the reader returned inf W"
+
+
+def test_device_auto_says_why_it_passed_over_each_accelerator(monkeypatch, tmp_path):
+    """An npu-smi that hangs: auto falls back to the CPU and says so, naming the time-out."""
+    from metrics.power.npu_smi import NpuSmi
+    from runners.devices import resolve_auto
+
+    hanging = tmp_path / "npu-smi"
+    hanging.write_text("#!/bin/sh\nsleep 30\n")
+    hanging.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.setattr(NpuSmi.__init__, "__defaults__", ("npu-smi", 0.5))
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # no NVML library
+    device, passed = resolve_auto()
+    assert device == "cpu" and len(passed) == 2 and passed[0].startswith("no CUDA GPU: ")
+    assert passed[1] == "no Ascend NPU: 'npu-smi info' did not finish within 0.5 s"

@@ -1,8 +1,13 @@
 """Ascend NPU power through npu-smi: no energy counter exists, so real-time power is sampled and
 integrated. "NA" is no reading; a rated power (310 chips) is a rating, never a measurement.
 
-``ascend:i`` is a logical device; ASCEND_RT_VISIBLE_DEVICES (when set) maps it to the physical NPU id
-that npu-smi uses.
+Where a reading comes from, in order: ``npu-smi info -t power -i ID``'s real-time key; where that offers only a
+rating (or cannot be read), the live Power(W) column of the ``npu-smi info`` table for that NPU. Both are
+measurements of the NPU (a card with several chips has one reading for all of them), and the source is named.
+
+``ascend:i`` is a logical device, as the frameworks number them: ASCEND_RT_VISIBLE_DEVICES (when set) maps it to
+the machine's logical id, and the info table's Device column (multi-chip cards) maps that to an NPU id and chip;
+where the table has no Device column, logical ids follow the table's order, one per chip row.
 """
 
 from __future__ import annotations
@@ -10,11 +15,15 @@ from __future__ import annotations
 import os
 import time
 
-from metrics.power.npu_smi import NpuSmi, NpuSmiError
+from metrics.power.npu_smi import NpuInfo, NpuSmi, NpuSmiError
 from metrics.power.window import MEASURED, PowerResult, PowerUnavailable, SampledCollector
 
+POWER_SOURCE = "npu-smi info -t power"
+TABLE_SOURCE = "npu-smi info (Power(W) column)"
 
-def physical_npu_id(logical: int, environ=os.environ) -> int:
+
+def visible_logical_id(logical: int, environ=os.environ) -> int:
+    """The machine's logical device id of the framework's device ``logical`` (ASCEND_RT_VISIBLE_DEVICES)."""
     visible = environ.get("ASCEND_RT_VISIBLE_DEVICES")
     if not visible:
         return logical
@@ -24,21 +33,58 @@ def physical_npu_id(logical: int, environ=os.environ) -> int:
     return int(entries[logical])
 
 
-def npu_power_reader(smi: NpuSmi, npu_id: int):
-    """A reader returning watts, or None for an "NA" sample; PowerUnavailable for a rating or an error."""
+def logical_ids(infos: list[NpuInfo]) -> list[int]:
+    """The logical device id of each chip row: its Device column, else its position in the table."""
+    return [i.device_id if i.device_id is not None else pos for pos, i in enumerate(infos)]
+
+
+def locate(logical: int, infos: list[NpuInfo]) -> NpuInfo:
+    """The chip row of the machine's logical device ``logical``."""
+    for info, ident in zip(infos, logical_ids(infos), strict=True):
+        if ident == logical:
+            return info
+    known = ", ".join(map(str, logical_ids(infos))) or "none"
+    raise PowerUnavailable(f"npu-smi lists no logical device {logical} (it lists {known})")
+
+
+def _table_reader(smi: NpuSmi, npu_id: int):
+    """Watts from the info table's Power(W) of ``npu_id``; None where that row has no reading (NA, implausible)."""
 
     def read() -> float | None:
+        try:
+            rows = [i for i in smi.info() if i.npu_id == npu_id]
+        except NpuSmiError as exc:
+            raise PowerUnavailable(str(exc)) from None
+        if not rows:
+            raise PowerUnavailable(f"the npu-smi info table no longer lists NPU {npu_id}")
+        return rows[0].power_w
+
+    return read
+
+
+def npu_power_reader(smi: NpuSmi, npu_id: int):
+    """(reader, source, first value): a reader returning watts, or None for a sample without a value ("NA"), and
+    the value it read to choose its source; PowerUnavailable when neither ``-t power`` nor the info table has a
+    live reading for ``npu_id`` (a rating is never one)."""
+
+    def from_power() -> float | None:
         try:
             reading = smi.power(npu_id)
         except NpuSmiError as exc:
             raise PowerUnavailable(str(exc)) from None
         if reading.kind == "rated":
-            raise PowerUnavailable(
-                f"npu-smi reports only a rated power ({reading.key}) for NPU {npu_id}; a rating is not a measurement"
-            )
-        return reading.watts if reading.kind == "real-time" else None
+            raise PowerUnavailable(f"npu-smi -t power offers only a rated power ({reading.key}) for NPU {npu_id}")
+        return reading.watts
 
-    return read
+    try:
+        return from_power, POWER_SOURCE, from_power()
+    except PowerUnavailable as exc:
+        first = str(exc)
+    table = _table_reader(smi, npu_id)
+    try:
+        return table, TABLE_SOURCE, table()
+    except PowerUnavailable as exc:
+        raise PowerUnavailable(f"{first}; and {exc}; a rating is not a measurement") from None
 
 
 class NpuSmiCollector(SampledCollector):
@@ -52,38 +98,56 @@ class NpuSmiCollector(SampledCollector):
         clock=time.monotonic,
         environ=os.environ,
     ):
-        self.npu_id = physical_npu_id(logical_index, environ)
         self.smi = smi or NpuSmi()
-        read = npu_power_reader(self.smi, self.npu_id)
-        read()  # fail before the run when npu-smi is absent or reports only a rating
+        self.logical_id = visible_logical_id(logical_index, environ)
+        try:
+            info = locate(self.logical_id, self.smi.info())
+        except NpuSmiError as exc:
+            raise PowerUnavailable(str(exc)) from None
+        self.npu_id, self.chip_id = info.npu_id, info.chip_id
+        read, self.power_source, _ = npu_power_reader(self.smi, self.npu_id)  # fails before the run, not after
         super().__init__(read, "npu-smi-sampled", MEASURED, rate_hz, 2, clock)
 
     def stop(self) -> PowerResult:
         result = super().stop()
-        result.extra["power_npu_id"] = self.npu_id
+        result.extra.update(power_npu_id=self.npu_id, power_npu_chip=self.chip_id, power_npu_source=self.power_source)
         return result
 
 
 def list_npus(smi: NpuSmi | None = None) -> list[dict]:
-    """Every NPU npu-smi lists, with its real-time power or the reason there is none."""
+    """Every chip npu-smi lists (NPU id, chip id, logical device id), with memory and the NPU's live power or
+    the reason there is none. A row whose values cannot be read affects that row only."""
     smi = smi or NpuSmi()
+    infos = smi.info()
+    power: dict[int, dict] = {}
     out = []
-    for info in smi.info():
+    for info, logical in zip(infos, logical_ids(infos), strict=True):
+        used, total = info.memory_mb
         entry = {
             "kind": "ascend",
             "npu_id": info.npu_id,
             "chip_id": info.chip_id,
+            "logical_id": logical,
             "name": info.name,
             "health": info.health,
-            "memory_gb": info.hbm_total_mb / 1024 if info.hbm_total_mb else None,
+            "memory_gb": total / 1024 if total else None,
+            "memory_used_gb": used / 1024 if used is not None and total else None,
         }
-        try:
-            watts = npu_power_reader(smi, info.npu_id)()
-            if watts is None:
-                entry.update(power_w=None, power_provenance="unavailable", power_reason="npu-smi reports NA")
-            else:
-                entry.update(power_w=watts, power_provenance=MEASURED, power_source="npu-smi")
-        except PowerUnavailable as exc:
-            entry.update(power_w=None, power_provenance="unavailable", power_reason=str(exc))
+        if info.problems:
+            entry["row_problems"] = list(info.problems)
+        if info.npu_id not in power:
+            power[info.npu_id] = _power_entry(smi, info)
+        entry.update(power[info.npu_id])
         out.append(entry)
     return out
+
+
+def _power_entry(smi: NpuSmi, info: NpuInfo) -> dict:
+    try:
+        _, source, watts = npu_power_reader(smi, info.npu_id)
+    except PowerUnavailable as exc:
+        return {"power_w": None, "power_provenance": "unavailable", "power_reason": str(exc)}
+    if watts is None:
+        why = "; ".join(p for p in info.problems if "Power(W)" in p) or "npu-smi reports NA"
+        return {"power_w": None, "power_provenance": "unavailable", "power_reason": why, "power_source": source}
+    return {"power_w": watts, "power_provenance": MEASURED, "power_source": source}

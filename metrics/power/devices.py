@@ -81,7 +81,9 @@ def format_devices(devices: list[dict]) -> str:
         if d.get("absent"):
             lines.append(f"{d['kind']:<7} none: {d['reason']}")
             continue
-        ident = d.get("nvml_index", d.get("npu_id", ""))
+        ident = d.get("nvml_index", "")
+        if d["kind"] == "ascend":  # NPU id, chip, and the logical id a framework's ascend:i counts in
+            ident = f"{d['npu_id']}.{d['chip_id']} (logical {d['logical_id']})"
         power = d.get("power_w")
         reading = (
             f"{power:.1f} W ({d['power_provenance']}, {d.get('power_source')})"
@@ -89,6 +91,7 @@ def format_devices(devices: list[dict]) -> str:
             else f"power unavailable: {d.get('power_reason')}"
         )
         lines.append(f"{d['kind']:<7}{ident!s:<3} {d['name']:<40} profile {d.get('profile') or '-':<12} {reading}")
+        lines += [f"{'':<11}unreadable in npu-smi's table: {p}" for p in d.get("row_problems", ())]
         if d.get("power_estimate_basis"):
             lines.append(f"{'':<11}estimate basis: {d['power_estimate_basis']}")
     return "\n".join(lines)
