@@ -15,6 +15,7 @@ from runners.spec import FRAMEWORKS, MODES, OBJECTIVES, PRECISIONS, PairbenchErr
 from runners.weights.canonical import WeightsMismatch
 from runners.weights.checkpoint import CheckpointError
 from runners.workloads.registry import WORKLOADS
+from runners.workloads.spectral import SPECTRAL_TRANSFORMS
 
 
 def _frameworks(text: str) -> tuple[str, ...]:
@@ -50,6 +51,8 @@ def _ints(text: str) -> tuple[int, ...]:
 
 # Command-line names of option fields that differ from the field's name.
 _ARG_OF = {"timeout_s": "timeout"}
+# Option fields made from several arguments: the model configuration's overrides.
+_DERIVED = {"model": lambda args: {"spectral_transform": args.spectral} if getattr(args, "spectral", None) else None}
 
 
 def fill(cls, args, **given):
@@ -59,10 +62,23 @@ def fill(cls, args, **given):
 
     values = {}
     for f in dataclasses.fields(cls):
-        value = given[f.name] if f.name in given else getattr(args, _ARG_OF.get(f.name, f.name), None)
+        if f.name in given:
+            value = given[f.name]
+        elif f.name in _DERIVED:
+            value = _DERIVED[f.name](args)
+        else:
+            value = getattr(args, _ARG_OF.get(f.name, f.name), None)
         if value is not None:
             values[f.name] = value
     return cls(**values)
+
+
+_SPECTRAL = {
+    "choices": SPECTRAL_TRANSFORMS,
+    "default": None,
+    "help": "the AFNO filter's transform: fft (the reference's rfft2) or dft (matrix products over the kept modes); "
+    "the workload's own by default",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -96,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
         help="forecast (default), or masked: masked pre-training, a random share of the patches hidden (AI-GOMS)",
     )
     run.add_argument("--recompute", action="store_true", help="activation recompute of every block")
+    run.add_argument("--spectral", **_SPECTRAL)
     run.add_argument("--threads", type=int, default=None, help="intra-op threads per framework process")
     run.add_argument(
         "--nproc",
@@ -150,6 +167,7 @@ def _parser() -> argparse.ArgumentParser:
         help="autoregressive steps of the data's time step (6 h; the ocean's: 1 day)",
     )
     sk.add_argument("--seed", type=int, default=None)
+    sk.add_argument("--spectral", **_SPECTRAL)
     sk.add_argument("--results-dir", type=Path, default=SkillOptions.results_dir)
     sk.add_argument("--timeout", type=float, default=SkillOptions.timeout_s)
 
@@ -286,6 +304,7 @@ def _data_parallel_refusals(args) -> list[str]:
         "--objective masked": args.objective != "forecast",
         "--recompute": args.recompute,
         "--resume": args.resume,
+        "--spectral": args.spectral is not None,
         "--forward-steps": args.forward_steps is not None,
         "--skill": args.skill is True,
     }
@@ -399,6 +418,7 @@ def _run_skill_after(args, records: list[dict]) -> bool:
                 seed=args.seed,
                 results_dir=args.results_dir,
                 timeout_s=args.timeout,
+                model=_DERIVED["model"](args) or {},
             )
         )
     except (InvalidDataError, PairbenchError) as exc:  # no built-in data at the workload's grid or channels

@@ -71,6 +71,7 @@ class SkillOptions:
     seed: int | None = None
     results_dir: Path = Path("results")
     timeout_s: float = 3600.0
+    model: dict = field(default_factory=dict)
 
 
 def check_common(opts) -> None:

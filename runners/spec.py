@@ -125,6 +125,16 @@ class WorkloadSpec:
         """The same workload with its model configuration rebuilt from ``model``."""
         return replace(self, model=type(self.model).from_dict(model))
 
+    def overridden(self, changes: dict[str, Any]) -> WorkloadSpec:
+        """The same workload with ``changes`` to its model configuration (an option such as --spectral); a change
+        the configuration refuses is one sentence."""
+        if not changes:
+            return self
+        try:
+            return self.with_model({**self.model.to_dict(), **changes})
+        except (TypeError, ValueError) as exc:
+            raise PairbenchError(f"invalid model override for {self.name}: {exc}") from None
+
     def hyper_parameters(self) -> dict[str, Any]:
         return {"lr": self.lr, "betas": list(self.betas), "adam_eps": self.adam_eps, "loss": self.loss}
 

@@ -51,6 +51,8 @@ def _one_sentence(stderr: str) -> str:
         (["run", "--timeout", "-5"], "timeout must be a positive number of seconds, got -5"),
         (["run", "--nproc", "2", "--timeout", "0"], "timeout must be a positive number of seconds, got 0"),
         (["run", "--objective", "mae"], "argument --objective: invalid choice: 'mae'"),
+        (["run", "--spectral", "fast"], "argument --spectral: invalid choice: 'fast' (choose from 'fft', 'dft')"),
+        (["run", "--nproc", "2", "--spectral", "dft"], "so --spectral cannot be honoured"),
         (["run", "--weights", "/"], "weights file / is a directory: name the safetensors file or checkpoint in it"),
         (["run", "--objective", "masked"], "pairbench: error: fourcastnet-tiny has no masked pre-training"),
     ],

@@ -144,12 +144,7 @@ def parity(run_dirs: dict[str, Path], reference: str, other: str, results: dict[
 def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
     """Run ``opts.workload`` in each framework from one weights file; returns records and parity."""
     opts.validate()
-    spec = get_workload(opts.workload)
-    if opts.model:
-        try:
-            spec = spec.with_model({**spec.model.to_dict(), **opts.model})
-        except (TypeError, ValueError) as exc:
-            raise PairbenchError(f"invalid model override: {exc}") from None
+    spec = get_workload(opts.workload).overridden(opts.model)
     if opts.objective == "masked" and (refusal := masked_objective_refusal(spec)):
         raise PairbenchError(refusal)
     seed = secrets.randbits(31) if opts.seed is None else opts.seed

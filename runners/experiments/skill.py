@@ -68,7 +68,7 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
     check_common(opts)
     if opts.train_steps < 1 or opts.batch_size < 1 or opts.n_lead < 1:
         raise PairbenchError("train-steps, batch-size and n-lead must be at least 1")
-    spec = get_workload(opts.workload)
+    spec = get_workload(opts.workload).overridden(opts.model)
     seed = secrets.randbits(31) if opts.seed is None else opts.seed
     progress(f"built-in data at {spec.model.img_size[0]} x {spec.model.img_size[1]} ...")
     data = spec.model.builtin_data(progress=None)

@@ -11,7 +11,6 @@ attention, so no parameter depends on them and they are not part of this configu
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -21,6 +20,7 @@ from runners.data.ocean import OCEAN_VARIABLES, channels, ocean_channels, ocean_
 from runners.spec import FlopCount, ModelConfig
 from runners.weights.canonical import init_afno_weights
 from runners.workloads.fourcastnet.config import FourCastNetConfig
+from runners.workloads.spectral import transform_flops
 
 # The study's 15 depth levels (m) of temperature, salinity and the two current components.
 PAPER_DEPTHS_M = (0, 6, 10, 20, 30, 50, 70, 100, 125, 150, 200, 250, 300, 400, 500)
@@ -78,6 +78,7 @@ class AIGOMSConfig(ModelConfig):
     hard_thresholding_fraction: float = 1.0
     layer_norm_eps: float = 1e-6
     mask_ratio: float = 0.75
+    spectral_transform: str = "fft"  # of the AFNO filters and the Koopman layers (runners.workloads.spectral)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "img_size", tuple(int(v) for v in self.img_size))
@@ -130,6 +131,7 @@ class AIGOMSConfig(ModelConfig):
             sparsity_threshold=self.sparsity_threshold,
             hard_thresholding_fraction=self.hard_thresholding_fraction,
             layer_norm_eps=self.layer_norm_eps,
+            spectral_transform=self.spectral_transform,
         )
 
     # Built once per configuration (the dataclass is frozen): the models read tokens and head_out in every forward.
@@ -172,6 +174,12 @@ class AIGOMSConfig(ModelConfig):
         """Kept latitudinal modes as (lowest non-negative, lowest negative) counts in FFT order."""
         mh, _ = self.koopman_modes
         return (mh + 1) // 2, mh // 2
+
+    def koopman_spectrum(self) -> tuple[list[int], range]:
+        """The spectrum rows (FFT order) and columns each Koopman layer's factors apply to, in weight order."""
+        top, bottom = self.koopman_rows()
+        h, _ = self.tokens
+        return [*range(top), *range(h - bottom, h)], range(self.koopman_modes[1])
 
     # --- parameters ----------------------------------------------------------------------------
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -242,20 +250,28 @@ class AIGOMSConfig(ModelConfig):
         """Analytic FLOPs per sample, counted as :meth:`FourCastNetConfig.flops` counts them.
 
         Matrix products: patch embedding, the encoder's and decoder's AFNO blocks (spectral block MLPs over
-        the kept modes and token MLPs), the decoder embedding and the prediction head. FFTs: two per AFNO
-        block and per Koopman layer, at 2.5 N log2 N per real 2-D transform and channel. The Koopman
+        the kept modes and token MLPs), the decoder embedding and the prediction head. Transforms: two per
+        AFNO block and per Koopman layer, FFTs estimated at 2.5 N log2 N per real 2-D transform and channel,
+        or with ``spectral_transform="dft"`` exact matrix products (runners.workloads.spectral). The Koopman
         layers' per-mode products are element-wise and, like norms and activations, left out.
         """
         t, e, d = self.num_tokens, self.embed_dim, self.decoder_embed_dim
         patch = 2 * t * e * self.in_chans * self.patch_size**2
-        enc = _block_matmuls(self.encoder_blocks()) * self.depth
-        dec = _block_matmuls(self.decoder_blocks()) * self.decoder_depth
-        matmul_forward = patch + enc + 2 * t * e * d + dec + 2 * t * d * self.head_out
-        fft = 2 * 2.5 * t * math.log2(t) if t > 1 else 0.0
-        fft_forward = fft * (e * (self.depth + self.koopman_depth) + d * self.decoder_depth)
+        enc_cfg, dec_cfg = self.encoder_blocks(), self.decoder_blocks()
+        enc = _block_matmuls(enc_cfg) * self.depth
+        dec = _block_matmuls(dec_cfg) * self.decoder_depth
+        rows, cols = self.koopman_spectrum()
+        transforms = [
+            transform_flops(self.spectral_transform, self.tokens, enc_cfg.kept_region(), e * self.depth),
+            transform_flops(self.spectral_transform, self.tokens, (len(rows), len(cols)), e * self.koopman_depth),
+            transform_flops(self.spectral_transform, self.tokens, dec_cfg.kept_region(), d * self.decoder_depth),
+        ]
+        transform = sum(m for m, _ in transforms)
+        fft_forward = sum(f for _, f in transforms)
+        matmul_forward = patch + enc + 2 * t * e * d + dec + 2 * t * d * self.head_out + transform
         return FlopCount(
             matmul_forward=matmul_forward,
-            matmul_train=matmul_forward + 2 * matmul_forward - patch,
+            matmul_train=matmul_forward + 2 * (matmul_forward - transform) - patch + transform,
             fft_forward=fft_forward,
             fft_train=2 * fft_forward,
         )

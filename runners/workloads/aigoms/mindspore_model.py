@@ -7,7 +7,14 @@ import numpy as np
 from mindspore import nn, ops
 
 from runners.workloads.aigoms.config import AIGOMSConfig
-from runners.workloads.fourcastnet.mindspore_model import Block, LayerNorm, PatchEmbed, unpatchify, zeros_parameter
+from runners.workloads.fourcastnet.mindspore_model import (
+    Block,
+    DftTransform,
+    LayerNorm,
+    PatchEmbed,
+    unpatchify,
+    zeros_parameter,
+)
 
 
 class KoopmanLayer(nn.Cell):
@@ -21,9 +28,16 @@ class KoopmanLayer(nn.Cell):
         self.gap, self.wf, self.mw, self.e = h - self.top - self.bottom, w // 2 + 1, mw, cfg.embed_dim
         self.weight = zeros_parameter(2, mh, mw, cfg.embed_dim)
         self.complex = ops.Complex()
+        self.use_dft = cfg.spectral_transform == "dft"
+        if self.use_dft:
+            self.dft = DftTransform(cfg.tokens, *cfg.koopman_spectrum())
 
     def construct(self, z):
         dtype = z.dtype
+        if self.use_dft:  # the kept modes only, as matrix products (rows in the weight's order)
+            sr, si = self.dft(z.astype(np.float32))
+            k = self.weight
+            return z + self.dft.inverse(sr * k[0] - si * k[1], sr * k[1] + si * k[0]).astype(dtype)
         b, h, w, e = z.shape
         k = self.weight
         gap = ops.zeros((2, self.gap, self.mw, self.e), k.dtype)

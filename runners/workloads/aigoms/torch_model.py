@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from runners.workloads.aigoms.config import AIGOMSConfig
-from runners.workloads.fourcastnet.torch_model import Block, PatchEmbed, check_input, unpatchify
+from runners.workloads.fourcastnet.torch_model import Block, DftTransform, PatchEmbed, check_input, unpatchify
 
 
 class KoopmanLayer(nn.Module):
@@ -20,6 +20,7 @@ class KoopmanLayer(nn.Module):
         mh, mw = cfg.koopman_modes
         self.top, self.bottom = cfg.koopman_rows()
         self.weight = nn.Parameter(torch.zeros(2, mh, mw, cfg.embed_dim))
+        self.dft = DftTransform(cfg.tokens, *cfg.koopman_spectrum()) if cfg.spectral_transform == "dft" else None
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         # Mixed-precision policy: spectral work in fp32, as in the AFNO filter.
@@ -28,6 +29,10 @@ class KoopmanLayer(nn.Module):
 
     def _propagate(self, z: torch.Tensor) -> torch.Tensor:
         dtype = z.dtype
+        if self.dft is not None:  # the kept modes only, as matrix products (rows in the weight's order)
+            sr, si = self.dft(z.float())
+            k = self.weight
+            return z + self.dft.inverse(sr * k[0] - si * k[1], sr * k[1] + si * k[0]).type(dtype)
         b, h, w, e = z.shape
         wf = w // 2 + 1
         mw = self.weight.shape[2]

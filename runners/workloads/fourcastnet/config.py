@@ -6,13 +6,13 @@ Imports no framework. The parameter names are those of NVlabs FourCastNet ``netw
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from runners.spec import FlopCount, ModelConfig
 from runners.weights.canonical import init_afno_weights
+from runners.workloads.spectral import check_transform, transform_flops
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,11 @@ class FourCastNetConfig(ModelConfig):
     sparsity_threshold: float = 0.01
     hard_thresholding_fraction: float = 1.0
     layer_norm_eps: float = 1e-6
+    spectral_transform: str = "fft"  # or "dft": the filter's transform as matrix products (runners.workloads.spectral)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "img_size", tuple(int(v) for v in self.img_size))
+        check_transform(self.spectral_transform)
         positive = {
             "patch_size": self.patch_size,
             "in_chans": self.in_chans,
@@ -126,6 +128,11 @@ class FourCastNetConfig(ModelConfig):
         cols = slice(*slice(0, kept).indices(w // 2 + 1)[:2])
         return rows, cols
 
+    def kept_ranges(self) -> tuple[range, range]:
+        """:meth:`kept_modes` as index ranges (what the DFT bases are built for)."""
+        rows, cols = self.kept_modes()
+        return range(rows.start, rows.stop), range(cols.start, cols.stop)
+
     def kept_region(self) -> tuple[int, int]:
         rows, cols = self.kept_modes()
         return rows.stop - rows.start, cols.stop - cols.start
@@ -172,8 +179,9 @@ class FourCastNetConfig(ModelConfig):
 
         Matrix products (the patch-embedding convolution, the spectral block MLP over the kept modes,
         the token MLPs and the head) are counted exactly. FFTs are estimated at 2.5 N log2 N per real
-        2-D transform of N points and channel. Element-wise work (norms, activations, adds) is left out,
-        as MFU conventions do.
+        2-D transform of N points and channel; with ``spectral_transform="dft"`` the transforms are matrix
+        products, counted exactly (runners.workloads.spectral.transform_flops). Element-wise work (norms,
+        activations, adds) is left out, as MFU conventions do.
         """
         t, e, c = self.num_tokens, self.embed_dim, self.in_chans
         patch = 2 * t * e * c * self.patch_size**2
@@ -182,17 +190,17 @@ class FourCastNetConfig(ModelConfig):
         spectral = 8 * 2 * rows * cols * self.num_blocks * self.block_size**2
         mlp = 2 * 2 * t * e * self.mlp_hidden
         head = 2 * t * e * self.head_out
-        matmul_forward = patch + self.depth * (spectral + mlp) + head
-        n = t
-        fft_forward = self.depth * 2 * e * 2.5 * n * math.log2(n) if n > 1 else 0.0
-        # Backward: input and weight gradients for every product (2x forward), except that the
-        # patch embedding needs no input gradient; each FFT's gradient is one FFT of the same size.
-        matmul_backward = 2 * matmul_forward - patch
+        transform, fft = transform_flops(self.spectral_transform, self.tokens, (rows, cols), e)
+        matmul_forward = patch + self.depth * (spectral + mlp + transform) + head
+        # Backward: input and weight gradients for every product (2x forward), except that the patch
+        # embedding needs no input gradient and the DFT's constant bases no weight gradient; each FFT's
+        # gradient is one FFT of the same size.
+        matmul_backward = 2 * (matmul_forward - self.depth * transform) - patch + self.depth * transform
         return FlopCount(
             matmul_forward=matmul_forward,
             matmul_train=matmul_forward + matmul_backward,
-            fft_forward=fft_forward,
-            fft_train=2 * fft_forward,
+            fft_forward=self.depth * fft,
+            fft_train=2 * self.depth * fft,
         )
 
     def builtin_data(self, progress=None):

@@ -12,6 +12,32 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from runners.workloads.fourcastnet.config import FourCastNetConfig
+from runners.workloads.spectral import dft_bases
+
+
+class DftTransform(nn.Module):
+    """The orthonormal rfft2 of a (B, H, W, C) field at the kept modes only, and its inverse, as real matrix
+    products (runners.workloads.spectral); the bases are constant buffers, not parameters or state."""
+
+    def __init__(self, grid: tuple[int, int], rows, cols):
+        super().__init__()
+        for name, array in dft_bases(*grid, rows, cols).arrays().items():
+            self.register_buffer(name, torch.from_numpy(array), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, H, W, C) -> real and imaginary parts, each (B, rows, cols, C)."""
+        t = x.permute(0, 3, 1, 2)  # (B, C, H, W)
+        ar, ai = (t @ self.wc).transpose(-1, -2), (t @ self.ws).transpose(-1, -2)  # (B, C, cols, H)
+        xr = ar @ self.hc_t + ai @ self.hs_t  # (B, C, cols, rows)
+        xi = ai @ self.hc_t - ar @ self.hs_t
+        return xr.permute(0, 3, 2, 1), xi.permute(0, 3, 2, 1)
+
+    def inverse(self, yr: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+        """Real and imaginary (B, rows, cols, C), zero elsewhere -> the real (B, H, W, C) field."""
+        yr, yi = yr.permute(0, 3, 2, 1), yi.permute(0, 3, 2, 1)  # (B, C, cols, rows)
+        zr = (yr @ self.ihc - yi @ self.ihs).transpose(-1, -2)  # (B, C, H, cols)
+        zi = (yi @ self.ihc + yr @ self.ihs).transpose(-1, -2)
+        return (zr @ self.iwc + zi @ self.iws).permute(0, 2, 3, 1)
 
 
 class AFNO2D(nn.Module):
@@ -27,6 +53,18 @@ class AFNO2D(nn.Module):
         self.b1 = nn.Parameter(torch.zeros(2, nb, bs))
         self.w2 = nn.Parameter(torch.zeros(2, nb, bs, bs))
         self.b2 = nn.Parameter(torch.zeros(2, nb, bs))
+        self.dft = None
+        if cfg.spectral_transform == "dft":
+            self.dft = DftTransform(cfg.tokens, *cfg.kept_ranges())
+
+    def _block_mlp(self, xr: torch.Tensor, xi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The complex two-layer block MLP with soft shrinkage, on real and imaginary (..., blocks, bs)."""
+        mm = "...bi,bio->...bo"
+        o1r = F.relu(torch.einsum(mm, xr, self.w1[0]) - torch.einsum(mm, xi, self.w1[1]) + self.b1[0])
+        o1i = F.relu(torch.einsum(mm, xi, self.w1[0]) + torch.einsum(mm, xr, self.w1[1]) + self.b1[1])
+        o2r = torch.einsum(mm, o1r, self.w2[0]) - torch.einsum(mm, o1i, self.w2[1]) + self.b2[0]
+        o2i = torch.einsum(mm, o1i, self.w2[0]) + torch.einsum(mm, o1r, self.w2[1]) + self.b2[1]
+        return F.softshrink(o2r, lambd=self.lambd), F.softshrink(o2i, lambd=self.lambd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Mixed-precision policy: the Fourier filter always runs in fp32 (as MindSpore's side does).
@@ -38,17 +76,17 @@ class AFNO2D(nn.Module):
         dtype = x.dtype
         x = x.float()
         b, h, w, c = x.shape
+        nb, bs = self.num_blocks, self.block_size
+        if self.dft is not None:  # the kept modes only, as matrix products; nothing outside them is computed
+            xr, xi = self.dft(x)
+            kr, kc = xr.shape[1:3]
+            o2r, o2i = self._block_mlp(xr.reshape(b, kr, kc, nb, bs), xi.reshape(b, kr, kc, nb, bs))
+            return self.dft.inverse(o2r.reshape(b, kr, kc, c), o2i.reshape(b, kr, kc, c)).type(dtype) + bias
         x = torch.fft.rfft2(x, dim=(1, 2), norm="ortho")
         wf = w // 2 + 1
-        x = x.reshape(b, h, wf, self.num_blocks, self.block_size)
+        x = x.reshape(b, h, wf, nb, bs)
         xk = x[:, self.rows, self.cols]
-        xr, xi = xk.real, xk.imag
-        mm = "...bi,bio->...bo"
-        o1r = F.relu(torch.einsum(mm, xr, self.w1[0]) - torch.einsum(mm, xi, self.w1[1]) + self.b1[0])
-        o1i = F.relu(torch.einsum(mm, xi, self.w1[0]) + torch.einsum(mm, xr, self.w1[1]) + self.b1[1])
-        o2r = torch.einsum(mm, o1r, self.w2[0]) - torch.einsum(mm, o1i, self.w2[1]) + self.b2[0]
-        o2i = torch.einsum(mm, o1i, self.w2[0]) + torch.einsum(mm, o1r, self.w2[1]) + self.b2[1]
-        o2 = F.softshrink(torch.stack([o2r, o2i], dim=-1), lambd=self.lambd)
+        o2 = torch.stack(self._block_mlp(xk.real, xk.imag), dim=-1)
         # Modes outside the kept region stay zero, as in the reference's zero-initialised buffers.
         pad = (0, 0, 0, 0, 0, 0, self.cols.start, wf - self.cols.stop, self.rows.start, h - self.rows.stop)
         o2 = F.pad(o2, pad)
