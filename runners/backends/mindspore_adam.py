@@ -17,30 +17,52 @@ from __future__ import annotations
 import math
 
 import mindspore as ms
-import numpy as np
-from mindspore import Parameter, Tensor, ops
+from mindspore import ParameterTuple, Tensor, nn, ops
+
+
+class _FusedUpdate(nn.Cell):
+    """Every parameter's ops.Adam update in one compiled graph (mindspore.jit): one launch per step instead of
+    one PyNative dispatch per parameter (fourcastnet-small: 54 parameters, 6.2-8.0 ms -> 4.0 ms per step on a
+    2-core CPU, identical results; docs/mindspore-performance.md)."""
+
+    def __init__(self, params, lr: float, betas: tuple[float, float]):
+        super().__init__()
+        self.params = ParameterTuple(params)
+        self.m = self.params.clone(prefix="m", init="zeros")
+        self.v = self.params.clone(prefix="v", init="zeros")
+        self.adam = ops.Adam()
+        self.lr, self.beta1, self.beta2 = (Tensor(v, ms.float32) for v in (lr, *betas))
+
+    def construct(self, grads, beta1_power, beta2_power, eps_t):
+        done = ()
+        for i in range(len(self.params)):
+            done += (
+                self.adam(
+                    self.params[i], self.m[i], self.v[i], beta1_power, beta2_power, self.lr, self.beta1, self.beta2,
+                    eps_t, grads[i],
+                ),
+            )  # fmt: skip
+        return done
 
 
 class TorchRuleAdam:
-    """Adam without weight decay or AMSGrad, numerically torch.optim.Adam's update."""
+    """Adam without weight decay or AMSGrad, numerically torch.optim.Adam's update; all parameters are updated
+    by one compiled graph per step."""
 
     def __init__(self, params, lr: float, betas: tuple[float, float], eps: float):
         self.params = list(params)
-        self.lr, (self.beta1, self.beta2), self.eps = lr, betas, eps
-        self.m = [Parameter(Tensor(np.zeros(p.shape, np.float32)), name=f"m.{p.name}") for p in self.params]
-        self.v = [Parameter(Tensor(np.zeros(p.shape, np.float32)), name=f"v.{p.name}") for p in self.params]
+        self.beta1, self.beta2 = betas
+        self.eps = eps
         self.step_count = 0
-        self.adam = ops.Adam()
-        self._const = {
-            k: Tensor(v, ms.float32) for k, v in {"lr": lr, "beta1": self.beta1, "beta2": self.beta2}.items()
-        }
+        self.update = _FusedUpdate(self.params, lr, betas)
+        self._compiled = ms.jit(self.update.construct)
 
     def __call__(self, grads) -> None:
         self.step_count += 1
         t = self.step_count
-        b1_power = Tensor(self.beta1**t, ms.float32)
-        b2_power = Tensor(self.beta2**t, ms.float32)
-        eps_t = Tensor(self.eps * math.sqrt(1.0 - self.beta2**t), ms.float32)
-        c = self._const
-        for p, m, v, g in zip(self.params, self.m, self.v, grads, strict=True):
-            self.adam(p, m, v, b1_power, b2_power, c["lr"], c["beta1"], c["beta2"], eps_t, g)
+        self._compiled(
+            ms.mutable(tuple(grads)),  # a variable input: a tuple of tensors is otherwise a constant (a recompile)
+            Tensor(self.beta1**t, ms.float32),
+            Tensor(self.beta2**t, ms.float32),
+            Tensor(self.eps * math.sqrt(1.0 - self.beta2**t), ms.float32),
+        )

@@ -115,7 +115,9 @@ class MindSporeRunner:
 
         MindSpore 2.10's graph mode on CPU returns the right Fourier-filter gradients on the first
         call and different ones on every later call (measured: relative differences of order 1 in
-        blocks.*.filter.*), which would silently train a different model. Two calls settle it.
+        blocks.*.filter.*), which would silently train a different model. Two calls settle it. The FFT path
+        shows it (scripts/ms_graph_fft_grad_repro.py: a slice of the rfft2 spectrum padded back); the DFT path
+        (``spectral_transform="dft"``) does not.
         """
         cfg = self.spec.model
         rng = np.random.default_rng(0)
@@ -132,7 +134,7 @@ class MindSporeRunner:
             raise UnsupportedError(
                 f"MindSpore {ms.__version__} graph mode on {self.target} gives different gradients for the same "
                 f"inputs on repeated calls (worst relative difference {worst:.2g}, at {where}); compiled training "
-                "would be wrong, so it is refused"
+                "would be wrong, so it is refused (the DFT spectral path, --spectral dft, compiles consistently)"
             )
 
     def _forward(self, x):
