@@ -282,7 +282,8 @@ def _cmd_run(args) -> int:
         if outcome.parity_record:
             print()
             print("\n".join(parity_lines(outcome.parity_record)))
-        print(f"run files in {outcome.run_dir}")
+        folders = sorted({str(Path(args.results_dir) / r["run_id"]) for r in outcome.records} | {str(outcome.run_dir)})
+        print(f"run files in {', '.join(folders)}")
         records += [*outcome.records, *([outcome.parity_record] if outcome.parity_record else [])]
         ok &= outcome.ok
     print(f"\nrecords appended to {records_path(args.results_dir)}")

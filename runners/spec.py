@@ -56,9 +56,17 @@ class ModelConfig:
     ``parameter_shapes()``, and outputs defined everywhere unless ``output_mask`` says otherwise."""
 
     label = "model"  # the name in the message for an unknown key
+    # Settings added after records existed, left out of to_dict() while at their default, so that the model of a
+    # run (part of its identity) stays what it was before the setting existed and earlier runs still pair.
+    added_later: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        fields = self.__dataclass_fields__
+        return {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in asdict(self).items()
+            if not (k in self.added_later and v == fields[k].default)
+        }
 
     @classmethod
     def from_dict(cls, d: dict):

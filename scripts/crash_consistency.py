@@ -88,11 +88,14 @@ def kill_run(results: Path, frameworks: str, at_s: float, target: str, log: Path
                 os.kill(parent.pid, signal.SIGKILL)
                 killed = "parent"
             else:
-                kids = [p for p in psutil.Process(parent.pid).children() if WORKER in (p.cmdline() or [])]
-                if kids:
-                    kids[0].kill()
-                    killed = "worker"
-                else:
+                try:
+                    kids = [p for p in psutil.Process(parent.pid).children() if WORKER in (p.cmdline() or [])]
+                    if kids:
+                        kids[0].kill()
+                        killed = "worker"
+                except psutil.Error:  # the parent or the worker ended meanwhile: look again
+                    kids = []
+                if not kids:
                     time.sleep(0.05)
         parent.wait()
     lingering = []

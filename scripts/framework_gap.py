@@ -30,26 +30,29 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from reports.stats import bootstrap_ratio  # noqa: E402
-from runners.experiments.runs import run_worker  # noqa: E402
-from runners.spec import RunConfig  # noqa: E402
+from runners.data.synthetic import DATA_GENERATOR  # noqa: E402
+from runners.experiments.runs import run_config, run_worker  # noqa: E402
+from runners.records import schema  # noqa: E402
+from runners.spec import FRAMEWORKS, MODES, PairbenchError  # noqa: E402
 from runners.weights.canonical import save_weights  # noqa: E402
 from runners.workloads.registry import get_workload  # noqa: E402
+from runners.workloads.spectral import SPECTRAL_TRANSFORMS  # noqa: E402
 
-FRAMEWORKS = ("torch", "mindspore")
-SETTINGS = ("eager/fft", "eager/dft", "compiled/fft", "compiled/dft")
+SETTINGS = tuple(f"{mode}/{transform}" for mode in MODES for transform in SPECTRAL_TRANSFORMS)
 STEPS = {"fourcastnet-tiny": 40, "aigoms-tiny": 40, "fourcastnet-small": 15, "aigoms-small": 15}
 TARGETS = {"train": 2.5, "forward": 3.0}
 
 
-def run_once(name: str, fw: str, setting: str, weights: Path, steps: int, args, prefix: Path):
+def run_once(name: str, fw: str, setting: str, weights: Path, digest: str, steps: int, args, prefix: Path):
+    """One worker run of ``setting`` through pairbench's own run configuration (runners.experiments.runs)."""
     mode, transform = setting.split("/")
     spec = get_workload(name).overridden({"spectral_transform": transform})
-    run = RunConfig(
-        workload=name, framework=fw, weights=str(weights), precision="fp32", mode=mode, batch_size=args.batch,
-        warmup_steps=3, train_steps=steps, forward_steps=steps, seed=args.seed, model=spec.model.to_dict(),
-        hyper_parameters=spec.hyper_parameters(), threads=args.threads,
+    ident = schema.identity(
+        "run", model=spec.model.to_dict(), weights_sha256=digest, seed=args.seed, data={"generator": DATA_GENERATOR},
+        hyper_parameters=spec.hyper_parameters(), batch_size=args.batch, precision="fp32", mode=mode, recompute=False,
+        threads=args.threads, warmup_steps=3, train_steps=steps, objective="forecast", nproc=1,
     )  # fmt: skip
-    return run_worker(run, prefix, timeout_s=3600.0)
+    return run_worker(run_config(ident, name, fw, weights, "cpu", forward_steps=steps), prefix, timeout_s=3600.0)
 
 
 def measure(args, tmp: Path) -> dict:
@@ -58,7 +61,7 @@ def measure(args, tmp: Path) -> dict:
     for name in args.workloads:
         spec = get_workload(name)
         weights = tmp / f"{name}.safetensors"
-        save_weights(weights, spec.model, spec.model.init_weights(args.seed))
+        digest = save_weights(weights, spec.model, spec.model.init_weights(args.seed))
         steps = args.steps or STEPS.get(name, 15)
         cells = {
             (fw, s.split(":")[-1]): {"train": [], "forward": []}
@@ -73,7 +76,8 @@ def measure(args, tmp: Path) -> dict:
                     continue
                 fw, setting = key
                 t0 = time.perf_counter()
-                result = run_once(name, fw, setting, weights, steps, args, tmp / f"{name}-{fw}-r{r}")
+                prefix = tmp / f"{name}-{fw}-{setting.replace('/', '-')}-r{r}"  # one per run: no stale result read
+                result = run_once(name, fw, setting, weights, digest, steps, args, prefix)
                 if result["status"] != "ok":
                     cells[key] = {"refused": f"{result['status']}: {result.get('reason', '')}"}
                     print(f"  {name} {fw:<9} {setting:<12} {cells[key]['refused'][:150]}", flush=True)
@@ -144,8 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     bad = [s for s in args.settings if s.split(":")[-1] not in SETTINGS or s.count(":") > 1]
     if bad or args.rounds < 1 or (args.steps is not None and args.steps < 2):
         ap.error(f"settings are {', '.join(SETTINGS)}; --rounds >= 1, --steps >= 2" + (f" (got {bad})" if bad else ""))
-    for name in args.workloads:
-        get_workload(name)
+    try:
+        for name in args.workloads:
+            get_workload(name)
+    except PairbenchError as exc:
+        ap.error(str(exc))
+    if not any(":" not in s or s.split(":")[0] in args.frameworks for s in args.settings):
+        ap.error("no setting applies to the frameworks given")
     t0 = time.perf_counter()
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     print(

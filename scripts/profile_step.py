@@ -30,6 +30,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from runners.spec import MODES  # noqa: E402
+from runners.workloads.spectral import SPECTRAL_TRANSFORMS  # noqa: E402
+
 # Kinds of operation, tried in order on the lower-cased op name (PyTorch's aten names, MindSpore's op types).
 KINDS = [
     ("optimiser (Adam)", r"adam|optimizer"),
@@ -149,8 +152,10 @@ def _child_mindspore(args) -> dict:
             wall = (time.perf_counter() - t0) * 1e3 / args.steps
             prof.stop()
             prof.analyse()
-            (stats,) = Path(folder).rglob("cpu_op_type_info_*.csv")
-            with open(stats) as fh:
+            found = sorted(Path(folder).rglob("cpu_op_type_info_*.csv"))
+            if len(found) != 1:
+                raise RuntimeError(f"mindspore.Profiler wrote {len(found)} CPU op statistics files, expected one")
+            with open(found[0]) as fh:
                 ops = {row["op_type"]: float(row["total_compute_time"]) / args.steps for row in csv.DictReader(fh)}
         out[task] = {"wall_ms": wall, "ops": ops}
     return out
@@ -204,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frameworks", default="torch,mindspore")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--batch", type=int, default=2)
-    ap.add_argument("--spectral", choices=("fft", "dft"), default="fft")
-    ap.add_argument("--mode", choices=("eager", "compiled"), default="eager")
+    ap.add_argument("--spectral", choices=SPECTRAL_TRANSFORMS, default="fft")
+    ap.add_argument("--mode", choices=MODES, default="eager")
     ap.add_argument("--child", choices=("torch", "mindspore"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -213,7 +218,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"batch {args.batch}, {args.steps} profiled steps, spectral {args.spectral}, mode {args.mode}", flush=True)
     for workload in [w for w in args.workloads.split(",") if w]:
-        results = {fw: profile(fw, workload, args) for fw in args.frameworks.split(",") if fw}
+        try:
+            results = {fw: profile(fw, workload, args) for fw in args.frameworks.split(",") if fw}
+        except RuntimeError as exc:
+            print(f"profile_step: {str(exc).splitlines()[0]}", file=sys.stderr)
+            return 1
         for task in ("training step", "forward pass"):
             print()
             print("\n".join(table(workload, results, task)))

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT, run_record
 
 SCRIPT = ROOT / "scripts" / "device_check.sh"
@@ -35,6 +36,11 @@ def test_no_accelerator_is_one_sentence_and_exit_2(tmp_path):
     assert "ascend: npu-smi is not on PATH" in line and not (tmp_path / "r").exists()
     proc = _run("--device", "cpu", "--dry-run")
     assert proc.returncode == 2 and "--device must be an accelerator" in proc.stderr
+    proc = _run("--device", "gpu:0", "--dry-run")
+    assert (
+        proc.returncode == 2
+        and proc.stderr.strip() == "device_check: unknown device 'gpu:0'; use cpu, cuda[:i] or ascend[:i]"
+    )
 
 
 def test_an_npu_is_found_and_the_plan_covers_both_models_precisions_and_modes(tmp_path):
@@ -62,3 +68,8 @@ def test_the_summary_says_what_ran_and_what_did_not():
     assert "unavailable: MindSpore has no GPU backend here" in lines[2] and "failed: CUDA out of memory" in lines[3]
     assert lines[-1] == "unavailable or unsupported: 1; failed: 1"
     assert check.out_of_memory(records, "fourcastnet-era5") and not check.out_of_memory(records, "fourcastnet-tiny")
+    ascend = [{"kind": "cuda", "absent": True, "reason": "x"}, {"kind": "ascend", "logical_id": 4}]
+    assert check.pick_device(ascend, {}) == "ascend:4"
+    assert check.pick_device(ascend, {"ASCEND_RT_VISIBLE_DEVICES": "5,4"}) == "ascend:1"  # as the frameworks count
+    with pytest.raises(check.CheckError, match="no CUDA GPU or Ascend NPU"):
+        check.pick_device(ascend, {"ASCEND_RT_VISIBLE_DEVICES": "0,1"})  # not visible to the frameworks

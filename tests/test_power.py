@@ -333,15 +333,16 @@ def test_replayed_watch_rows_integrate_to_hand_worked_joules(standin):
 
 
 def test_npu_na_and_rated_power_are_never_measurements(standin):
-    from metrics.power.ascend import NpuSmiCollector
+    from metrics.power.ascend import TABLE_SOURCE, NpuSmiCollector
     from metrics.power.npu_smi import PowerReading, parse_info
 
-    standin.setenv("NPU_SMI_STANDIN_NA", "1")
+    standin.setenv("NPU_SMI_STANDIN_NA", "1")  # -t power reads NA: the info table's live Power(W) is used
     c = collector_for("ascend", 0, rate_hz=20)
     c.start()
-    time.sleep(0.1)
+    time.sleep(0.3)
     r = c.stop()
-    assert r.provenance == UNAVAILABLE and r.energy_j is None and "without a value" in r.reason
+    assert r.provenance == MEASURED and r.power_w_mean == pytest.approx(70.5)
+    assert r.extra["power_npu_source"] == TABLE_SOURCE
 
     class RatedOnly:  # -t power offers a rating, and the info table's Power(W) reads NA
         def power(self, npu_id):

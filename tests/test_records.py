@@ -145,7 +145,7 @@ def test_a_torn_tail_is_set_aside_and_reported_never_glued_to(tmp_path):
     append_record(path, _GOOD, warn=said.append)
     assert read_records(path) == [_GOOD, _GOOD]  # both whole records, nothing glued or lost
     assert (tmp_path / "records.jsonl.torn").read_bytes() == whole[: len(whole) // 2] + b"\n"
-    assert len(said) == 1 and "partial line" in said[0] and "records.jsonl.torn" in said[0]
+    assert len(said) == 1 and "without its newline" in said[0] and "records.jsonl.torn" in said[0]
     with open(path, "ab") as fh:
         fh.write(json.dumps(_GOOD).encode())  # a whole record that lacks only its newline is completed
     assert set_aside_torn_tail(path) is None and read_records(path) == [_GOOD] * 3
@@ -437,6 +437,18 @@ def test_resume_skips_only_the_same_run(tmp_path):
         == [("run", "torch"), ("run", "mindspore"), ("parity", None)]
         + [("run", "torch"), ("run", "mindspore"), ("parity", None)] * 2
     )
+    # Each framework done alone, in runs of their own: the pair has no parity record yet. Resuming the pair
+    # computes it from the two runs' arrays (no run, no folder) and records it once.
+    alone = {"batch_size": 1}
+    pair(frameworks=("torch",), **alone)
+    pair(frameworks=("mindspore",), **alone)
+    before = len(read_records_lenient(tmp_path / "records.jsonl")[0])
+    fourth, skipped = pair(**alone)
+    assert len(skipped) == 2 and fourth.parity["verdict"] == "pass" and fourth.parity_record["record_type"] == "parity"
+    assert len(read_records_lenient(tmp_path / "records.jsonl")[0]) == before + 1
+    fifth, _ = pair(**alone)
+    assert fifth.parity_record == fourth.parity_record
+    assert len(read_records_lenient(tmp_path / "records.jsonl")[0]) == before + 1
 
 
 def test_parity_of_each_device_is_shown_and_failures_print_no_nan():
@@ -539,11 +551,11 @@ time.sleep(600)
     watcher = psutil.Process(int(proc.stdout.readline()))
     time.sleep(0.5)
     assert watcher.is_running()
-    proc.kill()
-    proc.wait()
+    proc.kill()  # not reaped yet: a zombie, which has exited and counts as gone
     gone, alive = psutil.wait_procs([watcher], timeout=10)
+    proc.wait()
     assert not alive  # (not our child: its exit status is not ours to read)
-    for bad in ("", "abc", "12:", ":1.0"):
+    for bad in ("", "abc", "12:", ":1.0", "12:1.5", "12:None"):
         assert watch_parent({PARENT_ENV: bad}) is False
     assert watch_parent({}) is False
 

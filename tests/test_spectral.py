@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import needs_both, needs_mindspore, needs_torch, run_json, run_record
 
+from runners.spec import PairbenchError
 from runners.workloads.spectral import check_transform, dft_bases, forward_numpy, inverse_numpy, transform_flops
 
 
@@ -51,6 +52,10 @@ def test_the_transform_is_part_of_the_identity_and_of_the_flops():
     spec = get_workload("fourcastnet-small")
     dft = spec.with_model({**spec.model.to_dict(), "spectral_transform": "dft"}).model
     assert dft.flops().fft_forward == 0 and dft.flops().matmul_forward > spec.model.flops().matmul_forward
+    # Records before the setting existed hold FFT runs' models without it: an FFT run's model still reads so.
+    assert "spectral_transform" not in spec.model.to_dict() and dft.to_dict()["spectral_transform"] == "dft"
+    with pytest.raises(PairbenchError, match="keeps no spectral mode of the 16 x 32 token grid"):
+        spec.overridden({"spectral_transform": "dft", "hard_thresholding_fraction": 0.05})
     assert (
         run_record("torch", model={**spec.model.to_dict(), "spectral_transform": "dft"})["workload_fingerprint"]
         != run_record("torch", model=spec.model.to_dict())["workload_fingerprint"]

@@ -37,6 +37,7 @@ def test_only_the_tests_environment_lives_in_the_frameworks_directory():
             continue
         assert _key(cfg, env, "env_dir") != "{work_dir}/cpu", env  # would recreate .tox/cpu under another name
         if _key(cfg, env, "skip_install") == "true" and env != "lint":
-            assert _key(cfg, env, "commands_pre").strip() == "tox -q -e tests --notest", env
+            pre = _key(cfg, env, "commands_pre").split()
+            assert pre[0] == "tox" and pre[-3:] == ["-e", "tests", "--notest"] and "{work_dir}" in pre, env
             commands = [c.strip() for c in _key(cfg, env, "commands").splitlines() if c.strip()]
             assert all(c.startswith("{work_dir}/cpu/bin/") for c in commands), (env, commands)

@@ -2,7 +2,7 @@
 integrated. "NA" is no reading; a rated power (310 chips) is a rating, never a measurement.
 
 Where a reading comes from, in order: ``npu-smi info -t power -i ID``'s real-time key; where that offers only a
-rating (or cannot be read), the live Power(W) column of the ``npu-smi info`` table for that NPU. Both are
+rating or reads NA, the live Power(W) column of the ``npu-smi info`` table for that NPU. Both are
 measurements of the NPU (a card with several chips has one reading for all of them), and the source is named.
 
 ``ascend:i`` is a logical device, as the frameworks number them: ASCEND_RT_VISIBLE_DEVICES (when set) maps it to
@@ -62,10 +62,15 @@ def _table_reader(smi: NpuSmi, npu_id: int):
     return read
 
 
+class _RatingOnly(PowerUnavailable):
+    """``-t power`` offers a rating and no live value."""
+
+
 def npu_power_reader(smi: NpuSmi, npu_id: int):
     """(reader, source, first value): a reader returning watts, or None for a sample without a value ("NA"), and
-    the value it read to choose its source; PowerUnavailable when neither ``-t power`` nor the info table has a
-    live reading for ``npu_id`` (a rating is never one)."""
+    the value it read to choose its source. ``-t power``'s real-time value first; where it offers only a rating or
+    reads NA, the info table's live Power(W) of the NPU when that has a value (NA in both stays no reading). A
+    rating is never a reading: PowerUnavailable when nothing else is there, as when npu-smi cannot be run."""
 
     def from_power() -> float | None:
         try:
@@ -73,18 +78,26 @@ def npu_power_reader(smi: NpuSmi, npu_id: int):
         except NpuSmiError as exc:
             raise PowerUnavailable(str(exc)) from None
         if reading.kind == "rated":
-            raise PowerUnavailable(f"npu-smi -t power offers only a rated power ({reading.key}) for NPU {npu_id}")
+            raise _RatingOnly(f"npu-smi -t power offers only a rated power ({reading.key}) for NPU {npu_id}")
         return reading.watts
 
+    rating_only = None
     try:
-        return from_power, POWER_SOURCE, from_power()
-    except PowerUnavailable as exc:
-        first = str(exc)
+        first = from_power()
+        if first is not None:
+            return from_power, POWER_SOURCE, first
+    except _RatingOnly as exc:
+        rating_only = str(exc)
     table = _table_reader(smi, npu_id)
     try:
-        return table, TABLE_SOURCE, table()
+        value = table()
     except PowerUnavailable as exc:
-        raise PowerUnavailable(f"{first}; and {exc}; a rating is not a measurement") from None
+        if rating_only is None:  # NA from -t power and no table to turn to: NA it is
+            return from_power, POWER_SOURCE, None
+        raise PowerUnavailable(f"{rating_only}, and {exc}; a rating is not a measurement") from None
+    if value is None and rating_only is None:
+        return from_power, POWER_SOURCE, None
+    return table, TABLE_SOURCE, value
 
 
 class NpuSmiCollector(SampledCollector):
@@ -102,9 +115,9 @@ class NpuSmiCollector(SampledCollector):
         self.logical_id = visible_logical_id(logical_index, environ)
         try:
             info = locate(self.logical_id, self.smi.info())
-        except NpuSmiError as exc:
-            raise PowerUnavailable(str(exc)) from None
-        self.npu_id, self.chip_id = info.npu_id, info.chip_id
+            self.npu_id, self.chip_id = info.npu_id, info.chip_id
+        except NpuSmiError:  # a table this parser cannot read: the logical id is taken as the NPU id, as before
+            self.npu_id, self.chip_id = self.logical_id, None
         read, self.power_source, _ = npu_power_reader(self.smi, self.npu_id)  # fails before the run, not after
         super().__init__(read, "npu-smi-sampled", MEASURED, rate_hz, 2, clock)
 

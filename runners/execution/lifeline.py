@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 PARENT_ENV = "PAIRBENCH_PARENT"  # "pid:start time" of the pairbench process a worker belongs to
 WATCH_INTERVAL_S = 1.0
@@ -29,32 +30,37 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _start_time(pid: int) -> float | None:
-    import psutil
-
+def _start_ticks(pid: int) -> str | None:
+    """When process ``pid`` started, in clock ticks since boot (/proc/PID/stat, field 22: fixed for the process's
+    life, unlike a wall-clock start time, which moves when the clock is stepped); None when there is no such
+    process or it has exited (a zombie not yet reaped)."""
     try:
-        return psutil.Process(pid).create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return None
+    fields = stat[stat.rfind(")") + 2 :].split()  # after "pid (command) "; the command may hold spaces
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
 
 
 def parent_token() -> str:
-    """This process as a worker's environment names it (:data:`PARENT_ENV`): its pid and start time, so that a
+    """This process as a worker's environment names it (:data:`PARENT_ENV`): its pid and start ticks, so that a
     later process given the same pid is not mistaken for it."""
-    return f"{os.getpid()}:{_start_time(os.getpid())!r}"
+    return f"{os.getpid()}:{_start_ticks(os.getpid())}"
 
 
-def _parse(token: str) -> tuple[int, float] | None:
+def _parse(token: str) -> tuple[int, str] | None:
     pid, _, started = token.partition(":")
-    try:
-        return int(pid), float(started)
-    except ValueError:
+    if not pid.isdigit() or not started.isdigit():
         return None
+    return int(pid), started
 
 
 def watch_parent(environ=os.environ, interval_s: float = WATCH_INTERVAL_S) -> bool:
-    """Start a daemon thread that kills this process once the pairbench process named in ``environ`` is gone.
-    Returns whether one was started (no name, or one that does not parse, starts none)."""
+    """Start a daemon thread that kills this process once the pairbench process named in ``environ`` is gone (or
+    has exited and is a zombie). Returns whether one was started: no name, one that does not parse, or a system
+    without /proc starts none."""
     parsed = _parse(environ.get(PARENT_ENV, ""))
     if parsed is None:
         return False
@@ -63,7 +69,7 @@ def watch_parent(environ=os.environ, interval_s: float = WATCH_INTERVAL_S) -> bo
     def watch() -> None:
         event = threading.Event()
         while not event.wait(interval_s):
-            if _start_time(pid) != started:
+            if _start_ticks(pid) != started:
                 os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="pairbench-lifeline", daemon=True).start()

@@ -105,19 +105,34 @@ def completed_runs(path: Path, head: dict, progress=print) -> dict[str, dict]:
     return out
 
 
-def recorded_parity(path: Path, runs: list[dict]) -> dict | None:
-    """The latest parity record written beside ``runs`` (in one of their run folders, of the same work)."""
-    records, _ = read_records_lenient(path)
-    folders = {r["run_id"] for r in runs}
-    found = [
+def recorded_pairing(records_file: Path, runs: list[dict], spec, ident: dict) -> tuple[dict, dict]:
+    """The parity of runs that are all recorded already (from the arrays in their folders), and its record: the one
+    written for exactly this pairing when there is one, else a new one, appended. Raises OSError or KeyError when
+    the runs' arrays are gone."""
+    latest = max(runs, key=lambda r: (r["timestamp"], r["run_id"]))
+    head = schema.header(
+        ident, run_id=latest["run_id"], timestamp=latest["timestamp"], workload=latest["workload"],
+        device=latest["device"], commit=latest.get("pairbench_commit"),
+    )  # fmt: skip
+    results = {r["framework"]: {"losses": r["losses"], "loss_initial": r["loss_initial"]} for r in runs}
+    run_dirs = {r["framework"]: records_file.parent / r["run_id"] for r in runs}
+    reference = "torch" if "torch" in results else runs[0]["framework"]
+    other = next(r["framework"] for r in runs if r["framework"] != reference)
+    found = parity(run_dirs, reference, other, results, spec, head)
+    same = [
         r
-        for r in records
+        for r in read_records_lenient(records_file)[0]
         if r["record_type"] == "parity"
-        and r["run_id"] in folders
-        and r["workload_fingerprint"] == runs[0]["workload_fingerprint"]
-        and r["device"] == runs[0]["device"]
+        and schema.run_key(r) == schema.run_key(head)
+        and r["run_id"] == head["run_id"]
+        and all(r.get(k) == v for k, v in found.items())
     ]
-    return found[-1] if found else None
+    if same:
+        return found, same[-1]
+    record = schema.record(head, "parity", **found)
+    (run_dirs[latest["framework"]] / "parity.json").write_text(json.dumps(found, indent=1))
+    append_record(records_file, record)
+    return found, record
 
 
 def load_gradients(path: Path, names: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray | None]]:
@@ -177,16 +192,20 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
     records_file = records_path(opts.results_dir)
     done = completed_runs(records_file, {**ident, "device": opts.device}, progress) if opts.resume else {}
     if done and all(fw in done for fw in opts.frameworks):  # nothing to run: no new folder, no copy of the weights
-        for fw in opts.frameworks:
-            progress(f"[{fw}] already done in {done[fw]['run_id']}: skipped (--resume)")
         runs = [done[fw] for fw in opts.frameworks]
-        parity_record = recorded_parity(records_file, runs) if len(runs) > 1 else None
-        return PairOutcome(
-            run_dir=Path(opts.results_dir) / runs[-1]["run_id"],
-            records=runs,
-            parity=parity_record,
-            parity_record=parity_record,
-        )
+        found = parity_record = None
+        try:
+            if len(runs) > 1:  # the pairing's parity, from the recorded runs' own arrays
+                found, parity_record = recorded_pairing(records_file, runs, spec, ident)
+        except (OSError, KeyError) as exc:
+            progress(f"--resume: the arrays of the runs already done cannot be read ({exc}); running them again")
+            done = {}
+        else:
+            for fw in opts.frameworks:
+                progress(f"[{fw}] already done in {done[fw]['run_id']}: skipped (--resume)")
+            latest = max(runs, key=lambda r: (r["timestamp"], r["run_id"]))
+            folder = Path(opts.results_dir) / latest["run_id"]
+            return PairOutcome(run_dir=folder, records=runs, parity=found, parity_record=parity_record)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     run_dir = new_run_dir(Path(opts.results_dir), f"{stamp}-{spec.name}-{seed}")
     weights_path = run_dir / "weights.safetensors"

@@ -39,6 +39,8 @@ def _set_aside_tail(fd: int, path: Path) -> str | None:
     start = size
     while start > 0:  # back to the byte after the last newline
         chunk = os.pread(fd, min(65536, start), max(0, start - 65536))
+        if not chunk:  # the file shrank under us (a writer that takes no lock): leave it as it is
+            return None
         cut = chunk.rfind(b"\n")
         if cut >= 0:
             start = start - len(chunk) + cut + 1
@@ -47,6 +49,7 @@ def _set_aside_tail(fd: int, path: Path) -> str | None:
     tail = os.pread(fd, size - start, start)
     if _valid_line(tail):
         os.write(fd, b"\n")
+        os.fsync(fd)
         return None
     aside = path.with_name(path.name + TORN_SUFFIX)
     with open(aside, "ab") as fh:
@@ -56,8 +59,8 @@ def _set_aside_tail(fd: int, path: Path) -> str | None:
     os.ftruncate(fd, start)
     os.fsync(fd)
     return (
-        f"{path} ended in a partial line of {len(tail)} bytes (a run killed while writing it); "
-        f"it was moved to {aside} and the file now ends at its last whole record"
+        f"{path} ended in a line of {len(tail)} bytes without its newline that is not a valid record (a run killed "
+        f"while writing it); it was moved to {aside} and the file now ends at its last whole record"
     )
 
 

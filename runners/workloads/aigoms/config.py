@@ -79,6 +79,7 @@ class AIGOMSConfig(ModelConfig):
     layer_norm_eps: float = 1e-6
     mask_ratio: float = 0.75
     spectral_transform: str = "fft"  # of the AFNO filters and the Koopman layers (runners.workloads.spectral)
+    added_later = ("spectral_transform",)  # (2026-12-02) an FFT run's model reads as it did before
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "img_size", tuple(int(v) for v in self.img_size))

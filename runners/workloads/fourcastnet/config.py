@@ -64,6 +64,7 @@ class FourCastNetConfig(ModelConfig):
     hard_thresholding_fraction: float = 1.0
     layer_norm_eps: float = 1e-6
     spectral_transform: str = "fft"  # or "dft": the filter's transform as matrix products (runners.workloads.spectral)
+    added_later = ("spectral_transform",)  # (2026-12-02) an FFT run's model reads as it did before
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "img_size", tuple(int(v) for v in self.img_size))
@@ -90,6 +91,11 @@ class FourCastNetConfig(ModelConfig):
             raise ValueError(f"hard_thresholding_fraction must lie in (0, 1], got {self.hard_thresholding_fraction!r}")
         if self.mlp_ratio <= 0 or self.sparsity_threshold < 0 or self.layer_norm_eps <= 0:
             raise ValueError("mlp_ratio and layer_norm_eps must be positive, sparsity_threshold >= 0")
+        if self.spectral_transform == "dft" and 0 in self.kept_region():
+            raise ValueError(
+                f"hard_thresholding_fraction {self.hard_thresholding_fraction} keeps no spectral mode of the "
+                f"{self.tokens[0]} x {self.tokens[1]} token grid, and the dft transform needs at least one"
+            )
 
     # --- derived sizes -------------------------------------------------------------------------
     @property
