@@ -219,6 +219,28 @@ DP_COLUMNS = [
 
 
 def data_parallel_table(records: list[dict]) -> pd.DataFrame:
-    """Data-parallel runs (torchrun / msrun) beside one process with the same global batch."""
-    rows = [{c: r.get(c) for c in DP_COLUMNS} for r in records if r.get("record_type") == "data_parallel"]
-    return pd.DataFrame(rows, columns=DP_COLUMNS)
+    """Data-parallel runs (torchrun / msrun) beside one process with the same global batch. The records of the
+    nodes of one run over several nodes (same work, framework, device and master endpoint) are one row: node 0's
+    figures (it holds rank 0 and the comparison with one process), the nodes recorded, and the run's status
+    (failed if any node's is)."""
+    rows, jobs = [], {}
+    for r in records:
+        if r.get("record_type") != "data_parallel":
+            continue
+        if not r.get("nnodes"):
+            rows.append({**{c: r.get(c) for c in DP_COLUMNS}, "nodes": 1})
+            continue
+        key = (r["workload_fingerprint"], r["framework"], r["device"], r["master"])
+        latest = jobs.setdefault(key, {})  # a run repeated at the same endpoint: each node's latest record
+        if r["node_rank"] not in latest or r["timestamp"] >= latest[r["node_rank"]]["timestamp"]:
+            latest[r["node_rank"]] = r
+    for by_node in jobs.values():
+        nodes = [by_node[n] for n in sorted(by_node)]
+        row = {c: nodes[0].get(c) for c in DP_COLUMNS}
+        seen = ", ".join(str(r["node_rank"]) for r in nodes)
+        row["nodes"] = f"{nodes[0]['nnodes']} (recorded: {seen})"
+        failed = [r for r in nodes if r["status"] != "ok"]
+        if failed:
+            row.update(status=failed[0]["status"], reason=f"node {failed[0]['node_rank']}: {failed[0].get('reason')}")
+        rows.append(row)
+    return pd.DataFrame(rows, columns=[*DP_COLUMNS, "nodes"])

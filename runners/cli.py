@@ -120,6 +120,12 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="data-parallel processes (torchrun / msrun); the batch size is the global batch",
     )
+    run.add_argument("--nnodes", type=int, default=1, help="nodes of a data-parallel run (--nproc is per node)")
+    run.add_argument(
+        "--node-rank", type=int, default=0, help="this node's rank, 0 to nnodes - 1 (node 0 is the master)"
+    )
+    run.add_argument("--master-addr", default="127.0.0.1", help="node 0's address, the same on every node")
+    run.add_argument("--master-port", type=int, default=None, help="node 0's port; needed with --nnodes above 1")
     run.add_argument("--batch-size", type=_ints, default=None, help="a batch size, or a comma-separated sweep")
     run.add_argument("--warmup-steps", type=int, default=PairOptions.warmup_steps)
     run.add_argument("--train-steps", type=int, default=PairOptions.train_steps, help="timed Adam steps after warm-up")
@@ -264,8 +270,12 @@ def _cmd_run(args) -> int:
     if args.device == "auto":
         args.device, passed = resolve_auto()
         print(f"device auto: {args.device}" + "".join(f"\n  ({why})" for why in passed))
-    if args.nproc > 1:
+    if args.nproc > 1 or args.nnodes != 1:
         return _cmd_data_parallel(args)
+    if args.node_rank != 0 or args.master_port is not None or args.master_addr != "127.0.0.1":
+        raise PairbenchError(
+            "--node-rank, --master-addr and --master-port belong to data-parallel runs (--nproc, --nnodes)"
+        )
     if args.nproc < 1:
         raise PairbenchError(f"--nproc must be at least 1, got {args.nproc}")
     if args.seed is None and not args.resume:
@@ -320,6 +330,7 @@ def _cmd_data_parallel(args) -> int:
 
     from reports.build import render
     from runners.experiments.distributed import (
+        Topology,
         backend_for,
         check_split,
         identity,
@@ -342,9 +353,14 @@ def _cmd_data_parallel(args) -> int:
     if args.threads is not None and args.threads < 1:
         raise PairbenchError(f"--threads must be at least 1, got {args.threads}")
     check_common(fill(PairOptions, args, precision="fp32", mode="eager", batch_size=None))
-    batches = args.batch_size or (2 * args.nproc,)
+    if args.nproc < 1:
+        raise PairbenchError(f"--nproc must be at least 1, got {args.nproc}")
+    topo = Topology(args.nnodes, args.node_rank, args.master_addr, args.master_port)
+    topo.check()
+    world = args.nproc * args.nnodes
+    batches = args.batch_size or (2 * world,)
     for batch in batches:
-        check_split(batch, args.nproc)
+        check_split(batch, world)
     for fw in args.frameworks:
         backend_for(fw, args.device)
     if args.train_steps < 1 or args.warmup_steps < 0:
@@ -357,17 +373,20 @@ def _cmd_data_parallel(args) -> int:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     records, ok = [], True
     for batch in batches:
-        run_dir = new_run_dir(Path(args.results_dir), f"{stamp}-{spec.name}-dp{args.nproc}-b{batch}-{seed}")
+        node = f"-node{topo.node_rank}of{topo.nnodes}" if topo.nnodes > 1 else ""
+        run_dir = new_run_dir(Path(args.results_dir), f"{stamp}-{spec.name}-dp{world}{node}-b{batch}-{seed}")
         weights = run_dir / "weights.safetensors"
         digest = save_weights(weights, spec.model, tensors)
-        ident = identity(spec.name, args.nproc, batch, args.train_steps, args.warmup_steps, seed, digest, threads)
+        ident = identity(spec.name, world, batch, args.train_steps, args.warmup_steps, seed, digest, threads)
         head = schema.header(
             ident, run_id=run_dir.name, timestamp=stamp, workload=spec.name, device=args.device,
             commit=source_commit(),
         )  # fmt: skip
         head["weights_source"] = str(args.weights) if args.weights else f"init_weights(seed={seed})"
         for fw in args.frameworks:
-            print(f"[{fw}] {spec.name}: {args.nproc} processes, global batch {batch}, and 1 process beside ...")
+            where = f" (node {topo.node_rank} of {topo.nnodes}, {args.nproc} here)" if topo.nnodes > 1 else ""
+            beside = "" if topo.node_rank > 0 else ", and 1 process beside"
+            print(f"[{fw}] {spec.name}: {world} processes{where}, global batch {batch}{beside} ...")
             res = run_data_parallel(
                 spec.name,
                 fw,
@@ -382,6 +401,7 @@ def _cmd_data_parallel(args) -> int:
                 reference=True,
                 weights=weights,
                 threads=threads,
+                topology=topo,
             )
             rec = to_record(res, head)
             append_record(records_file, rec)
@@ -389,6 +409,9 @@ def _cmd_data_parallel(args) -> int:
             if rec["status"] != "ok":
                 ok = False
                 print(f"[{fw}] {rec['status']}: {rec['reason']}")
+                continue
+            if "reference_samples_per_s" not in rec:  # a node other than 0: node 0 compares with one process
+                print(f"[{fw}] ok: node {topo.node_rank}'s ranks done; node 0's record compares the run with 1 process")
                 continue
             print(
                 f"[{fw}] ok: {rec['samples_per_s_total']:.4g} samples/s in total, "

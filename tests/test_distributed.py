@@ -232,3 +232,58 @@ def test_throughput_takes_the_slowest_rank_per_step():
     bad = to_record({**result, "loss_max_rel_diff": float("nan")}, head)
     assert bad["status"] == "failed" and bad["reason"].startswith("loss_max_rel_diff not finite")
     assert "loss_max_rel_diff" not in bad and "samples_per_s_total" not in bad
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_two_nodes_on_loopback_train_as_one_process(framework, tmp_path):
+    """Two `pairbench run --nnodes 2` invocations (node 0 and node 1, one process each) meeting at a loopback
+    port, as two machines would: both exit 0, node 0's record matches one process within the single-node
+    bounds, node 1's holds its own rank, and the report merges the two nodes' records into one row."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    from reports.tables import data_parallel_table
+    from runners.records.store import read_records
+
+    port = distributed.free_port()
+    common = ["--frameworks", framework, "--nproc", "1", "--nnodes", "2", "--master-port", str(port)]
+    common += ["--batch-size", "4", "--train-steps", "4", "--warmup-steps", "1", "--seed", "3", "--threads", "1"]
+    nodes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "runners.cli", "run", *common, "--node-rank", str(n), "--results-dir",
+             str(tmp_path / f"node{n}")],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for n in (0, 1)
+    ]  # fmt: skip
+    outs = [p.communicate(timeout=600)[0] for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], outs
+    (first,), (second,) = (read_records(tmp_path / f"node{n}" / "records.jsonl") for n in (0, 1))
+    assert (first["node_rank"], second["node_rank"], first["nnodes"]) == (0, 1, 2) and first["master"].endswith(
+        f":{port}"
+    )
+    assert first["nproc"] == second["nproc"] == 2 and first["local_batch"] == 2
+    assert first["loss_max_rel_diff"] <= LOSS_RTOL and first["grad0_max_rel_l2"] <= GRAD_RTOL, first
+    assert "step_ms_rank0" in first and "step_ms_rank1" in second and "loss_max_rel_diff" not in second
+    assert second["losses"] == pytest.approx(first["losses"], rel=1e-6)  # every rank logs the all-reduced loss
+    (row,) = data_parallel_table([first, second]).to_dict("records")
+    assert row["nodes"] == "2 (recorded: 0, 1)" and row["status"] == "ok" and row["nproc"] == 2
+
+
+def test_node_options_are_checked_before_any_work(tmp_path):
+    from conftest import run_python
+
+    cases = {
+        ("--nnodes", "2"): "a run over several nodes needs --master-port, the same on every node",
+        ("--nnodes", "2", "--node-rank", "2", "--master-port", "29500"): "--node-rank must be from 0 to 1, got 2",
+        ("--nnodes", "0"): "--nnodes must be at least 1, got 0",
+        ("--master-port", "29500"): "--node-rank, --master-addr and --master-port belong to data-parallel runs",
+        ("--nproc", "2", "--master-port", "70000"): "--master-port must be from 1 to 65535, got 70000",
+    }
+    for args, message in cases.items():
+        argv = ["run", *args, "--results-dir", str(tmp_path)]
+        proc = run_python(f"import sys; from runners.cli import main; sys.exit(main({argv!r}))")
+        assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
+        assert not any(tmp_path.iterdir()), args

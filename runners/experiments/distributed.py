@@ -82,20 +82,52 @@ def _python_shim(job: Path) -> Path:
     return bin_dir
 
 
-def launch_command(framework: str, nproc: int, port: int, job: Path, request: Path) -> list[str]:
-    """torchrun or msrun, run by this interpreter, starting ``nproc`` copies of runners.execution.dp_worker on
-    loopback."""
+@dataclass(frozen=True)
+class Topology:
+    """Where the ranks of one data-parallel job are: ``nnodes`` nodes of ``nproc`` processes each, this one being
+    ``node_rank``, all meeting at ``master_addr:master_port`` (node 0's address). One node on loopback by default."""
+
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int | None = None  # None: a free loopback port (one node only)
+
+    def check(self) -> None:
+        if self.nnodes < 1:
+            raise PairbenchError(f"--nnodes must be at least 1, got {self.nnodes}")
+        if not 0 <= self.node_rank < self.nnodes:
+            raise PairbenchError(f"--node-rank must be from 0 to {self.nnodes - 1}, got {self.node_rank}")
+        if self.master_port is None and self.nnodes > 1:
+            raise PairbenchError("a run over several nodes needs --master-port, the same on every node")
+        if self.master_port is not None and not 1 <= self.master_port <= 65535:
+            raise PairbenchError(f"--master-port must be from 1 to 65535, got {self.master_port}")
+
+    def ranks(self, nproc: int) -> range:
+        """The global ranks of this node's processes."""
+        return range(self.node_rank * nproc, (self.node_rank + 1) * nproc)
+
+    def endpoint(self, port: int) -> str:
+        return f"{self.master_addr}:{port}"
+
+
+def launch_command(framework: str, nproc: int, port: int, job: Path, request: Path, topo: Topology = Topology()):
+    """torchrun or msrun, run by this interpreter, starting ``nproc`` copies of runners.execution.dp_worker on this
+    node of ``topo``. msrun starts its scheduler on every node whose address is the master's; on a node other than
+    0 it runs through runners.execution.msrun_node, which leaves the scheduler to node 0 (so that several "nodes"
+    can share one host, as the loopback test does)."""
     worker = ["-m", "runners.execution.dp_worker", str(request)]
     if framework == "torch":
         return [
-            sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", str(nproc),
-            "--master-addr", "127.0.0.1", "--master-port", str(port), "--max-restarts", "0",
-            "--monitor-interval", "0.5", *worker,
+            sys.executable, "-m", "torch.distributed.run", "--nnodes", str(topo.nnodes), "--node-rank",
+            str(topo.node_rank), "--nproc-per-node", str(nproc), "--master-addr", topo.master_addr, "--master-port",
+            str(port), "--max-restarts", "0", "--monitor-interval", "0.5", *worker,
         ]  # fmt: skip
+    msrun = "runners.execution.msrun_node" if topo.node_rank > 0 else "mindspore.parallel.cluster.run"
+    nodes = ["--node_rank", str(topo.node_rank)] if topo.nnodes > 1 else []
     return [
-        sys.executable, "-m", "mindspore.parallel.cluster.run", "--worker_num", str(nproc),
-        "--local_worker_num", str(nproc), "--master_addr", "127.0.0.1", "--master_port", str(port),
-        "--log_dir", str(job / "logs"), "--join", "True", "--cluster_time_out", "120", "python", *worker,
+        sys.executable, "-m", msrun, "--worker_num", str(nproc * topo.nnodes), "--local_worker_num", str(nproc),
+        "--master_addr", topo.master_addr, "--master_port", str(port), *nodes, "--log_dir", str(job / "logs"),
+        "--join", "True", "--cluster_time_out", "120", "python", *worker,
     ]  # fmt: skip
 
 
@@ -126,11 +158,11 @@ def _kill_tree(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def _ranks_gone(job: Path, nproc: int) -> bool:
+def _ranks_gone(job: Path, ranks: range) -> bool:
     """Whether every rank has started (it wrote its pid) and has since exited."""
     import psutil
 
-    pids = [job / f"rank_{r}.pid" for r in range(nproc)]
+    pids = [job / f"rank_{r}.pid" for r in ranks]
     if not all(p.is_file() and p.read_text().isdigit() for p in pids):
         return False
     for p in pids:
@@ -142,7 +174,7 @@ def _ranks_gone(job: Path, nproc: int) -> bool:
     return True
 
 
-def _run_launcher(cmd: list[str], env: dict[str, str], job: Path, nproc: int, timeout_s: float) -> dict:
+def _run_launcher(cmd: list[str], env: dict[str, str], job: Path, ranks: range, timeout_s: float) -> dict:
     """Run the launcher with its output in launcher.log. Returns its exit code (None if it had to be killed),
     seconds, and ``stopped``: "timeout", or "linger" when it outlived all its ranks by LINGER_S (msrun's scheduler
     waits up to --cluster_time_out for ranks that died before joining the cluster)."""
@@ -157,7 +189,7 @@ def _run_launcher(cmd: list[str], env: dict[str, str], job: Path, nproc: int, ti
             now = time.perf_counter()
             if now - t0 > timeout_s:
                 stopped = "timeout"
-            elif _ranks_gone(job, nproc):
+            elif _ranks_gone(job, ranks):
                 gone_since = gone_since or now
                 stopped = "linger" if now - gone_since > LINGER_S else None
             if stopped:
@@ -180,9 +212,9 @@ def telling_line(path: Path) -> str:
     return (quiet or lines or [""])[-1]
 
 
-def _read_ranks(job: Path, nproc: int) -> dict[int, dict | None]:
+def _read_ranks(job: Path, ranks: range) -> dict[int, dict | None]:
     out = {}
-    for r in range(nproc):
+    for r in ranks:
         path = job / f"rank_{r}.json"
         out[r] = json.loads(path.read_text()) if path.is_file() else None
     return out
@@ -240,25 +272,27 @@ def failure_reason(launcher: str, run: dict, timeout_s: float, ranks: dict[int, 
     return f"{head}; " + "; ".join(parts)
 
 
-def summarize_ranks(ranks: dict[int, dict], global_batch: int) -> dict:
-    """Losses of rank 0 (already averaged over ranks), step times per rank and throughput.
+def summarize_ranks(ranks: dict[int, dict], global_batch: int, world: int | None = None) -> dict:
+    """Losses of this node's first rank (already averaged over all ranks), its ranks' step times and throughput.
 
-    A data-parallel step ends when its slowest rank ends, so step i's time is the maximum over ranks."""
-    n = len(ranks)
+    A data-parallel step ends when its slowest rank ends, so step i's time is the maximum over ranks (over this
+    node's, on one of several nodes; each node's record holds its own ranks)."""
+    n = world or len(ranks)
+    first = min(ranks)
     per_rank = {r: ranks[r]["step_ms"] for r in sorted(ranks)}
     step_ms = [float(v) for v in np.max(np.array(list(per_rank.values())), axis=0)]
     stats = summarize(step_ms, "step")
     total = global_batch / (stats["step_ms_p50"] / 1e3)
     return {
-        "losses": ranks[0]["losses"],
+        "losses": ranks[first]["losses"],
         "step_ms": step_ms,
         "step_ms_per_rank": {str(r): v for r, v in per_rank.items()},
         **stats,
         "samples_per_s_total": total,
         "samples_per_s_per_device": total / n,
         "replicas_identical": len({res["params_digest"] for res in ranks.values()}) == 1,
-        "threads_per_rank": ranks[0]["threads"],
-        "framework_version": ranks[0]["framework_version"],
+        "threads_per_rank": ranks[first]["threads"],
+        "framework_version": ranks[first]["framework_version"],
     }
 
 
@@ -302,16 +336,21 @@ class DPJob:
         }
 
 
-def run_job(job: DPJob, nproc: int, out_dir: Path) -> dict:
-    """One launch of ``nproc`` ranks; a result with status ``ok``, ``failed`` or ``unavailable`` and its reason."""
-    base = job.base(nproc)
-    base.update(local_batch=check_split(job.global_batch, nproc), backend=backend_for(job.framework, job.device))
+def run_job(job: DPJob, nproc: int, out_dir: Path, topo: Topology = Topology()) -> dict:
+    """One launch of ``nproc`` ranks on this node of ``topo``; a result with status ``ok``, ``failed`` or
+    ``unavailable`` and its reason. On one of several nodes the result covers this node's ranks."""
+    world = nproc * topo.nnodes
+    base = job.base(world)
+    base.update(local_batch=check_split(job.global_batch, world), backend=backend_for(job.framework, job.device))
+    port = topo.master_port or free_port()
+    if topo.nnodes > 1:
+        base.update(nnodes=topo.nnodes, node_rank=topo.node_rank, master=topo.endpoint(port))
     out_dir.mkdir(parents=True, exist_ok=True)
     request = out_dir / "request.json"
     request.write_text(json.dumps(job.request(out_dir), indent=1))
-    cmd = launch_command(job.framework, nproc, free_port(), out_dir, request)
-    run = _run_launcher(cmd, launch_env(job.framework, job.device, out_dir), out_dir, nproc, job.timeout_s)
-    ranks = _read_ranks(out_dir, nproc)
+    cmd = launch_command(job.framework, nproc, port, out_dir, request, topo)
+    run = _run_launcher(cmd, launch_env(job.framework, job.device, out_dir), out_dir, topo.ranks(nproc), job.timeout_s)
+    ranks = _read_ranks(out_dir, topo.ranks(nproc))
     rc = run["rc"]
     base.update(results_dir=str(out_dir), wall_s=run["wall_s"], launcher_exit_code=rc, launcher_stopped=run["stopped"])
     absent = [res for res in ranks.values() if res is not None and res.get("status") == "unavailable"]
@@ -321,7 +360,7 @@ def run_job(job: DPJob, nproc: int, out_dir: Path) -> dict:
     if not all_ok or (rc != 0 and run["stopped"] != "linger"):
         reason = failure_reason(base["launcher"], run, job.timeout_s, ranks, out_dir)
         return {**base, "status": "failed", "reason": reason}
-    return {**base, "status": "ok", **summarize_ranks(ranks, job.global_batch)}
+    return {**base, "status": "ok", **summarize_ranks(ranks, job.global_batch, world)}
 
 
 def _max_rel(a, b) -> float:
@@ -392,6 +431,7 @@ def run_data_parallel(
     reference: bool = False,
     weights: str | Path | None = None,
     threads: int | None = None,
+    topology: Topology = Topology(),
 ) -> dict:
     """Train ``workload`` data-parallel over ``nproc`` processes with global batch ``global_batch``.
 
@@ -400,10 +440,13 @@ def run_data_parallel(
     of the cores for each of the ``nproc``), and the result gains scaling efficiency and the loss and parameter
     differences. Status is ``ok``, ``failed`` (crash, time-out: the reason names the launcher's exit code and the
     failing rank's last log line) or ``unavailable`` (framework not installed); a batch that does not split evenly
-    or an unknown framework, workload or device raises PairbenchError."""
+    or an unknown framework, workload or device raises PairbenchError. Over several nodes (``topology``) ``nproc``
+    is per node, the global batch splits over all processes, and only node 0 runs the 1-process reference (it
+    holds rank 0's arrays); each node's result covers its own ranks."""
     check_framework(framework)
     get_workload(workload)
-    check_split(global_batch, nproc)
+    topology.check()
+    check_split(global_batch, nproc * topology.nnodes)
     backend_for(framework, device)
     if steps < 1 or warmup < 0:
         raise PairbenchError(f"data parallel needs steps >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
@@ -416,10 +459,10 @@ def run_data_parallel(
     wfile = _weights_file(root, workload, seed, weights)
     threads = threads or threads_per_rank(device, nproc)
     job = DPJob(framework, workload, global_batch, steps, warmup, seed, device, wfile, threads, timeout_s)
-    result = run_job(job, nproc, root / f"{framework}-n{nproc}")
-    if not reference or result["status"] != "ok":
+    result = run_job(job, nproc, root / f"{framework}-n{nproc}", topology)
+    if not reference or result["status"] != "ok" or topology.node_rank > 0:
         return result
-    ref = result if nproc == 1 else run_job(job, 1, root / f"{framework}-n1")
+    ref = result if nproc * topology.nnodes == 1 else run_job(job, 1, root / f"{framework}-n1")
     if ref["status"] != "ok":
         return {**result, "status": "failed", "reason": f"the 1-process reference failed: {ref['reason']}"}
     return {**result, **compare(result, ref)}

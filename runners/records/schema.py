@@ -124,6 +124,8 @@ FIELDS: dict[str, list[Field]] = {
         *_f("launcher:str weights_source:str"),
         *_f("local_batch:int backend:str results_dir:str wall_s:num launcher_stopped:str?", "opt"),
         *_f("launcher_exit_code:int?", "opt"),
+        # One node of a run over several: each node's record holds its own ranks (the report merges them).
+        *_f("nnodes:int node_rank:int master:str", "opt"),
         *_f(
             "framework_version:str losses:nums step_ms:nums samples_per_s_total:num samples_per_s_per_device:num "
             "replicas_identical:bool " + _STATS.format(p="step"),
