@@ -270,14 +270,14 @@ def _cmd_run(args) -> int:
     if args.device == "auto":
         args.device, passed = resolve_auto()
         print(f"device auto: {args.device}" + "".join(f"\n  ({why})" for why in passed))
+    if args.nproc < 1:
+        raise PairbenchError(f"--nproc must be at least 1, got {args.nproc}")
     if args.nproc > 1 or args.nnodes != 1:
         return _cmd_data_parallel(args)
     if args.node_rank != 0 or args.master_port is not None or args.master_addr != "127.0.0.1":
         raise PairbenchError(
             "--node-rank, --master-addr and --master-port belong to data-parallel runs (--nproc, --nnodes)"
         )
-    if args.nproc < 1:
-        raise PairbenchError(f"--nproc must be at least 1, got {args.nproc}")
     if args.seed is None and not args.resume:
         args.seed = secrets.randbits(31)  # one seed for the whole sweep: every point starts alike
     sweep = list(itertools.product(args.precision, args.mode, args.batch_size or (None,)))
@@ -353,8 +353,6 @@ def _cmd_data_parallel(args) -> int:
     if args.threads is not None and args.threads < 1:
         raise PairbenchError(f"--threads must be at least 1, got {args.threads}")
     check_common(fill(PairOptions, args, precision="fp32", mode="eager", batch_size=None))
-    if args.nproc < 1:
-        raise PairbenchError(f"--nproc must be at least 1, got {args.nproc}")
     topo = Topology(args.nnodes, args.node_rank, args.master_addr, args.master_port)
     topo.check()
     world = args.nproc * args.nnodes

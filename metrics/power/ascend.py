@@ -47,17 +47,22 @@ def locate(logical: int, infos: list[NpuInfo]) -> NpuInfo:
     raise PowerUnavailable(f"npu-smi lists no logical device {logical} (it lists {known})")
 
 
+def _table_power(infos: list[NpuInfo], npu_id: int) -> float | None:
+    """The info table's Power(W) of ``npu_id``; None where that row has no reading (NA, implausible)."""
+    rows = [i for i in infos if i.npu_id == npu_id]
+    if not rows:
+        raise PowerUnavailable(f"the npu-smi info table no longer lists NPU {npu_id}")
+    return rows[0].power_w
+
+
 def _table_reader(smi: NpuSmi, npu_id: int):
-    """Watts from the info table's Power(W) of ``npu_id``; None where that row has no reading (NA, implausible)."""
+    """A reader of :func:`_table_power` from a fresh ``npu-smi info`` at each sample."""
 
     def read() -> float | None:
         try:
-            rows = [i for i in smi.info() if i.npu_id == npu_id]
+            return _table_power(smi.info(), npu_id)
         except NpuSmiError as exc:
             raise PowerUnavailable(str(exc)) from None
-        if not rows:
-            raise PowerUnavailable(f"the npu-smi info table no longer lists NPU {npu_id}")
-        return rows[0].power_w
 
     return read
 
@@ -66,11 +71,12 @@ class _RatingOnly(PowerUnavailable):
     """``-t power`` offers a rating and no live value."""
 
 
-def npu_power_reader(smi: NpuSmi, npu_id: int):
+def npu_power_reader(smi: NpuSmi, npu_id: int, infos: list[NpuInfo] | None = None):
     """(reader, source, first value): a reader returning watts, or None for a sample without a value ("NA"), and
-    the value it read to choose its source. ``-t power``'s real-time value first; where it offers only a rating or
-    reads NA, the info table's live Power(W) of the NPU when that has a value (NA in both stays no reading). A
-    rating is never a reading: PowerUnavailable when nothing else is there, as when npu-smi cannot be run."""
+    the value it read to choose its source (from ``infos``, the info table just read, when given). ``-t power``'s
+    real-time value first; where it offers only a rating or reads NA, the info table's live Power(W) of the NPU
+    when that has a value (NA in both stays no reading). A rating is never a reading: PowerUnavailable when
+    nothing else is there, as when npu-smi cannot be run."""
 
     def from_power() -> float | None:
         try:
@@ -90,7 +96,7 @@ def npu_power_reader(smi: NpuSmi, npu_id: int):
         rating_only = str(exc)
     table = _table_reader(smi, npu_id)
     try:
-        value = table()
+        value = table() if infos is None else _table_power(infos, npu_id)
     except PowerUnavailable as exc:
         if rating_only is None:  # NA from -t power and no table to turn to: NA it is
             return from_power, POWER_SOURCE, None
@@ -149,15 +155,15 @@ def list_npus(smi: NpuSmi | None = None) -> list[dict]:
         if info.problems:
             entry["row_problems"] = list(info.problems)
         if info.npu_id not in power:
-            power[info.npu_id] = _power_entry(smi, info)
+            power[info.npu_id] = _power_entry(smi, info, infos)
         entry.update(power[info.npu_id])
         out.append(entry)
     return out
 
 
-def _power_entry(smi: NpuSmi, info: NpuInfo) -> dict:
+def _power_entry(smi: NpuSmi, info: NpuInfo, infos: list[NpuInfo]) -> dict:
     try:
-        _, source, watts = npu_power_reader(smi, info.npu_id)
+        _, source, watts = npu_power_reader(smi, info.npu_id, infos)
     except PowerUnavailable as exc:
         return {"power_w": None, "power_provenance": "unavailable", "power_reason": str(exc)}
     if watts is None:

@@ -50,11 +50,10 @@ class TorchRuleAdam:
     by one compiled graph per step."""
 
     def __init__(self, params, lr: float, betas: tuple[float, float], eps: float):
-        self.params = list(params)
         self.beta1, self.beta2 = betas
         self.eps = eps
         self.step_count = 0
-        self.update = _FusedUpdate(self.params, lr, betas)
+        self.update = _FusedUpdate(list(params), lr, betas)
         self._compiled = ms.jit(self.update.construct)
 
     def __call__(self, grads) -> None:

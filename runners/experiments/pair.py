@@ -89,15 +89,20 @@ def run_fields(run: RunConfig, spec, result: dict) -> dict:
     return rec
 
 
-def completed_runs(path: Path, head: dict, progress=print) -> dict[str, dict]:
-    """Successful run records already in ``path`` that are the same run as ``head`` would be (schema.RUN_KEY),
-    by framework (the latest, where a run was done twice)."""
+def records_on_file(path: Path, progress=print) -> list[dict]:
+    """The valid records already in ``path`` (none when it does not exist), saying how many lines were skipped."""
     if not path.is_file():
-        return {}
-    out = {}
+        return []
     records, skipped = read_records_lenient(path)
     if skipped:
         progress(f"--resume: {len(skipped)} line(s) of {path} cannot be read and are left as they are ({skipped[0]})")
+    return records
+
+
+def completed_runs(records: list[dict], head: dict) -> dict[str, dict]:
+    """Successful run records that are the same run as ``head`` would be (schema.RUN_KEY), by framework (the
+    latest, where a run was done twice)."""
+    out = {}
     for r in records:
         if r["record_type"] == "run" and r["status"] == "ok":
             if schema.run_key(r) == schema.run_key({**head, "framework": r["framework"]}):
@@ -105,10 +110,10 @@ def completed_runs(path: Path, head: dict, progress=print) -> dict[str, dict]:
     return out
 
 
-def recorded_pairing(records_file: Path, runs: list[dict], spec, ident: dict) -> tuple[dict, dict]:
-    """The parity of runs that are all recorded already (from the arrays in their folders), and its record: the one
-    written for exactly this pairing when there is one, else a new one, appended. Raises OSError or KeyError when
-    the runs' arrays are gone."""
+def recorded_pairing(records_file: Path, records: list[dict], runs: list[dict], spec, ident: dict) -> tuple[dict, dict]:
+    """The parity of ``runs``, all recorded already (from the arrays in their folders), and its record: the one among
+    ``records`` (those of ``records_file``) written for exactly this pairing, else a new one, appended. Raises
+    OSError or KeyError when the runs' arrays are gone."""
     latest = max(runs, key=lambda r: (r["timestamp"], r["run_id"]))
     head = schema.header(
         ident, run_id=latest["run_id"], timestamp=latest["timestamp"], workload=latest["workload"],
@@ -121,7 +126,7 @@ def recorded_pairing(records_file: Path, runs: list[dict], spec, ident: dict) ->
     found = parity(run_dirs, reference, other, results, spec, head)
     same = [
         r
-        for r in read_records_lenient(records_file)[0]
+        for r in records
         if r["record_type"] == "parity"
         and schema.run_key(r) == schema.run_key(head)
         and r["run_id"] == head["run_id"]
@@ -190,13 +195,14 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
         nproc=1,
     )
     records_file = records_path(opts.results_dir)
-    done = completed_runs(records_file, {**ident, "device": opts.device}, progress) if opts.resume else {}
+    existing = records_on_file(records_file, progress) if opts.resume else []
+    done = completed_runs(existing, {**ident, "device": opts.device})
     if done and all(fw in done for fw in opts.frameworks):  # nothing to run: no new folder, no copy of the weights
         runs = [done[fw] for fw in opts.frameworks]
         found = parity_record = None
         try:
             if len(runs) > 1:  # the pairing's parity, from the recorded runs' own arrays
-                found, parity_record = recorded_pairing(records_file, runs, spec, ident)
+                found, parity_record = recorded_pairing(records_file, existing, runs, spec, ident)
         except (OSError, KeyError) as exc:
             progress(f"--resume: the arrays of the runs already done cannot be read ({exc}); running them again")
             done = {}
