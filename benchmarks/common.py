@@ -97,13 +97,13 @@ def device_absent(device: str) -> str | None:
 
 def _options_class(task: str):
     import_project()
-    from runners.options import PairOptions, SkillOptions
+    from runners.options import ForecastOptions, PairOptions, SkillOptions
 
-    return {"pair": PairOptions, "skill": SkillOptions}[task]
+    return {"pair": PairOptions, "skill": SkillOptions, "forecast": ForecastOptions}[task]
 
 
 def budget(task: str, workload: str, device: str) -> dict:
-    """The step budget of ``task`` ("pair" or "skill") for ``workload`` on ``device``."""
+    """The step budget of ``task`` ("pair", "skill" or "forecast") for ``workload`` on ``device``."""
     from runners.spec import BUDGET_FIELDS
 
     cls = _options_class(task)
@@ -113,8 +113,9 @@ def budget(task: str, workload: str, device: str) -> dict:
 
 def pairbench_command(task: str, workload: str, precision: str, device: str) -> str:
     """The `pairbench` command line that runs what the asv benchmark of these parameters runs."""
-    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in budget(task, workload, device).items())
-    cmd, extra = ("run", " --no-skill") if task == "pair" else ("skill", "")
+    given = {k: v for k, v in budget(task, workload, device).items() if v is not None}  # None: the default
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in given.items())
+    cmd, extra = ("run", " --no-skill") if task == "pair" else (task, "")
     precision_flag = "" if precision == "fp32" else f" --precision {precision}"
     return f"pairbench {cmd} --workload {workload} --device {device} --seed {SEED} {flags}{precision_flag}{extra}"
 

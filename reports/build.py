@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
-from reports import FORMATS, figures
+from reports import FORMATS, MISSING, figures
+from reports.forecast_tables import FORECAST_SETTING, forecast_table
 from reports.pairing import pair_records
+from reports.scorecard import SATURATION, SCORECARD_SETTING, cell_colour, scorecard_table
 from reports.tables import (
     data_parallel_table,
     failures_table,
@@ -25,10 +28,19 @@ from runners.spec import PairbenchError
 
 @dataclass
 class Section:
+    """One section of the report. A frame with ``split_by`` columns is shown as one table per distinct value of
+    them (named above it; CSV keeps the one frame), without, where ``drop_empty``, the columns that no row of that
+    table fills; ``missing`` stands in for an absent value; ``cell_style`` gives the CSS of an
+    HTML cell from its value (None: no style)."""
+
     title: str
     frame: pd.DataFrame | None = None
     text: str = ""
     figures: list[dict] = field(default_factory=list)
+    split_by: list[str] = field(default_factory=list)
+    missing: str = ""
+    cell_style: Callable[[object], str | None] | None = None
+    drop_empty: bool = False
 
 
 def load(paths: list[Path], skip_invalid: bool) -> tuple[list[dict], list[str]]:
@@ -94,6 +106,21 @@ def sections(records: list[dict], with_figures: bool) -> tuple[list[Section], li
             [_fig(fig(figures.power, pairing), "power", "Samples as taken; provenance in the legend.")],
         ),
         Section(
+            "Forecasts",
+            forecast_table(pairing),
+            "Autoregressive inference, one table per setting: latency of one batched forecast (p50, p90 of the timed "
+            "repeats, device synchronised), forecast-days per second (batch x forecast days / p50), energy per single "
+            "forecast and per forecast-day with where it comes from, peak memory. On the row of each other framework: "
+            "its ratios to PyTorch on the same device (latency: median of the repeats, 95% bootstrap interval) and the "
+            "parity of its forecast with PyTorch's (worst relative L2 over the leads, and the bound).",
+            [
+                _fig(fig(figures.forecast_latency, pairing), "forecast latency", "Median latency, 95% interval."),
+                _fig(fig(figures.forecast_rel_l2, pairing), "forecast parity", "Relative L2 difference per lead."),
+            ],
+            split_by=FORECAST_SETTING,
+            missing=MISSING,
+        ),
+        Section(
             "Skill",
             skill,
             "Latitude-weighted RMSE and ACC by variable and lead time, each framework beside "
@@ -102,6 +129,17 @@ def sections(records: list[dict], with_figures: bool) -> tuple[list[Section], li
                 _fig(src, f"skill {w}", f"{w}: RMSE and ACC against lead time.")
                 for w, src in (figures.skill(skill_long(pairing)) if with_figures else [])
             ],
+        ),
+        Section(
+            "Scorecard",
+            scorecard_table(pairing),
+            "Relative RMSE difference (RMSE of the first - RMSE of the second) / RMSE of the second, by variable and "
+            f"lead time: negative (blue) means the first has the lower RMSE, positive (red) the higher; the colour "
+            f"deepens with the size of the difference, fully from {SATURATION:.0%}. {MISSING}: a score is missing.",
+            split_by=SCORECARD_SETTING,
+            missing=MISSING,
+            cell_style=cell_colour,
+            drop_empty=True,
         ),
         Section(
             "Data parallel",
@@ -179,7 +217,8 @@ def _text_cells(frame: pd.DataFrame, fix) -> pd.DataFrame:
     out.columns = [fix(str(c)) for c in out.columns]
     for c in out.columns:
         if any(isinstance(v, str) for v in out[c]):
-            out[c] = [fix(v) if isinstance(v, str) else v for v in out[c]]
+            # object dtype: pandas 3 would infer a string column and turn its None into NaN ("nan" in Markdown)
+            out[c] = pd.Series([fix(v) if isinstance(v, str) else v for v in out[c]], index=out.index, dtype=object)
     return out
 
 
@@ -192,20 +231,42 @@ def _md(text: str) -> str:
     return str(text).translate(_MD_ESCAPES)
 
 
+def _parts(s: Section) -> list[tuple[str, pd.DataFrame]]:
+    """(heading, table) of each table of a section: its frame, or one per distinct value of ``split_by`` (those
+    columns named in the heading instead); see :class:`Section`."""
+    if not s.split_by:
+        return [("", s.frame)]
+    keys: dict[tuple, list] = {}
+    for i, row in enumerate(s.frame[s.split_by].astype(object).itertuples(index=False)):
+        keys.setdefault(tuple(row), []).append(i)
+    out = []
+    for key, rows in keys.items():
+        table = s.frame.iloc[rows]
+        shown = [c for c in s.frame.columns if c not in s.split_by and (not s.drop_empty or table[c].notna().any())]
+        heading = "; ".join(f"{c}: {_cell(v, '')}" for c, v in zip(s.split_by, key, strict=True))
+        out.append((heading, table[shown]))
+    return out
+
+
+def _cell(value, missing: str) -> str:
+    """A table cell as text: floats to 4 significant digits, ``missing`` for None or NaN."""
+    if value is None or (isinstance(value, float) and value != value):
+        return missing
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def _markdown(secs, refusals, skipped) -> str:
     parts = ["# pairbench report", ""]
     parts += [f"- not compared: {_md(r)}" for r in refusals] + [f"- skipped: {_md(s)}" for s in skipped]
     for s in secs:
         if s.frame is None or s.frame.empty:
             continue
-        parts += [
-            "",
-            f"## {s.title}",
-            "",
-            s.text,
-            "",
-            _text_cells(_blank_missing(s.frame), _md).to_markdown(index=False, floatfmt=".4g", missingval=""),
-        ]
+        parts += ["", f"## {s.title}", "", s.text]
+        for heading, frame in _parts(s):
+            parts += ["", f"### {_md(heading)}"] * bool(heading) + [
+                "",
+                _text_cells(_blank_missing(frame), _md).to_markdown(index=False, floatfmt=".4g", missingval=s.missing),
+            ]
     return "\n".join(parts) + "\n"
 
 
@@ -220,15 +281,10 @@ def _html(secs, refusals, skipped, paths, n_records, n_groups) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True)
     rendered = []
     for s in secs:
-        table = None
+        tables = []
         if s.frame is not None and not s.frame.empty:
-            # pandas escapes every cell (escape=True); the markup is then safe to embed.
-            table = jinja2.utils.markupsafe.Markup(
-                s.frame.astype(object)
-                .where(s.frame.notna(), "")
-                .to_html(index=False, escape=True, float_format=lambda v: f"{v:.4g}", border=0)
-            )
-        rendered.append({"title": s.title, "text": s.text, "table": table, "figures": s.figures})
+            tables = [{"heading": h, "html": _table_html(f, s.missing, s.cell_style)} for h, f in _parts(s)]
+        rendered.append({"title": s.title, "text": s.text, "tables": tables, "figures": s.figures})
     return env.get_template("report.html.j2").render(
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         sources=[str(p) for p in paths],
@@ -238,3 +294,20 @@ def _html(secs, refusals, skipped, paths, n_records, n_groups) -> str:
         refusals=refusals,
         skipped=skipped,
     )
+
+
+def _table_html(frame: pd.DataFrame, missing: str, cell_style) -> str:
+    """A table as HTML: every header, cell and style escaped (markupsafe, as jinja's autoescape does), so the markup
+    is safe to embed."""
+    from markupsafe import Markup, escape
+
+    head = "".join(f"<th>{escape(str(c))}</th>" for c in frame.columns)
+    body = []
+    for row in frame.astype(object).itertuples(index=False):
+        cells = []
+        for v in row:
+            style = cell_style(v) if cell_style else None
+            attr = f' style="{escape(style)}"' if style else ""
+            cells.append(f"<td{attr}>{escape(_cell(v, missing))}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return Markup(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")

@@ -1,8 +1,10 @@
-"""Plain-text tables for the terminal: per-framework timings and the parity verdict."""
+"""Plain-text tables for the terminal: per-framework timings and forecasts, and the parity verdicts."""
 
 from __future__ import annotations
 
 import pandas as pd
+
+from reports.forecast_tables import bound_label, unavailable
 
 _COLUMNS = {
     "framework": "framework",
@@ -120,3 +122,63 @@ def skill_tables(summary: dict) -> str:
             f"channels: {_num(worst, '.2e', agreement.get('nonfinite'))} (<= {agreement['tolerance']:g}: {verdict})"
         )
     return "\n\n".join(out)
+
+
+def _forecast_energy(r: dict) -> str:
+    """Energy per forecast and per forecast-day with their provenance, or 'unavailable (why)'."""
+    per, per_day = r.get("energy_j_per_forecast"), r.get("energy_j_per_forecast_day")
+    if per is None or per_day is None:
+        return "energy " + unavailable(r.get("power_reason") or r.get("power_partial_reason"))
+    return f"energy {per:.3g} J/forecast, {per_day:.3g} J/forecast-day ({r['power_provenance']})"
+
+
+def forecast_lines(records: list[dict], parity: dict | None) -> list[str]:
+    """One line per framework's forecast run (latency of one batched forecast p50/p90, forecast-days per second,
+    energy per forecast and per forecast-day with its provenance, or why it is unavailable; a failed run's status
+    and reason), then the forecast parity verdict when there is one."""
+    lines = []
+    for r in records:
+        if r["status"] != "ok":
+            lines.append(f"{r['framework']:<10} {r['status']}: {r.get('reason', '')}")
+            continue
+        lines.append(
+            f"{r['framework']:<10} forecast ms p50 {r['forecast_ms_p50']:.4g}, p90 {r['forecast_ms_p90']:.4g} "
+            f"(batch {r['batch_size']}, {r['n_lead']} x {r['lead_hours']:g} h)  "
+            f"{r['forecast_days_per_s']:.4g} forecast-days/s  {_forecast_energy(r)}"
+        )
+    if parity:
+        worst = _num(parity["rel_l2_max"], ".3e", "not finite" if parity["nonfinite"] else "no value")
+        first = _num(parity["rel_l2_first_lead"], ".3e", "not finite" if parity["nonfinite"] else "no value")
+        line = (
+            f"forecast parity of {parity['other']} against {parity['reference']} ({parity['precision']}, "
+            f"{len(parity['rel_l2_per_lead'])} leads): {parity['verdict'].upper()}; worst relative L2 {worst}, "
+            f"first lead {first}; bound: {bound_label(parity['tolerances'], parity['bounds_source'])}"
+        )
+        if parity["nonfinite"]:
+            line += f"; not finite: {', '.join(parity['nonfinite'])}"
+        lines.append(line)
+    return lines
+
+
+def target_lines(summary: dict) -> list[str]:
+    """One line per framework of a skill run trained to a target (``--target-rmse``): steps, wall time and energy
+    to reach it, or "not reached" with the best validation RMSE; nothing for a run without a target."""
+    target = summary.get("target")
+    if not target:
+        return []
+    lines = [
+        f"\ntime to accuracy: validation RMSE of {target['channel']} at {target['lead_hours']:g} h <= "
+        f"{target['rmse']:g}, checked every {target['check_every']} steps:"
+    ]
+    for r in summary["records"]:
+        if r["status"] != "ok":
+            lines.append(f"  {r['framework']:<10} {r['status']}: {r.get('reason')}")
+        elif r["tta_reached"]:
+            energy = _num(r["tta_energy_j"], ".4g", f"unavailable ({r['tta_energy_reason']})")
+            energy += f" J ({r['power_provenance']})" if r["tta_energy_j"] is not None else ""
+            reached = f"reached at step {r['tta_steps']} after {r['tta_wall_s']:.1f} s"
+            lines.append(f"  {r['framework']:<10} {reached}; energy {energy}")
+        else:
+            best = _num(r["tta_best_rmse"], ".4g", "none finite")
+            lines.append(f"  {r['framework']:<10} not reached in {len(r['losses'])} steps; best RMSE {best}")
+    return lines

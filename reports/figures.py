@@ -9,7 +9,8 @@ from textwrap import fill
 
 import numpy as np
 
-from reports.pairing import Pairing
+from reports.forecast_tables import latest_parity
+from reports.pairing import Group, Pairing
 from reports.stats import bootstrap_interval
 from reports.tables import FRAMEWORK_LABEL, setting
 
@@ -34,13 +35,24 @@ def _label(fw: str, device: str) -> str:
     return f"{FRAMEWORK_LABEL.get(fw, fw)}\n{device}"
 
 
-def _timing_runs(pairing: Pairing):
-    """(workload, framework, device, record) of each timing run; a workload run in several settings (precision,
-    mode, batch, ...) is named with its setting, so that eager and compiled runs are told apart."""
-    pair = [g for g in pairing.groups if g.task == "pair"]
+def _group_name(g: Group, names: list[str]) -> str:
+    """The workload, with its setting (and lead steps, for a forecast) where it ran in several."""
+    if names.count(g.workload) == 1:
+        return g.workload
+    words = setting(g.identity)
+    run = next(iter(g.runs.values()), {})
+    if "n_lead" in run:
+        words += f", {run['n_lead']} x {run['lead_hours']:g} h"
+    return f"{g.workload}\n" + fill(words, 15)
+
+
+def _timing_runs(pairing: Pairing, task: str = "pair"):
+    """(workload, framework, device, record) of each run of ``task``; a workload run in several settings
+    (precision, mode, batch, ...) is named with its setting, so that eager and compiled runs are told apart."""
+    pair = [g for g in pairing.groups if g.task == task]
     names = [g.workload for g in pair]
     for g in pair:
-        name = g.workload if names.count(g.workload) == 1 else f"{g.workload}\n" + fill(setting(g.identity), 15)
+        name = _group_name(g, names)
         for (fw, device), rec in sorted(g.runs.items()):
             yield name, fw, device, rec
 
@@ -175,5 +187,64 @@ def parity(pairing: Pairing) -> str | None:
     ax.set_xlabel("training step (0 = before the first update)")
     ax.set_ylabel("relative loss difference")
     ax.set_title("Numerical parity over training (dashed: tolerance)")
+    ax.legend(fontsize=7)
+    return _encode(fig)
+
+
+def forecast_latency(pairing: Pairing) -> str | None:
+    """Median latency of one batched forecast per run; error bars are its 95% bootstrap interval."""
+    runs = list(_timing_runs(pairing, "forecast"))
+    if not runs:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(4, 1.4 * len(runs)), 3.2))
+    values, low, high = [], [], []
+    for *_, rec in runs:
+        samples = np.asarray(rec["forecast_ms"], dtype=float)
+        mid = float(np.median(samples))
+        lo, hi = bootstrap_interval(samples) if samples.size >= 2 else (mid, mid)
+        values.append(mid)
+        low.append(mid - lo)
+        high.append(hi - mid)
+    x = np.arange(len(runs))
+    ax.bar(x, values, yerr=[low, high], capsize=4, color="#8172b3")
+    ax.set_xticks(x, [f"{w}\n{_label(fw, d)}" for w, fw, d, _ in runs], fontsize=8)
+    ax.set_ylabel("ms per batched forecast (measured)")
+    ax.set_title("Forecast latency, median of the repeats with 95% interval")
+    return _encode(fig)
+
+
+def forecast_rel_l2(pairing: Pairing) -> str | None:
+    """Relative L2 difference of the two frameworks' forecasts at each lead time (latest forecast_parity record per
+    setting and device, log scale; a lead whose difference is not finite is a gap), with the bounds dashed."""
+    groups = [g for g in pairing.groups if g.task == "forecast"]
+    names = [g.workload for g in groups]
+    curves = []
+    for g in groups:
+        run = next(iter(g.runs.values()), {})
+        hours = run.get("lead_hours") or g.identity["data"].get("lead_hours") or 1
+        for device, p in latest_parity(g, "forecast_parity").items():
+            rel = np.array([np.nan if v is None else max(float(v), 1e-12) for v in p["rel_l2_per_lead"]])
+            if np.isfinite(rel).any():
+                name = _group_name(g, names).replace("\n", " ")
+                curves.append((f"{name} {device}: {p['other']} vs {p['reference']}", hours, rel, p["tolerances"]))
+    if not curves:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    drawn = set()
+    for i, (label, hours, rel, tolerances) in enumerate(curves):
+        ax.semilogy(hours * np.arange(1, rel.size + 1), rel, marker=".", color=f"C{i}", label=label)
+        for key, bound in (tolerances or {}).items():  # None: bounds not established
+            if isinstance(bound, (int, float)) and (key, bound) not in drawn:
+                drawn.add((key, bound))
+                look = {"color": "red", "lw": 1, "ls": "--", "label": f"bound: {key} {bound:g}"}
+                if key == "first_lead":  # metrics.parity.compare_trajectories: a bound on the first lead only
+                    ax.plot([0, hours * 1.5], [bound, bound], **look)
+                else:
+                    ax.axhline(bound, **look)
+    ax.set_xlabel("lead time, h")
+    ax.set_ylabel("relative L2 difference")
+    ax.set_title("Forecast parity per lead time (dashed: bounds)")
     ax.legend(fontsize=7)
     return _encode(fig)

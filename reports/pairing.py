@@ -6,12 +6,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from runners.records.schema import IDENTITY_FIELDS, run_key
+from runners.records.schema import FIELDS, IDENTITY_FIELDS, run_key
+
+# The kinds that compare two runs rather than being one (parity of a training pair, of a forecast pair): those
+# whose schema has no outcome (status); they join their runs' group on the shared fingerprint.
+COMPARISON_KINDS = tuple(k for k, fields in FIELDS.items() if all(f.name != "status" for f in fields))
 
 
 @dataclass
 class Group:
-    """Records of one workload fingerprint: the latest successful run per (framework, device), failures, parity."""
+    """Records of one workload fingerprint: the latest successful run per (framework, device), failures, and
+    the comparison records (parity or forecast_parity, by the group's task)."""
 
     fingerprint: str
     workload: str
@@ -56,7 +61,7 @@ def pair_records(records: list[dict]) -> Pairing:
     for rec in records:
         fp = rec["workload_fingerprint"]
         group = groups.setdefault(fp, Group(fp, rec["workload"], rec["task"]))
-        if rec["record_type"] == "parity":
+        if rec["record_type"] in COMPARISON_KINDS:
             group.parity.append(rec)
         elif rec["status"] == "ok":
             key = (rec["framework"], rec["device"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -138,6 +139,21 @@ def ratios_table(pairing: Pairing) -> pd.DataFrame:
 _SKILL_KEY = re.compile(r"^(rmse|acc)_(?:(persistence|climatology)_)?(.+)_(\d+)h$")
 
 
+def data_label(data: dict) -> str | None:
+    """What a skill run's data was, for its name in tables and figures: None for a workload's built-in data, else
+    its kind and file names (``xarray:uwnd_mean.nc,vwnd_mean.nc``)."""
+    if "kind" not in data or "generator" in data:
+        return None
+    names = [Path(f.get("path", "?")).name for f in data.get("files", []) if isinstance(f, dict)]
+    return f"{data['kind']}:{','.join(names[:3])}{',...' if len(names) > 3 else ''}"
+
+
+def skill_subject(group) -> str:
+    """The workload of a skill group, with the data it ran on where that is not the built-in data."""
+    label = data_label(group.identity.get("data") or {})
+    return group.workload if label is None else f"{group.workload} on {label}"
+
+
 def skill_long(pairing: Pairing) -> pd.DataFrame:
     """RMSE and ACC in long form: workload, forecast source (each framework with its device,
     persistence, climatology), variable, lead time."""
@@ -153,7 +169,7 @@ def skill_long(pairing: Pairing) -> pd.DataFrame:
                 metric, reference, variable, lead = m.groups()
                 source = reference or FRAMEWORK_LABEL.get(fw, fw)
                 dev = "-" if reference else device
-                row = values.setdefault((g.workload, source, dev, variable, int(lead)), {})
+                row = values.setdefault((skill_subject(g), source, dev, variable, int(lead)), {})
                 row[metric] = value
     rows = [
         {"workload": w, "source": s, "device": d, "variable": v, "lead_h": lead, **m}
@@ -189,7 +205,8 @@ def parity_table(pairing: Pairing) -> pd.DataFrame:
     gradient."""
     rows = []
     for g in pairing.groups:
-        latest = {p["device"]: p for p in sorted(g.parity, key=lambda r: r["timestamp"])}
+        training = [p for p in g.parity if p["record_type"] == "parity"]  # forecast_parity: reports.forecast_tables
+        latest = {p["device"]: p for p in sorted(training, key=lambda r: r["timestamp"])}
         for p in latest.values():
             rows.append(
                 {

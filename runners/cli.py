@@ -1,4 +1,5 @@
-"""The ``pairbench`` command: ``run`` (paired runs; no options = the demo), ``devices``, ``workloads``."""
+"""The ``pairbench`` command: ``run`` (paired runs; no options = the demo), ``skill``, ``forecast``, ``report``,
+``devices``, ``workloads``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from reports import DEFAULT_OUTPUT, FORMATS
 from runners.data.source import DataError
-from runners.options import DEFAULT_WORKLOAD, PairOptions, SkillOptions, check_common
+from runners.options import DEFAULT_WORKLOAD, ForecastOptions, PairOptions, SkillOptions, check_common
 from runners.records.store import records_path
 from runners.spec import FRAMEWORKS, MODES, OBJECTIVES, PRECISIONS, PairbenchError
 from runners.weights.canonical import WeightsMismatch
@@ -52,7 +53,35 @@ def _ints(text: str) -> tuple[int, ...]:
 # Command-line names of option fields that differ from the field's name.
 _ARG_OF = {"timeout_s": "timeout"}
 # Option fields made from several arguments: the model configuration's overrides.
-_DERIVED = {"model": lambda args: {"spectral_transform": args.spectral} if getattr(args, "spectral", None) else None}
+_DERIVED = {
+    "model": lambda args: {"spectral_transform": args.spectral} if getattr(args, "spectral", None) else None,
+    "data": lambda args: _data_request(args) if getattr(args, "data", None) else None,
+}
+
+
+def _data_request(args):
+    from runners.data.dataset import DataRequest
+
+    given = {"channels": args.channels, "test_fraction": args.test_fraction, "lat_weights": args.lat_weights}
+    return DataRequest(
+        args.data, time_step_hours=args.time_step_hours, **{k: v for k, v in given.items() if v is not None}
+    )
+
+
+def _data_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of a user's data set, the same for every command that takes one."""
+    p.add_argument(
+        "--data",
+        default=None,
+        help="era5:DIR (FourCastNet's HDF5 year files and stats) or xarray:PATH (netCDF or zarr, WeatherBench 2 "
+        "names; several files joined by commas); the model takes its channels and grid from it",
+    )
+    p.add_argument("--channels", default=None, help="comma-separated channel names of --data (name@level for a level)")
+    p.add_argument("--test-fraction", type=float, default=None, help="the last share of --data's times tested on")
+    p.add_argument("--lat-weights", default=None, help="cell-area (WeatherBench 2, default) or cosine, for --data")
+    p.add_argument(
+        "--time-step-hours", type=float, default=None, help="--data's time step where its times are irregular"
+    )
 
 
 def fill(cls, args, **given):
@@ -156,7 +185,10 @@ def _parser() -> argparse.ArgumentParser:
         help="skip frameworks whose run with this fingerprint already succeeded (needs --seed)",
     )
 
-    sk = sub.add_parser("skill", help="train each framework to a fixed budget on the built-in data and score rollouts")
+    sk = sub.add_parser(
+        "skill",
+        help="train each framework to a fixed budget or a target on the built-in data or --data; score rollouts",
+    )
     sk.add_argument("--workload", default=DEFAULT_WORKLOAD)
     sk.add_argument("--frameworks", type=_frameworks, default=FRAMEWORKS)
     sk.add_argument("--device", default=SkillOptions.device)
@@ -174,8 +206,50 @@ def _parser() -> argparse.ArgumentParser:
     )
     sk.add_argument("--seed", type=int, default=None)
     sk.add_argument("--spectral", **_SPECTRAL)
+    _data_arguments(sk)
+    sk.add_argument(
+        "--target-rmse",
+        default=None,
+        help="VAR@LEAD=VALUE (e.g. u@24h=0.5): train until the validation RMSE reaches it, --train-steps at most",
+    )
+    sk.add_argument(
+        "--check-every", type=int, default=SkillOptions.check_every, help="steps between checks of --target-rmse"
+    )
     sk.add_argument("--results-dir", type=Path, default=SkillOptions.results_dir)
     sk.add_argument("--timeout", type=float, default=SkillOptions.timeout_s)
+
+    fc = sub.add_parser(
+        "forecast", help="time autoregressive forecasts in each framework from the same weights and initial conditions"
+    )
+    fc.add_argument("--workload", default=DEFAULT_WORKLOAD)
+    fc.add_argument("--frameworks", type=_frameworks, default=FRAMEWORKS)
+    fc.add_argument("--device", default=ForecastOptions.device, help="cpu, cuda[:i], ascend[:i] or auto")
+    fc.add_argument("--precision", type=_choices(PRECISIONS), default=("fp32",), help="comma-separated sweep")
+    fc.add_argument("--mode", type=_choices(MODES), default=("eager",), help="eager and/or compiled")
+    fc.add_argument(
+        "--batch-size",
+        type=_ints,
+        default=(ForecastOptions.batch_size,),
+        help="forecasts made at once (ensemble members or initial conditions); a comma-separated sweep",
+    )
+    fc.add_argument(
+        "--n-lead", type=int, default=None, help="autoregressive steps (default: ten days at the time step)"
+    )
+    fc.add_argument(
+        "--repeats",
+        type=int,
+        default=ForecastOptions.repeats,
+        help="timed forecasts: at least this many, and more until 2 s are timed (power readings need a window)",
+    )
+    fc.add_argument("--warmup", type=int, default=ForecastOptions.warmup, help="untimed forecasts after the first")
+    fc.add_argument("--spectral", **_SPECTRAL)
+    _data_arguments(fc)
+    fc.add_argument("--threads", type=int, default=None)
+    fc.add_argument("--seed", type=int, default=None)
+    fc.add_argument("--weights", default=None, help="a safetensors file or NVlabs checkpoint (default: fresh init)")
+    fc.add_argument("--results-dir", type=Path, default=ForecastOptions.results_dir)
+    fc.add_argument("--timeout", type=float, default=ForecastOptions.timeout_s)
+    fc.add_argument("--report", type=Path, default=None, help="the HTML report (default RESULTS_DIR/report.html)")
 
     rp = sub.add_parser("report", help="pair records and write an HTML, Markdown or CSV report")
     rp.add_argument("results", nargs="+", type=Path, help="records.jsonl files, or directories holding one")
@@ -223,7 +297,7 @@ def _cmd_workloads(args) -> int:
 
 
 def _cmd_skill(args) -> int:
-    from reports.console import skill_tables
+    from reports.console import skill_tables, target_lines
     from runners.devices import parse_device
     from runners.experiments.skill import run_skill
 
@@ -231,9 +305,44 @@ def _cmd_skill(args) -> int:
     summary = run_skill(fill(SkillOptions, args))
     print()
     print(skill_tables(summary))
+    for line in target_lines(summary):
+        print(line)
     print(f"\nrecords appended to {records_path(args.results_dir)}; run files in {summary['run_dir']}")
     ok = all(r["status"] == "ok" for r in summary["records"])
     return 0 if ok and (summary["agreement"] is None or summary["agreement"]["within_tolerance"]) else 1
+
+
+def _cmd_forecast(args) -> int:
+    import itertools
+    import secrets
+
+    from reports.build import render
+    from reports.console import forecast_lines
+    from runners.devices import resolve_auto
+    from runners.experiments.forecast import run_forecast
+
+    if args.device == "auto":
+        args.device, passed = resolve_auto()
+        print(f"device auto: {args.device}" + "".join(f"\n  ({why})" for why in passed))
+    if args.seed is None:
+        args.seed = secrets.randbits(31)  # one seed for the whole sweep: every point starts alike
+    sweep = list(itertools.product(args.precision, args.mode, args.batch_size))
+    opts = [fill(ForecastOptions, args, precision=p, mode=m, batch_size=b) for p, m, b in sweep]
+    for o in opts:  # every point checked before the first runs
+        o.validate()
+    records, ok = [], True
+    for o in opts:
+        outcome = run_forecast(o)
+        print(f"\n{args.workload}, {o.precision}, {o.mode}, {o.batch_size} forecast(s) at once:")
+        print("\n".join(forecast_lines(outcome.records, outcome.parity_record)))
+        print(f"run files in {outcome.run_dir}")
+        records += [*outcome.records, *([outcome.parity_record] if outcome.parity_record else [])]
+        ok &= outcome.ok
+    print(f"\nrecords appended to {records_path(args.results_dir)}")
+    report = args.report or Path(args.results_dir) / "report.html"
+    for path in render(records, report, "html", [str(records_path(args.results_dir))]):
+        print(f"\nreport written: {path.resolve()}")
+    return 0 if ok else 1
 
 
 def _cmd_report(args) -> int:
@@ -464,16 +573,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         cpu_tdp_override(os.environ)  # checked before any work, not inside the workers after it
-        if args.command in ("run", "skill"):
+        if args.command in ("run", "skill", "forecast"):
             from runners.records.store import locked, set_aside_torn_tail
 
             with locked(args.results_dir):
                 if said := set_aside_torn_tail(records_path(args.results_dir)):
                     print(f"pairbench: {said}", file=sys.stderr)
-                return {"run": _cmd_run, "skill": _cmd_skill}[args.command](args)
+                return {"run": _cmd_run, "skill": _cmd_skill, "forecast": _cmd_forecast}[args.command](args)
         return {
-            "run": _cmd_run,
-            "skill": _cmd_skill,
             "report": _cmd_report,
             "workloads": _cmd_workloads,
             "devices": _cmd_devices,

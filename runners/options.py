@@ -10,6 +10,7 @@ from runners.devices import parse_device
 from runners.spec import FRAMEWORKS, MODES, OBJECTIVES, PRECISIONS, PairbenchError, check_framework
 
 DEFAULT_WORKLOAD = "fourcastnet-tiny"
+DEFAULT_FORECAST_HOURS = 240.0  # a ten-day forecast, the default of ``pairbench forecast``
 
 
 @dataclass
@@ -72,6 +73,52 @@ class SkillOptions:
     results_dir: Path = Path("results")
     timeout_s: float = 3600.0
     model: dict = field(default_factory=dict)
+    data: object = None  # a runners.data.dataset.DataRequest (--data); the workload's built-in data when None
+    target_rmse: str | None = None  # VAR@LEAD=VALUE: train until the validation RMSE reaches it (train_steps: budget)
+    check_every: int = 25  # steps between validation checks of the target
+
+
+@dataclass
+class ForecastOptions:
+    """``pairbench forecast``: ``n_lead`` autoregressive steps (None: ten days at the workload's time step) for
+    ``batch_size`` forecasts at once (ensemble members or initial conditions), timed ``repeats`` times after the
+    first forecast and ``warmup`` untimed ones."""
+
+    workload: str = DEFAULT_WORKLOAD
+    frameworks: tuple[str, ...] = FRAMEWORKS
+    device: str = "cpu"
+    precision: str = "fp32"
+    mode: str = "eager"
+    batch_size: int = 1
+    n_lead: int | None = None
+    repeats: int = 5
+    warmup: int = 1
+    threads: int | None = None
+    seed: int | None = None
+    weights: str | None = None
+    results_dir: Path = Path("results")
+    timeout_s: float = 3600.0
+    model: dict = field(default_factory=dict)
+    data: object = None  # a runners.data.dataset.DataRequest: initial conditions from data; synthetic when None
+
+    def validate(self) -> None:
+        parse_device(self.device)
+        for fw in self.frameworks:
+            check_framework(fw)
+        if len(set(self.frameworks)) != len(self.frameworks):
+            raise PairbenchError("each framework may be named once")
+        if self.precision not in PRECISIONS:
+            raise PairbenchError(f"unknown precision '{self.precision}'; choose from {', '.join(PRECISIONS)}")
+        if self.mode not in MODES:
+            raise PairbenchError(f"unknown mode '{self.mode}'; choose from {', '.join(MODES)}")
+        least = {"batch_size": 1, "repeats": 1, "warmup": 0, "n_lead": 1}
+        for name, low in least.items():
+            value = getattr(self, name)
+            if value is not None and value < low:
+                raise PairbenchError(f"{name.replace('_', '-')} must be at least {low}, got {value}")
+        if self.threads is not None and self.threads < 1:
+            raise PairbenchError("threads must be at least 1")
+        check_common(self)
 
 
 def check_common(opts) -> None:

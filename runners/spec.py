@@ -122,8 +122,11 @@ class WorkloadSpec:
     betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
     loss: str = "mse"
+    time_step_hours: float = 6.0  # one forecast step (FourCastNet: 6 h; AI-GOMS: 1 day)
 
     def __post_init__(self) -> None:
+        if not self.time_step_hours > 0:
+            raise ValueError(f"time_step_hours must be positive, got {self.time_step_hours!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.loss == "masked_relative_l2" and self.model.output_mask() is None:
@@ -157,6 +160,7 @@ DEVICE_KINDS = ("cpu", "cuda", "ascend")
 BUDGET_FIELDS = {
     "pair": ("warmup_steps", "train_steps", "forward_steps"),
     "skill": ("batch_size", "train_steps", "lr", "n_init", "n_lead"),
+    "forecast": ("batch_size", "n_lead", "repeats", "warmup"),
 }
 
 
@@ -189,7 +193,7 @@ class WorkloadFamily:
         if set(self.models) != set(FRAMEWORKS):
             raise ValueError(f"family {self.name}: models must name a class for each of {', '.join(FRAMEWORKS)}")
         for task, workload, _ in [*self.budgets, *self.infeasible]:
-            if workload not in self.configs or task not in ("pair", "skill"):
+            if workload not in self.configs or task not in BUDGET_FIELDS:
                 raise ValueError(f"family {self.name}: budget or infeasibility for unknown ({task}, {workload})")
         if not set(self.skill) <= set(self.configs):
             raise ValueError(f"family {self.name}: skill names workloads it does not declare")
@@ -237,6 +241,16 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def loss_mask(spec: WorkloadSpec, data: dict | None = None) -> np.ndarray | None:
+    """Where the loss is taken, (out_chans, lat, lon) of 0 and 1: the model's defined outputs (``output_mask``)
+    for a masked loss, times the cells the data has (``data["mask"]``: a .npy file the parent wrote where the data
+    has missing cells); None where the loss covers every cell."""
+    masks = [spec.model.output_mask()] if spec.loss == "masked_relative_l2" else []
+    if data and data.get("mask"):
+        masks.append(np.load(data["mask"])[: spec.model.out_chans])
+    return np.prod(masks, axis=0).astype(np.float32) if masks else None
 
 
 class Runner(Protocol):

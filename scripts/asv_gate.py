@@ -29,6 +29,9 @@ RULES = (
     Rule(r"training\.PairedTraining\.track_step_ms_p50", "speed", False),
     Rule(r"training\.PairedTraining\.track_energy_j_per_sample", "speed", False),
     Rule(r"training\.PairedTraining\.track_peak_rss_mb", "memory", False),
+    Rule(r"forecast\.Forecast\.track_forecast_ms_p50", "speed", False),
+    Rule(r"forecast\.Forecast\.track_forecast_days_per_s", "speed", True),
+    Rule(r"forecast\.Forecast\.track_energy_j_per_forecast", "speed", False),
 )
 
 ACCURACY_RTOL = 1e-3  # fixed seed on CPU: the numbers repeat exactly; 0.1 % leaves room for libm differences

@@ -302,7 +302,12 @@ def test_rollout_feeds_forecasts_back_with_the_forcings_of_their_valid_time(tmp_
     data = rng.standard_normal((12, cfg.in_chans, *cfg.img_size)).astype(np.float32)
     np.save(tmp_path / "d.npy", data)
     mean, std = rng.standard_normal(cfg.in_chans), 1 + rng.random(cfg.in_chans)
-    info = {"path": str(tmp_path / "d.npy"), "mean": mean.tolist(), "std": std.tolist(), "train": [0, 8]}
+    source = {
+        "kind": "npy", "path": str(tmp_path / "d.npy"), "channels": list(cfg.in_channels),
+        "lats_deg": np.linspace(90, -90, cfg.img_size[0]).tolist(), "lons_deg": list(range(cfg.img_size[1])),
+        "time_step_hours": 24.0,
+    }  # fmt: skip
+    info = {"source": source, "mean": mean.tolist(), "std": std.tolist(), "train": [0, 8]}
     run = RunConfig(
         workload="aigoms-tiny", framework="none", weights="-", warmup_steps=0, train_steps=2, batch_size=2,
         data={**info, "inits": [8, 9], "n_lead": 3},

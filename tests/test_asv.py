@@ -22,7 +22,7 @@ if str(ROOT) not in sys.path:  # benchmarks/ is not an installed package
 from benchmarks import common  # noqa: E402
 
 GATE = ROOT / "scripts" / "asv_gate.py"
-SUITE = {"training": "PairedTraining", "skill": "Skill"}
+SUITE = {"training": "PairedTraining", "skill": "Skill", "forecast": "Forecast"}
 MACHINE = "ci-runner"
 ENV = "existing-py_usr_bin_python3"
 COLUMNS = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a", "stats_ci_99_b"]
@@ -68,6 +68,9 @@ def _cpu_value(metric: str):
         "track_peak_rss_mb": 333.0,
         "track_rmse": 0.0719,
         "track_acc": 0.986,
+        "track_forecast_ms_p50": 41.0,
+        "track_forecast_days_per_s": 240.0,
+        "track_energy_j_per_forecast": 0.87,
     }
 
     def fill(p):
@@ -180,6 +183,8 @@ def test_every_track_benchmark_has_a_unit_a_gate_rule_and_no_import_side_effects
         "track_energy_j_per_sample",
         "track_rmse",
         "track_acc",
+        "track_forecast_ms_p50",
+        "track_energy_j_per_forecast",
     }
     for name, _, func in found:
         assert getattr(func, "unit", "unit") != "unit", f"{name} has no unit"
@@ -188,7 +193,8 @@ def test_every_track_benchmark_has_a_unit_a_gate_rule_and_no_import_side_effects
         assert cls.param_names[:4] == ["framework", "precision", "workload", "device"]
         assert cls.params[1] is common.PRECISIONS
     # importing the suite imports no framework (asv imports every module under benchmarks/)
-    code = "import sys, benchmarks.training, benchmarks.skill; print(sorted({'torch', 'mindspore'} & set(sys.modules)))"
+    suite = "benchmarks.training, benchmarks.skill, benchmarks.forecast"
+    code = f"import sys, {suite}; print(sorted({{'torch', 'mindspore'}} & set(sys.modules)))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
 
@@ -376,9 +382,10 @@ class _Captured(Exception):
 
 
 @pytest.mark.parametrize("workload", ["fourcastnet-tiny", "fourcastnet-small", "aigoms-tiny"])
-@pytest.mark.parametrize("task", ["pair", "skill"])
+@pytest.mark.parametrize("task", ["pair", "skill", "forecast"])
 def test_benchmarks_run_what_the_printed_pairbench_command_runs(monkeypatch, task, workload):
-    """The asv benchmark and `pairbench run|skill` with the flags it prints build the same options."""
+    """The asv benchmark and `pairbench run|skill|forecast` with the flags it prints build the same options."""
+    import runners.experiments.forecast
     import runners.experiments.pair
     import runners.experiments.skill
     from runners.cli import main
@@ -388,6 +395,7 @@ def test_benchmarks_run_what_the_printed_pairbench_command_runs(monkeypatch, tas
 
     monkeypatch.setattr(runners.experiments.pair, "run_pair", capture)
     monkeypatch.setattr(runners.experiments.skill, "run_skill", capture)
+    monkeypatch.setattr(runners.experiments.forecast, "run_forecast", capture)
     command = common.pairbench_command(task, workload, "fp32", "cpu")
     with pytest.raises(_Captured) as got:
         main(command.split()[1:])

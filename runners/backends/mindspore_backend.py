@@ -11,7 +11,7 @@ from mindspore import Tensor, amp, nn
 from metrics.parity import worst_repeat_difference
 from runners.backends.mindspore_adam import TorchRuleAdam
 from runners.devices import parse_device
-from runners.spec import PairbenchError, RunConfig, UnsupportedError, WorkloadSpec, load_object
+from runners.spec import PairbenchError, RunConfig, UnsupportedError, WorkloadSpec, load_object, loss_mask
 
 _TARGETS = {"cpu": "CPU", "cuda": "GPU", "ascend": "Ascend"}
 LOW_PRECISION = {"fp32": None, "fp16": ms.float16, "bf16": ms.bfloat16}
@@ -37,10 +37,13 @@ def _set_device(text: str) -> str:
     return target
 
 
-def make_loss(spec: WorkloadSpec):
+def make_loss(spec: WorkloadSpec, data: dict | None = None):
     """The workload's loss as ``loss(out, y)`` on fp32 tensors, the same formulas as the PyTorch runner's."""
+    array = loss_mask(spec, data)
+    if array is None:
+        return lambda out, y: ((out - y) ** 2).mean()
+    mask = Tensor(array)
     if spec.loss == "masked_relative_l2":
-        mask = Tensor(spec.model.output_mask())
 
         def masked_relative_l2(out, y):
             b = out.shape[0]
@@ -49,7 +52,7 @@ def make_loss(spec: WorkloadSpec):
             return ((diff**2).sum(axis=1).sqrt() / (ref**2).sum(axis=1).sqrt()).mean()
 
         return masked_relative_l2
-    return lambda out, y: ((out - y) ** 2).mean()
+    return lambda out, y: ((out - y) ** 2 * mask).sum() / (mask.sum() * out.shape[0])
 
 
 class MindSporeRunner:
@@ -70,7 +73,7 @@ class MindSporeRunner:
                 "MindSpore 2.10 has no bfloat16 Dense/Conv2d kernels on CPU (TypeError at the first step)"
             )
         self.model_cls = load_object(spec.models[self.framework])
-        self.loss_fn = make_loss(spec)
+        self.loss_fn = make_loss(spec, run.data)
 
     def versions(self) -> dict[str, str]:
         return {
@@ -107,7 +110,7 @@ class MindSporeRunner:
         compiled = self.run.mode == "compiled"
         self.grad_fn = ms.jit(grad_fn) if compiled else grad_fn
         self.forward_fn = ms.jit(self._forward) if compiled else self._forward
-        if compiled:
+        if compiled and self.run.task != "forecast":  # a forecast takes no gradient
             self._check_compiled_gradients()
 
     def _check_compiled_gradients(self) -> None:

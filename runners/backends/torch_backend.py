@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from runners.devices import parse_device
-from runners.spec import PairbenchError, RunConfig, UnsupportedError, WorkloadSpec, load_object
+from runners.spec import PairbenchError, RunConfig, UnsupportedError, WorkloadSpec, load_object, loss_mask
 
 AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Dynamic loss scaling for fp16, the same settings as MindSpore's DynamicLossScaler in its runner.
@@ -45,12 +45,21 @@ def masked_relative_l2(out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -
     return ((diff**2).sum(dim=1).sqrt() / (ref**2).sum(dim=1).sqrt()).mean()
 
 
-def make_loss(spec: WorkloadSpec, device: torch.device):
-    """The workload's loss as ``loss(out, y)``, in fp32 (``spec.loss``; see runners.spec.LOSSES)."""
+def masked_mse(out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean squared error over the cells where ``mask`` is 1 (cells the data has)."""
+    return ((out - y) ** 2 * mask).sum() / (mask.sum() * out.shape[0])
+
+
+def make_loss(spec: WorkloadSpec, device: torch.device, data: dict | None = None):
+    """The workload's loss as ``loss(out, y)``, in fp32 (``spec.loss``; see runners.spec.LOSSES), over the cells
+    of runners.spec.loss_mask."""
+    mask = loss_mask(spec, data)
+    if mask is None:
+        return F.mse_loss
+    mask = torch.from_numpy(mask).to(device)
     if spec.loss == "masked_relative_l2":
-        mask = torch.from_numpy(spec.model.output_mask()).to(device)
         return lambda out, y: masked_relative_l2(out, y, mask)
-    return F.mse_loss
+    return lambda out, y: masked_mse(out, y, mask)
 
 
 class TorchRunner:
@@ -67,7 +76,7 @@ class TorchRunner:
             raise UnsupportedError(f"precision {run.precision} is not one of {', '.join(AMP_DTYPES)}")
         self.amp_dtype = AMP_DTYPES[run.precision]
         self.model_cls = load_object(spec.models[self.framework])
-        self.loss_fn = make_loss(spec, self.device)
+        self.loss_fn = make_loss(spec, self.device, run.data)
 
     def versions(self) -> dict[str, str]:
         name = "cpu"

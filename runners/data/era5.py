@@ -211,3 +211,25 @@ def _year_times(paths: list[Path], counts: list[int], step_hours: float) -> np.n
     starts = [np.datetime64(f"{m.group(1)}-01-01T00:00:00") for m in matches]
     parts = [first + np.arange(n) * step for first, n in zip(starts, counts, strict=True)]
     return np.concatenate(parts).astype("datetime64[ns]")
+
+
+def channel_indices(names: Sequence[str]) -> list[int]:
+    """Indices in FourCastNet's files of channels named as in FOURCASTNET_CHANNELS (``z500``, ``t850``, ...)."""
+    for name in names:
+        if name not in FOURCASTNET_CHANNELS:
+            raise InvalidDataError(
+                f"unknown channel {name!r}; FourCastNet's channels are {', '.join(FOURCASTNET_CHANNELS)}"
+            )
+    return [FOURCASTNET_CHANNELS.index(name) for name in names]
+
+
+def split_folders(directory: str | Path) -> tuple[Path, Path] | None:
+    """``(directory/train, directory/test)`` when both exist (FourCastNet's layout), None when neither does."""
+    folders = (Path(directory) / "train", Path(directory) / "test")
+    present = [folder.is_dir() for folder in folders]
+    if all(present):
+        return folders
+    if any(present):
+        have, lack = (folders[0], folders[1]) if present[0] else (folders[1], folders[0])
+        raise InvalidDataError(f"{directory} has a {have.name}/ folder but no {lack.name}/ folder")
+    return None

@@ -12,34 +12,56 @@ from runners.data.source import FieldSource, InvalidDataError, MissingDataError,
 MEANS_FILE = "global_means.npy"
 STDS_FILE = "global_stds.npy"
 CLIMATOLOGY_FILE = "time_means.npy"
+STATS_FILES = (MEANS_FILE, STDS_FILE, CLIMATOLOGY_FILE)
 
 
-def channel_stats(source: FieldSource, start: int, stop: int, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def channel_stats(
+    source: FieldSource, start: int, stop: int, chunk: int = 64, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and standard deviation over time, latitude and longitude of [start, stop).
 
     Streams ``chunk`` time steps at a time and merges the chunks' means and sums of squared deviations in
     float64 (Chan et al.'s parallel form of Welford's algorithm). The standard deviation is the population
-    one (ddof=0), unweighted over the grid, as FourCastNet's global_stds.npy.
+    one (ddof=0), unweighted over the grid, as FourCastNet's global_stds.npy. With ``mask`` (C, lat, lon),
+    only the cells where it is nonzero count, the others (NaN, say) are ignored.
 
     Returns
     -------
     mean, std : np.ndarray
         float64 arrays of shape (C,).
     """
-    count = 0
-    mean = np.zeros(len(source.channels))
-    m2 = np.zeros(len(source.channels))
+    keep = None if mask is None else np.asarray(mask) != 0
+    shape = (len(source.channels), len(source.lats_deg), len(source.lons_deg))
+    if keep is not None and keep.shape != shape:
+        raise InvalidDataError(f"mask has shape {keep.shape}, not the source's (channel, lat, lon) = {shape}")
+    cells = np.full(shape[0], shape[1] * shape[2]) if keep is None else keep.sum(axis=(1, 2))
+    if not cells.all():
+        raise InvalidDataError(f"the mask keeps no cell of channel '{source.channels[int(np.argmin(cells))]}'")
+    count = np.zeros(shape[0])
+    mean = np.zeros(shape[0])
+    m2 = np.zeros(shape[0])
     for _, block in iter_chunks(source, start, stop, chunk):
         block = block.astype(np.float64)
-        n_b = block.shape[0] * block.shape[2] * block.shape[3]
-        mean_b = block.mean(axis=(0, 2, 3))
-        m2_b = ((block - mean_b[:, None, None]) ** 2).sum(axis=(0, 2, 3))
+        if keep is not None:
+            block = np.where(keep, block, 0.0)
+        n_b = block.shape[0] * cells
+        mean_b = block.sum(axis=(0, 2, 3)) / n_b
+        deviation = block - mean_b[:, None, None]
+        m2_b = ((deviation if keep is None else np.where(keep, deviation, 0.0)) ** 2).sum(axis=(0, 2, 3))
         delta = mean_b - mean
         total = count + n_b
         mean = mean + delta * (n_b / total)
         m2 = m2 + m2_b + delta**2 * (count * n_b / total)
         count = total
     return mean, np.sqrt(m2 / count)
+
+
+def finite_mask(source: FieldSource, start: int, stop: int, chunk: int = 64) -> np.ndarray:
+    """Boolean (C, lat, lon): True where the field is finite at every time step of [start, stop), read by chunks."""
+    keep = np.ones((len(source.channels), len(source.lats_deg), len(source.lons_deg)), dtype=bool)
+    for _, block in iter_chunks(source, start, stop, chunk):
+        keep &= np.isfinite(block).all(axis=0)
+    return keep
 
 
 def time_mean_climatology(source: FieldSource, start: int, stop: int, chunk: int = 64) -> np.ndarray:
@@ -114,6 +136,21 @@ def save_stats(directory: str | Path, mean: np.ndarray, std: np.ndarray, clim: n
     np.save(directory / CLIMATOLOGY_FILE, clim.astype(np.float32)[None])
 
 
+def stats_folder(*folders: str | Path) -> Path | None:
+    """The first of ``folders`` holding all three of FourCastNet's stats files, or None when none holds any.
+
+    A folder holding only some of them is an InvalidDataError.
+    """
+    for folder in map(Path, folders):
+        present = [name for name in STATS_FILES if (folder / name).is_file()]
+        if len(present) == len(STATS_FILES):
+            return folder
+        if present:
+            missing = [name for name in STATS_FILES if name not in present]
+            raise InvalidDataError(f"{folder} holds {', '.join(present)} but not {', '.join(missing)}")
+    return None
+
+
 def load_stats(
     directory: str | Path, channels: Sequence[int] | None = None, crop_lat: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -128,7 +165,7 @@ def load_stats(
     crop_lat : int, optional
         Keep only the first ``crop_lat`` latitude rows of the climatology (720 for FourCastNet).
     """
-    mean, std, clim = (_load(Path(directory) / name) for name in (MEANS_FILE, STDS_FILE, CLIMATOLOGY_FILE))
+    mean, std, clim = (_load(Path(directory) / name) for name in STATS_FILES)
     n_channels = mean.shape[1] if mean.ndim == 4 else -1
     if mean.shape != (1, n_channels, 1, 1) or std.shape != mean.shape:
         raise InvalidDataError(f"means and stds must have shape (1, C, 1, 1), got {mean.shape} and {std.shape}")

@@ -9,6 +9,11 @@ import numpy as np
 
 from runners.data.source import InvalidDataError, MissingDataError, check_range
 
+# Dimension names that select_variables recognises (ERA5 from the Copernicus data store has "valid_time").
+TIME_NAMES = ("time", "valid_time")
+LAT_NAMES = ("lat", "latitude")
+LON_NAMES = ("lon", "longitude")
+
 
 class XarraySource:
     """A FieldSource over variables of netCDF files or zarr stores, read with ``isel(time=...)`` slice by slice.
@@ -22,8 +27,9 @@ class XarraySource:
     ----------
     paths : str, Path or sequence of them
         netCDF files, or zarr stores (paths ending in ``.zarr``).
-    variables : sequence of str
-        Variable names, in channel order.
+    variables : sequence of str or of (str, mapping)
+        Variable names, in channel order; a ``(name, levels)`` pair selects ``levels`` (e.g. ``{"level": 500}``)
+        on that variable only, over ``level``, so that one variable can give several channels.
     lat, lon, time : str
         Names of the latitude, longitude and time dimensions.
     level : mapping, optional
@@ -54,12 +60,13 @@ class XarraySource:
         path_list = [paths] if isinstance(paths, (str, Path)) else list(paths)
         if not path_list or not list(variables):
             raise InvalidDataError("XarraySource needs at least one path and one variable")
-        self._datasets = [_open(Path(p)) for p in path_list]
+        self._datasets = [open_store(Path(p)) for p in path_list]
         self._dims = (time, lat, lon)
         self._pieces = []
         names = []
-        for name in variables:
-            pieces, channel = self._variable_pieces(name, dict(level or {}))
+        for entry in variables:
+            name, own = (entry, {}) if isinstance(entry, str) else (entry[0], dict(entry[1]))
+            pieces, channel = self._variable_pieces(name, {**dict(level or {}), **own})
             self._pieces.append(pieces)
             names.append(channel)
         self.channels = tuple(names)
@@ -115,10 +122,14 @@ class XarraySource:
             ds.close()
 
 
-def _open(path: Path):
-    """Open one netCDF file or zarr store lazily (no dask needed)."""
+def open_store(path: str | Path):
+    """Open one netCDF file or zarr store (a path ending in ``.zarr``) lazily, without dask.
+
+    Raises MissingDataError when ``path`` does not exist and InvalidDataError when it cannot be opened.
+    """
     import xarray as xr
 
+    path = Path(path)
     if not path.exists():
         raise MissingDataError(f"data file {path} does not exist")
     is_zarr = path.name.rstrip("/").endswith(".zarr")
@@ -126,7 +137,8 @@ def _open(path: Path):
         return xr.open_dataset(path, engine="zarr" if is_zarr else None, chunks=None)
     except (ValueError, OSError, ImportError) as err:
         kind = "zarr store" if is_zarr else "netCDF file"
-        raise InvalidDataError(f"{path} could not be opened as a {kind} ({err})") from err
+        reason = str(err).split(". ")[0]  # xarray's message about its engines goes on with advice
+        raise InvalidDataError(f"{path} could not be opened as a {kind} ({reason})") from err
 
 
 def _select_levels(piece, name: str, level: dict, dims: tuple[str, str, str]):
@@ -179,3 +191,121 @@ def _infer_step(times: np.ndarray | None) -> float:
         return float("nan")
     steps = np.unique(np.diff(times).astype("timedelta64[s]").astype(np.int64))
     return float(steps[0]) / 3600.0 if steps.size == 1 else float("nan")
+
+
+def select_variables(
+    paths: Sequence[str | Path], channels: Sequence[str] | None = None
+) -> tuple[tuple[str, str, str], list[tuple[str, dict]]]:
+    """Detect the files' (time, lat, lon) dimension names and resolve channel names to :class:`XarraySource` variables.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        netCDF files or zarr stores, opened lazily here and closed again.
+    channels : sequence of str, optional
+        Variable names, or ``name@level`` for a variable with one extra dimension (WeatherBench 2's
+        ``geopotential@500``: the value 500 of its ``level`` dimension). By default every data variable whose
+        dimensions are exactly time, latitude and longitude, in file order.
+
+    Returns
+    -------
+    dims : (str, str, str)
+        The names of the time, latitude and longitude dimensions (``time``; ``lat`` or ``latitude``; ``lon`` or
+        ``longitude``).
+    variables : list of (str, dict)
+        One ``(name, {dimension: value})`` pair per channel, for ``XarraySource(paths, variables, ...)``.
+    """
+    datasets = []
+    try:
+        for path in paths:
+            datasets.append(open_store(path))
+        found: dict[str, object] = {}
+        for ds in datasets:
+            for name, var in ds.data_vars.items():
+                if isinstance(name, str):
+                    found.setdefault(name, var)
+        present = {d for var in found.values() for d in var.dims}
+        dims = (_pick_dim(TIME_NAMES, present, "time"), _pick_dim(LAT_NAMES, present, "latitude"),
+                _pick_dim(LON_NAMES, present, "longitude"))  # fmt: skip
+        if channels is None:
+            channels = [name for name, var in found.items() if len(var.dims) == 3 and set(var.dims) == set(dims)]
+            if not channels:
+                raise InvalidDataError(
+                    f"no variable has exactly the dimensions {dims}; name the channels (variables: {_listing(found)})"
+                )
+        return dims, [_channel_variable(spec, found, dims) for spec in channels]
+    finally:
+        for ds in datasets:
+            ds.close()
+
+
+def _pick_dim(names: tuple[str, ...], present: set, what: str) -> str:
+    """The one name of ``names`` among the dimensions ``present``, or raise."""
+    hits = [name for name in names if name in present]
+    if len(hits) != 1:
+        how = "no" if not hits else "more than one"
+        raise InvalidDataError(
+            f"the files have {how} {what} dimension named {' or '.join(names)} (dimensions: {_listing(present)})"
+        )
+    return hits[0]
+
+
+def _channel_variable(spec: str, found: dict, dims: tuple[str, str, str]) -> tuple[str, dict]:
+    """The ``(variable, {dimension: value})`` pair of one channel written ``name`` or ``name@level``."""
+    name, level = spec.rpartition("@")[::2] if "@" in spec else (spec, None)
+    if name not in found:
+        raise InvalidDataError(f"variable '{name}' is not in the files; available variables: {_listing(found)}")
+    var = found[name]
+    missing = [d for d in dims if d not in var.dims]
+    if missing:
+        raise InvalidDataError(f"variable '{name}' has the dimensions {var.dims}, without {missing}")
+    for dim in dims[1:]:
+        if dim not in var.coords:
+            raise InvalidDataError(f"the dimension '{dim}' of variable '{name}' has no coordinate values (degrees)")
+    extra = [d for d in var.dims if d not in dims]
+    if not extra:
+        if level is not None:
+            raise InvalidDataError(f"variable '{name}' has no level dimension, so write '{name}' instead of '{spec}'")
+        return name, {}
+    if len(extra) > 1:
+        raise InvalidDataError(
+            f"variable '{name}' has {len(extra)} extra dimensions {extra}; at most one can be chosen"
+        )
+    dim = extra[0]
+    values = _level_values(var, dim, name)
+    if level is None:
+        raise InvalidDataError(
+            f"variable '{name}' has the dimension '{dim}' (values: {_listing(values)}); "
+            f"choose one, as in {name}@{values[0]}"
+        )
+    for value in values:
+        matches = value == level if isinstance(value, str) else _number(level) == value
+        if matches:
+            return name, {dim: value}
+    raise InvalidDataError(f"variable '{name}' has no {dim} {level!r} (values: {_listing(values)})")
+
+
+def _level_values(var, dim: str, name: str) -> list:
+    """The values of the extra dimension ``dim`` of ``var`` as Python numbers or strings."""
+    if dim not in var.coords or var[dim].size == 0:
+        raise InvalidDataError(f"the dimension '{dim}' of variable '{name}' has no values to choose from")
+    values = np.asarray(var[dim].values)
+    listed = values.tolist() if values.dtype.kind in "iufUO" else []
+    if not all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in listed) or not listed:
+        raise InvalidDataError(f"the dimension '{dim}' of variable '{name}' has values of type {values.dtype}")
+    return listed
+
+
+def _number(text: str) -> float | None:
+    """``text`` as a float, or None."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _listing(names, limit: int = 20) -> str:
+    """Up to ``limit`` names joined by commas, with how many more there are."""
+    items = [str(n) for n in (sorted(names, key=str) if isinstance(names, (set, dict)) else names)]
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more

@@ -1,5 +1,6 @@
 """What a worker does once its backend is built: timed training with its power window, the paired run's
-parity and timing task, and the skill task (train on data, then roll out)."""
+parity and timing task, the skill task (train on data, then roll out) and the forecast task (timed
+autoregressive inference)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ import numpy as np
 
 from metrics.memory import RssPeak
 from metrics.parity import has_gradient
-from metrics.power.collectors import collector_for
 from metrics.timing import time_steps
 from runners.data.synthetic import synthetic_batch
-from runners.devices import parse_device
+from runners.execution.rollout import Rollout, data_reader, window_collector
 from runners.records.schema import POWER_WINDOWS
 from runners.spec import RunConfig, UnsupportedError, masked_objective_refusal
 
@@ -20,6 +20,9 @@ from runners.spec import RunConfig, UnsupportedError, masked_objective_refusal
 # much memory, so that the window holds the timed steps only; larger inputs are prepared step by step inside it.
 # Staged inputs count toward the run's peak memory: 256 MiB at most (fourcastnet-tiny: 3 MB).
 STAGE_BYTES = 256 << 20
+TRAJECTORY_BYTES = 1 << 30
+MIN_POWER_WINDOW_S = 2.0
+MAX_EXTRA_REPEATS = 50
 
 
 def timed_training(run: RunConfig, runner, batch, n_steps: int, samples_per_step: int) -> dict:
@@ -46,8 +49,7 @@ def timed_training(run: RunConfig, runner, batch, n_steps: int, samples_per_step
     timed_steps = range(run.warmup_steps, run.warmup_steps + n_steps)
     staged = sum(a.nbytes for a in batch(timed_steps[0])) * n_steps <= STAGE_BYTES
     ready = [stage(i) for i in timed_steps] if staged else []
-    dev = parse_device(run.device)
-    collector = collector_for(dev.kind, dev.index, run.power_rate_hz)
+    collector = window_collector(run)
     # Power and timings come from the same window, fenced by synchronisation.
     runner.synchronize()
     collector.start()
@@ -120,54 +122,103 @@ def execute_pair(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.ndarr
 
 
 def execute_skill(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.ndarray]]:
-    """Train on the data set for the budget, then roll out; forecasts are returned normalised.
+    """Train on the data set for the budget (or until the target, ``data["target"]``), then roll out; forecasts
+    are returned normalised.
 
     The data set's first ``out_chans`` channels are the model's outputs; any further input channels
     (AI-GOMS's atmospheric forcings and orography) are read from the data at each input time, in training
-    and in the rollout alike. Where the model's outputs are undefined (land, ``output_mask``), a forecast is
-    fed back with each channel's ocean mean there, as the data holds land, so that untrained land values
-    do not leak into later leads."""
+    and in the rollout alike (see :class:`Rollout` for what is fed back where outputs are undefined). Cells
+    missing in the data are 0 in the inputs and left out of the loss."""
     d = run.data
-    data = np.load(d["path"], mmap_mode="r")
-    mean = np.asarray(d["mean"], np.float32)[:, None, None]
-    std = np.asarray(d["std"], np.float32)[:, None, None]
+    fields, data_mask = data_reader(d)
     n_out = spec.model.out_chans
-    mask = spec.model.output_mask()
-
-    def norm(a: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray((a - mean) / std, dtype=np.float32)
-
     t0, t1 = d["train"]
     rng = np.random.default_rng([run.seed, 1])  # the same batch order in every framework
     order = rng.integers(t0, t1 - 1, size=(run.warmup_steps + run.train_steps, run.batch_size))
 
     def batch(i: int):
-        return norm(data[order[i]]), np.ascontiguousarray(norm(data[order[i] + 1])[:, :n_out])
+        return fields(order[i]), np.ascontiguousarray(fields(order[i] + 1)[:, :n_out])
 
-    training = timed_training(run, runner, batch, run.train_steps, run.batch_size)
     inits = np.asarray(d["inits"])
-    x = runner.put(norm(data[inits]))
+    extra = None if n_out == spec.model.in_chans else (lambda k: fields(inits + k)[:, n_out:])
+    roll = Rollout(n_out, extra, spec.model.output_mask(), data_mask)
+    if d.get("target"):
+        training = train_to_target(run, runner, batch, d, fields, spec, data_mask)
+    else:
+        training = timed_training(run, runner, batch, run.train_steps, run.batch_size)
     forecasts, rollout_ms = [], []
-    for k in range(d["n_lead"]):
-        runner.synchronize()
-        start = time.perf_counter()
-        out = runner.forward(x)
-        runner.synchronize()
-        rollout_ms.append((time.perf_counter() - start) * 1e3)
-        forecasts.append(runner.fetch(out))
-        if n_out == data.shape[1] and mask is None:
-            x = out
-        elif k + 1 < d["n_lead"]:  # the next input: this forecast, then the forcings and static fields at its time
-            extra = norm(data[inits + k + 1])[:, n_out:]
-            x = runner.put(np.concatenate([fill_undefined(forecasts[-1], mask), extra], axis=1))
+    roll.run(runner, fields(inits), d["n_lead"], keep=forecasts, lead_ms=rollout_ms)
     return {**training, "rollout_ms": rollout_ms}, {"forecasts": np.stack(forecasts, axis=1)}
 
 
-def fill_undefined(fields: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """``fields`` (batch, channel, lat, lon) with the cells where ``mask`` (channel, lat, lon) is 0 set to the
-    channel's mean over the cells where it is 1, per sample: how the built-in ocean data holds land."""
-    if mask is None:
-        return fields
-    keep = mask.astype(bool)
-    means = (fields * keep).sum(axis=(-2, -1), keepdims=True) / keep.sum(axis=(-2, -1), keepdims=True)
-    return np.where(keep, fields, means).astype(fields.dtype)
+def train_to_target(run: RunConfig, runner, batch, d: dict, fields, spec, data_mask) -> dict:
+    """Adam steps until the validation RMSE of one channel at one lead reaches the target, checked every
+    ``check_every`` steps and after the last step of the budget (``train_steps``). Power is collected from the
+    first step to the check that reached the target (or the end of the budget): steps and checks alike, as a
+    user waits for both."""
+    from metrics.skill import RMSE
+
+    t = d["target"]
+    c, lead = int(t["channel_index"]), int(t["lead_steps"])
+    inits = np.asarray(t["inits"], dtype=np.int64)
+    n_out = spec.model.out_chans
+    extra = None if n_out == spec.model.in_chans else (lambda k: fields(inits + k)[:, n_out:])
+    roll = Rollout(n_out, extra, spec.model.output_mask(), data_mask)
+    x_val = fields(inits)
+    scale, shift = float(d["std"][c]), float(d["mean"][c])
+    truth = fields(inits + lead)[:, c : c + 1] * scale + shift
+    masks = [m[c : c + 1] for m in (spec.model.output_mask(), data_mask) if m is not None]
+    mask = np.prod(masks, axis=0) if masks else None
+    metric = RMSE(t["convention"])
+
+    def validation_rmse() -> float:
+        kept: list[np.ndarray] = []
+        roll.run(runner, x_val, lead, keep=kept)
+        pred = kept[-1][:, c : c + 1] * scale + shift
+        return float(metric.compute(pred, truth, np.asarray(t["lats_deg"]), mask=mask)[0])
+
+    collector = window_collector(run)
+    runner.synchronize()
+    collector.start()
+    start = time.perf_counter()
+    losses, step_ms, checks, reached = [], [], [], None
+    for i in range(run.train_steps):
+        inputs = [runner.put(a) for a in batch(i)]
+        t0 = time.perf_counter()
+        loss = runner.train_step(*inputs)
+        runner.synchronize()
+        step_ms.append((time.perf_counter() - t0) * 1e3)
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss} at step {i}")
+        losses.append(loss)
+        if (i + 1) % int(t["check_every"]) and i + 1 < run.train_steps:
+            continue
+        value = validation_rmse()
+        checks.append([i + 1, value if np.isfinite(value) else None])
+        if np.isfinite(value) and value <= float(t["rmse"]):
+            reached = (i + 1, time.perf_counter() - start)
+            break
+    runner.synchronize()
+    power = collector.stop()
+    power_fields = power.to_record(samples_in_window=run.batch_size * len(step_ms))
+    finite = [v for _, v in checks if v is not None]
+    return {
+        "losses": losses,
+        "step_ms": step_ms,
+        "input_ms": [],
+        "first_step_ms": step_ms[0] if step_ms else None,
+        **runner.device_memory(),
+        **power_fields,
+        "power_window": POWER_WINDOWS[3],
+        "tta": {
+            "tta_reached": reached is not None,
+            "tta_checks": checks,
+            "tta_best_rmse": min(finite) if finite else None,
+            "tta_steps": reached[0] if reached else None,
+            "tta_wall_s": reached[1] if reached else None,
+            "tta_energy_j": power_fields["energy_j"] if reached else None,
+            "tta_energy_reason": None
+            if reached and power_fields["energy_j"] is not None
+            else ("the target was not reached" if not reached else power_fields["power_reason"]),
+        },
+    }

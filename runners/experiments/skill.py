@@ -1,6 +1,6 @@
-"""Skill: train each framework to the same fixed budget on the built-in data, from the same weights and
-in the same batch order, roll out from the same initial conditions, and score every rollout with the
-one NumPy metric implementation beside persistence and climatology."""
+"""Skill: train each framework to the same fixed budget (or until a validation RMSE target) on the built-in data
+or the user's, from the same weights and in the same batch order, roll out from the same initial conditions, and
+score every rollout with the one NumPy metric implementation beside persistence and climatology."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from metrics.skill import climatology_forecast, persistence_forecast, score_lead_times
+from runners.data.source import read_indices
+from runners.data.stats import save_stats
+from runners.experiments.datasets import builtin, configured, evenly, save_mask
 from runners.options import SkillOptions, check_common
 from runners.records import schema
 from runners.records.store import append_record, records_path
@@ -21,13 +24,6 @@ from runners.workloads.registry import get_workload
 # Two fp32 trainings of 400 Adam steps drift apart by rounding alone; measured RMSE curves of the two
 # frameworks differ by well under 1 % (see README), so 2 % at every lead and channel is the bound.
 AGREEMENT = 0.02
-
-
-def _inits(test: tuple[int, int], n_init: int, n_lead: int) -> np.ndarray:
-    last = test[1] - n_lead - 1
-    if last < test[0] or n_init < 1:
-        raise PairbenchError(f"the test split {test} is too short for {n_init} rollouts of {n_lead} steps")
-    return np.unique(np.linspace(test[0], last, n_init).astype(int))
 
 
 def _flat_scores(prefix: str, scores, channels, hours: float) -> dict:
@@ -50,9 +46,51 @@ def _table(scores) -> dict:
     return {k: [[_number(v) for v in row] for row in getattr(scores, k)] for k in ("rmse", "acc")}
 
 
+def parse_target(text: str, channels, hours: float, check_every: int) -> tuple[str, int, float]:
+    """``VAR@LEAD=VALUE`` (``z500@120h=250``, ``u@1d=0.5``) as (channel, lead steps, RMSE): the channel one of
+    ``channels``, the lead a whole number of ``hours`` steps, the value a positive RMSE in the channel's units."""
+    form = f"--target-rmse {text!r} is not VAR@LEAD=VALUE (e.g. {channels[0]}@{hours * 4:g}h=0.5)"
+    name, at, rest = str(text).partition("@")
+    lead, eq, value = rest.partition("=")
+    if not (at and eq and name and lead and value):
+        raise PairbenchError(form)
+    if name not in channels:
+        raise PairbenchError(f"--target-rmse names {name!r}, not one of the forecast channels {', '.join(channels)}")
+    units = {"h": 1.0, "d": 24.0}
+    try:
+        lead_h = float(lead[:-1]) * units[lead[-1]]
+        rmse = float(value)
+    except (KeyError, ValueError, IndexError):
+        raise PairbenchError(form + "; the lead takes a unit, h or d") from None
+    steps = lead_h / hours
+    if not (np.isfinite(steps) and steps >= 1 and abs(steps - round(steps)) < 1e-9):
+        raise PairbenchError(f"--target-rmse lead {lead} is not a whole number of the data's {hours:g} h steps")
+    if not (np.isfinite(rmse) and rmse > 0):
+        raise PairbenchError(f"--target-rmse value {value!r} is not a positive RMSE")
+    if check_every < 1:
+        raise PairbenchError(f"--check-every must be at least 1, got {check_every}")
+    return name, int(round(steps)), rmse
+
+
+def _validation(train: tuple[int, int], lead: int, n_init: int) -> tuple[tuple[int, int], np.ndarray]:
+    """The training split less its last tenth (at least room for the checks), and validation starts there."""
+    t0, t1 = train
+    held = max(lead + 2, (t1 - t0) // 10)
+    if t1 - held - t0 < 2:
+        raise PairbenchError(f"the training split {train} is too short to hold out a validation part of {held} steps")
+    return (t0, t1 - held), evenly((t1 - held, t1), n_init, lead, "validation split")
+
+
+def _scored_mask(spec, data) -> np.ndarray | None:
+    """Where the outputs are scored: where the model defines them (AI-GOMS's ocean at each channel's depth) and the
+    data has values at every time (its mask)."""
+    n_out = spec.model.out_chans
+    masks = [m for m in (spec.model.output_mask(), None if data.mask is None else data.mask[:n_out]) if m is not None]
+    return np.prod(masks, axis=0).astype(np.float32) if masks else None
+
+
 def run_skill(opts: SkillOptions, progress=print) -> dict:
     """Train, roll out and score each framework; returns the summary also written to skill.json."""
-    from runners.data.stats import channel_stats, save_stats, time_mean_climatology
     from runners.experiments.runs import (
         environment_fields,
         new_run_dir,
@@ -66,51 +104,49 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
     for fw in opts.frameworks:
         check_framework(fw)
     check_common(opts)
-    if opts.train_steps < 1 or opts.batch_size < 1 or opts.n_lead < 1:
-        raise PairbenchError("train-steps, batch-size and n-lead must be at least 1")
+    if opts.train_steps < 1 or opts.batch_size < 1 or opts.n_lead < 1 or opts.n_init < 1:
+        raise PairbenchError("train-steps, batch-size, n-init and n-lead must be at least 1")
     spec = get_workload(opts.workload).overridden(opts.model)
     seed = secrets.randbits(31) if opts.seed is None else opts.seed
-    progress(f"built-in data at {spec.model.img_size[0]} x {spec.model.img_size[1]} ...")
-    data = spec.model.builtin_data(progress=None)
-    src = data.source
+    spec, data = configured(spec, opts.data, progress) if opts.data is not None else (spec, builtin(spec, progress))
     n_out = spec.model.out_chans
-    # Scored on the model's outputs, over the cells where each is defined (the ocean at its depth, for AI-GOMS).
-    mask = spec.model.output_mask()
-    if len(src.channels) != spec.model.in_chans:
-        raise PairbenchError(
-            f"{spec.name} takes {spec.model.in_chans} channels; the built-in data has {len(src.channels)}"
-        )
-    mean, std = channel_stats(src, *data.train)
-    clim = time_mean_climatology(src, *data.train)
-    save_stats(data.path.parent / f"stats_{data.path.stem}", mean, std, clim)
-    inits = _inits(data.test, opts.n_init, opts.n_lead)
+    channels = data.channels[:n_out]
+    hours = data.time_step_hours
+    mask = _scored_mask(spec, data)
+    train, target, worker_target = data.train, None, None
+    if opts.target_rmse is not None:
+        name, lead, value = parse_target(opts.target_rmse, channels, hours, opts.check_every)
+        train, val_inits = _validation(data.train, lead, opts.n_init)
+        target = {"channel": name, "lead_hours": lead * hours, "rmse": value, "check_every": opts.check_every,
+                  "validation_inits": val_inits.tolist()}  # fmt: skip
+        worker_target = {
+            "channel_index": channels.index(name), "lead_steps": lead, "rmse": value, "check_every": opts.check_every,
+            "inits": val_inits.tolist(), "lats_deg": data.lats_deg.tolist(), "convention": data.weights_convention,
+        }  # fmt: skip
+    inits = evenly(data.test, opts.n_init, opts.n_lead, "test split")
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     run_dir = new_run_dir(Path(opts.results_dir), f"{stamp}-{spec.name}-skill-{seed}")
+    save_stats(run_dir / "stats", data.mean, data.std, data.clim)
     weights_path = run_dir / "weights.safetensors"
     digest = save_weights(weights_path, spec.model, spec.model.init_weights(seed))
-    hp = {**spec.hyper_parameters(), "lr": opts.lr}
+    hp = {**spec.hyper_parameters(), "lr": opts.lr, **({"target_rmse": target} if target else {})}
     data_info = {
-        "path": str(data.path),
-        "mean": mean.tolist(),
-        "std": std.tolist(),
-        "train": list(data.train),
+        "source": data.worker,
+        "mean": data.mean.tolist(),
+        "std": data.std.tolist(),
+        "mask": save_mask(data, run_dir),
+        "train": list(train),
         "inits": inits.tolist(),
         "n_lead": opts.n_lead,
+        "target": worker_target,
     }
     ident = schema.identity(
         "skill",
         model=spec.model.to_dict(),
         weights_sha256=digest,
         seed=seed,
-        data={
-            "generator": data.meta["generator"],
-            "sha256": data.meta["sha256"],
-            "grid": data.meta["grid"],
-            "train_range": list(data.train),
-            "test_inits": inits.tolist(),
-            "n_lead": opts.n_lead,
-        },
+        data={**data.identity, "train_range": list(train), "test_inits": inits.tolist(), "n_lead": opts.n_lead},
         hyper_parameters=hp,
         batch_size=opts.batch_size,
         precision="fp32",
@@ -125,39 +161,44 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
     head = schema.header(
         ident, run_id=run_dir.name, timestamp=stamp, workload=spec.name, device=opts.device, commit=source_commit()
     )
+    scored = [
+        *(["ocean at each channel's depth"] if spec.model.output_mask() is not None else []),
+        *(["the cells the data has at every time"] if data.mask is not None else []),
+    ]
     head.update(
         weights_convention=data.weights_convention,
         rmse_order="sqrt_of_mean_mse",
-        scored_cells="all" if mask is None else "ocean at each channel's depth",
+        scored_cells=", ".join(scored) or "all",
     )
 
-    channels = src.channels[:n_out]
-    truth = np.stack([src.read(i + 1, i + 1 + opts.n_lead)[:, :n_out] for i in inits])
-    x0 = np.stack([src.read(i, i + 1)[0, :n_out] for i in inits])
-    clim = clim[:n_out]
-    score = _scorer(clim, data.weights_convention, channels, mask)
+    src = data.source
+    clim = data.clim[:n_out]
+    # Missing cells (outside the mask, never scored) take the climatology, so that no NaN enters the arithmetic.
+    truth = np.stack([read_indices(src, np.arange(i + 1, i + 1 + opts.n_lead))[:, :n_out] for i in inits])
+    x0 = read_indices(src, inits)[:, :n_out]
+    truth, x0 = np.where(np.isnan(truth), clim, truth), np.where(np.isnan(x0), clim, x0)
+    score = _scorer(clim, data.weights_convention, channels, mask, data.lats_deg)
     refs = {
         "persistence": score(persistence_forecast(x0, opts.n_lead), truth),
         "climatology": score(climatology_forecast(clim, len(inits), opts.n_lead), truth),
     }
-    hours = src.time_step_hours
     ref_fields = {
         **_flat_scores("persistence_", refs["persistence"], channels, hours),
         **_flat_scores("climatology_", refs["climatology"], channels, hours),
     }
 
     summary = {"run_dir": str(run_dir), "channels": list(channels), "hours": hours, "scores": {}, "records": []}
+    summary["target"] = target
     for name, s in refs.items():
         summary["scores"][name] = _table(s)
     for fw in opts.frameworks:
-        progress(
-            f"[{fw}] training {opts.train_steps} steps of batch {opts.batch_size}, then {opts.n_lead}-step rollouts ..."
-        )
+        what = f"until {opts.target_rmse} (at most {opts.train_steps} steps)" if target else f"{opts.train_steps} steps"
+        progress(f"[{fw}] training {what} of batch {opts.batch_size}, then {opts.n_lead}-step rollouts ...")
         run = run_config(ident, spec.name, fw, weights_path, opts.device, forward_steps=1, task="skill", data=data_info)
         result = run_worker(run, run_dir / fw, opts.timeout_s)
 
         def fields(fw=fw, result=result) -> dict:
-            scale, shift = std[:n_out, None, None], mean[:n_out, None, None]
+            scale, shift = data.std[:n_out, None, None], data.mean[:n_out, None, None]
             s = score(np.load(run_dir / f"{fw}.npz")["forecasts"] * scale + shift, truth)
             summary["scores"][fw] = _table(s)
             return {
@@ -168,6 +209,7 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
                 "rollout_ms_p50": float(np.median(result["rollout_ms"])),
                 **_flat_scores("", s, channels, hours),
                 **ref_fields,
+                **({**result["tta"], "tta_target": target} if target else {}),
             }
 
         rec = recorded(head, fw, result, fields)
@@ -176,14 +218,17 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
         append_record(records_path(opts.results_dir), rec)
         summary["records"].append(rec)
         progress(f"[{fw}] {rec['status']}" + (f": {rec['reason']}" if "reason" in rec else ""))
-    summary["agreement"] = _agreement(summary["scores"], opts.frameworks)
+    # Trained to a target, each framework stops at its own step: their scores are not meant to agree.
+    summary["agreement"] = None if target else _agreement(summary["scores"], opts.frameworks)
     (run_dir / "skill.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 
-def _scorer(clim, convention, channels, mask=None):
+def _scorer(clim, convention, channels, mask=None, lats_deg=None):
     def score(forecasts, truth):
-        return score_lead_times(forecasts, truth, clim, convention=convention, channels=tuple(channels), mask=mask)
+        return score_lead_times(
+            forecasts, truth, clim, convention=convention, lats_deg=lats_deg, channels=tuple(channels), mask=mask
+        )
 
     return score
 

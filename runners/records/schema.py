@@ -7,6 +7,12 @@ two records with one fingerprint are the same work and a hand-edited identity is
 it, and on which device, is not part of the fingerprint: that is what a report compares. ``RUN_KEY`` (the
 fingerprint, framework and device) names one run; ``--resume`` and the report's "latest run" use it.
 
+A forecast record (``pairbench forecast``, inference only) keeps the same identity fields: ``batch_size`` is the
+number of forecasts made at once (ensemble members or initial conditions), ``warmup_steps`` the untimed forecasts,
+``train_steps`` 0, and ``data`` names the initial conditions, the number of lead steps, their length in hours and
+the least number of timed repeats (more are timed while they last under 2 s; ``forecast_ms`` holds them all).
+A skill run trained to a target (``--target-rmse``) has the target and its checking in ``hyper_parameters``.
+
 Units are in the field names (``_ms``, ``_s``, ``_mb``, ``_w``, ``_j``); a value that could not be obtained is
 ``None`` with its reason beside it, never 0, and no record holds NaN or Inf.
 """
@@ -22,13 +28,20 @@ from dataclasses import dataclass
 from runners.spec import MODES, OBJECTIVES, PRECISIONS, PairbenchError
 
 SCHEMA_VERSION = 2
-KINDS = ("run", "parity", "skill", "data_parallel")
-TASK_OF_KIND = {"run": "pair", "parity": "pair", "skill": "skill", "data_parallel": "data_parallel"}
+KINDS = ("run", "parity", "skill", "data_parallel", "forecast", "forecast_parity")
+TASK_OF_KIND = {
+    "run": "pair", "parity": "pair", "skill": "skill", "data_parallel": "data_parallel", "forecast": "forecast",
+    "forecast_parity": "forecast",
+}  # fmt: skip
 STATUSES = ("ok", "failed", "unsupported", "unavailable")
 PROVENANCE = ("measured", "estimated", "unavailable")
 VERDICTS = ("pass", "fail", "bounds not established")
-# What the power figures of a run cover (see runners.execution.tasks.timed_training).
-POWER_WINDOWS = ("timed steps", "timed steps with their input generation and transfer")
+# What the power figures of a run cover (see runners.execution.tasks: timed_training, execute_forecast).
+POWER_WINDOWS = (
+    "timed steps", "timed steps with their input generation and transfer",
+    "timed forecasts, each from the initial conditions on the host to the last lead",
+    "training steps and validation checks, until the target was reached or the budget spent",
+)  # fmt: skip
 
 # Everything that changes the work or the way it is executed; the fingerprint hashes exactly these.
 IDENTITY_FIELDS = (
@@ -110,6 +123,31 @@ FIELDS: dict[str, list[Field]] = {
         *POWER,
         *_f("losses:nums step_ms:nums step_ms_p50:num rollout_ms_p50:num", "ok"),
         *_f("cuda_runtime:str?", "opt"),
+        # Trained to a target (--target-rmse): whether and when the validation RMSE reached it; each check is
+        # [steps done, the RMSE then (None where not finite)]. Times and energy are from the start of training.
+        *_f("tta_reached:bool tta_checks:list tta_best_rmse:num? tta_steps:int? tta_wall_s:num?", "opt"),
+        *_f("tta_energy_j:num? tta_energy_reason:str? tta_target:dict", "opt"),
+    ],
+    "forecast": [
+        *COMMON,
+        *_OUTCOME,
+        *_f("weights_source:str initial_conditions:str n_lead:int lead_hours:num forecast_hours:num"),
+        *ENVIRONMENT,
+        *POWER,
+        *_f(
+            "forecast_ms:nums lead_ms_p50:num first_forecast_ms:num compile_s:num forecast_days_per_s:num "
+            "energy_j_per_forecast:num? energy_j_per_forecast_day:num? device_peak_mem_mb:num? "
+            "device_peak_mem_reason:str? flops_forward_per_sample:num hardware_profile:str? provenance:dict "
+            + _STATS.format(p="forecast"),
+            "ok",
+        ),
+        *_f("cuda_runtime:str?", "opt"),
+    ],
+    "forecast_parity": [
+        *COMMON,
+        *_f("reference:str other:str rel_l2_per_lead:list rel_l2_first_lead:num? rel_l2_max:num?"),
+        *_f("tolerances:dict? bounds_source:str within_tolerance:bool? nonfinite:strs"),
+        *_f("verdict:str", choices=VERDICTS),
     ],
     "parity": [
         *COMMON,
@@ -145,6 +183,8 @@ PATTERNS: dict[str, list[tuple[re.Pattern, str]]] = {
     "skill": [(re.compile(r"^(power|energy)_\w+$"), "any"), (re.compile(r"^(rmse|acc)_\w+_\d+h$"), "num?")],
     "parity": [],
     "data_parallel": [(re.compile(r"^step_ms_rank\d+$"), "nums")],
+    "forecast": [(re.compile(r"^(power|energy)_\w+$"), "any")],
+    "forecast_parity": [],
 }
 
 

@@ -18,6 +18,7 @@ FAMILY = WorkloadFamily(
     budgets={("pair", "fourcastnet-small", "cpu"): {"warmup_steps": 2, "train_steps": 10, "forward_steps": 5}},
     infeasible={
         ("pair", "fourcastnet-era5", "cpu"): "fourcastnet-era5 (75 M parameters, 720 x 1440) is for a GPU or NPU",
+        ("forecast", "fourcastnet-era5", "cpu"): "a ten-day fourcastnet-era5 forecast is for a GPU or NPU",
         ("skill", "fourcastnet-small", "cpu"): "400 training steps of fourcastnet-small take too long on a CPU",
     },
     skill=("fourcastnet-tiny", "fourcastnet-small"),  # the grids the built-in barotropic data comes in

@@ -1,0 +1,56 @@
+"""Forecasts: latency and energy of a ten-day autoregressive forecast in each framework (pairbench forecast)."""
+
+from __future__ import annotations
+
+from benchmarks import common
+
+
+def forecast_workloads() -> list[str]:
+    return common.training_workloads()
+
+
+def run_forecasts(workload: str, precision: str, device: str, frameworks: list[str]) -> dict:
+    """Forecast with every framework (run_forecast, as `pairbench forecast`); entries by framework."""
+    from runners.experiments.forecast import run_forecast
+
+    opts = common.task_options("forecast", workload, precision, device, frameworks)
+    outcome = run_forecast(opts, progress=lambda line: print(f"[asv] {line}", flush=True))
+    fields = ("forecast_ms_p50", "forecast_days_per_s", "energy_j_per_forecast", "power_reason")
+    return {r["framework"]: common.entry_for(r, {k: r.get(k) for k in fields}) for r in outcome.records}
+
+
+class Forecast:
+    """A ten-day forecast (the workload's time step) of one member from the same weights and initial conditions
+    in each framework; latency is the median over timed repeats, synchronised, from the host's initial
+    conditions to the last lead."""
+
+    params = [common.FRAMEWORKS, common.PRECISIONS, forecast_workloads(), common.DEVICES]
+    param_names = ["framework", "precision", "workload", "device"]
+    timeout = 4 * common.TIMEOUT_S  # setup_cache runs every combination; each benchmark only reads its value
+
+    def setup_cache(self):
+        return common.run_grid("forecast", forecast_workloads(), run_forecasts)
+
+    def setup(self, cache, framework, precision, workload, device):
+        self.values = common.lookup(cache, workload, precision, device, framework)
+
+    def track_forecast_ms_p50(self, cache, framework, precision, workload, device):
+        """Milliseconds per ten-day forecast, median of the timed repeats (lower is better)."""
+        return self.values["forecast_ms_p50"]
+
+    track_forecast_ms_p50.unit = "ms per forecast"
+
+    def track_forecast_days_per_s(self, cache, framework, precision, workload, device):
+        """Forecast days computed per second of wall time (higher is better)."""
+        return self.values["forecast_days_per_s"]
+
+    track_forecast_days_per_s.unit = "forecast-days/s"
+
+    def track_energy_j_per_forecast(self, cache, framework, precision, workload, device):
+        """Joules per ten-day forecast (measured or estimated, see the pairbench record; lower is better)."""
+        value = self.values["energy_j_per_forecast"]
+        if value is None:
+            raise common.not_measured(f"no energy reading: {self.values['power_reason']}")
+        return value
+
+    track_energy_j_per_forecast.unit = "J per forecast"

@@ -1,0 +1,157 @@
+"""Autoregressive rollouts in a worker: the one loop that skill scoring, validation against a target and the
+timed forecast task share, how each next input is assembled, and the forecast task itself."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from metrics.power.collectors import collector_for
+from runners.data.synthetic import synthetic_batch
+from runners.devices import parse_device
+from runners.records.schema import POWER_WINDOWS
+from runners.spec import RunConfig
+
+# The compared trajectory is kept on the host: every member where that takes at most this, else the first member
+# only (a published-size model's ten-day forecast is gigabytes per member).
+TRAJECTORY_BYTES = 1 << 30
+# Timed forecasts continue past --repeats (up to MAX_EXTRA_REPEATS times as many) until the power window is this
+# long: a tiny model's forecast takes milliseconds, and the samplers read every 100 to 200 ms.
+MIN_POWER_WINDOW_S = 2.0
+MAX_EXTRA_REPEATS = 50
+
+
+def window_collector(run: RunConfig):
+    """The power collector of ``run``'s device (see metrics.power.collectors)."""
+    dev = parse_device(run.device)
+    return collector_for(dev.kind, dev.index, run.power_rate_hz)
+
+
+def fill_undefined(fields: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """``fields`` (batch, channel, lat, lon) with the cells where ``mask`` (channel, lat, lon) is 0 set to the
+    channel's mean over the cells where it is 1, per sample: how the built-in ocean data holds land."""
+    if mask is None:
+        return fields
+    keep = mask.astype(bool)
+    means = (fields * keep).sum(axis=(-2, -1), keepdims=True) / keep.sum(axis=(-2, -1), keepdims=True)
+    return np.where(keep, fields, means).astype(fields.dtype)
+
+
+class Rollout:
+    """How a model's forecast becomes its next input.
+
+    ``n_out`` of the model's inputs are forecast; ``extra(k)`` gives the others (forcings, static fields) at lead
+    ``k``, or is None where every input is forecast. Where the model's outputs are undefined (``output_mask``,
+    AI-GOMS's land) a forecast is fed back with each channel's mean there, as the built-in ocean data holds land;
+    cells that are missing in the data (``data_mask`` 0) are fed back as 0, the normalised channel mean, as the
+    data's own missing cells are fed. Otherwise the output stays on the device and is the next input."""
+
+    def __init__(self, n_out: int, extra: Callable[[int], np.ndarray] | None, output_mask, data_mask=None):
+        self.n_out, self.extra = n_out, extra
+        self.output_mask = output_mask
+        self.data_mask = None if data_mask is None else data_mask[:n_out].astype(bool)
+        self.on_device = extra is None and output_mask is None and self.data_mask is None
+
+    def next_input(self, forecast: np.ndarray, k: int) -> np.ndarray:
+        """The input at lead ``k`` (host arrays) after ``forecast``, the forecast of lead ``k``."""
+        x = fill_undefined(forecast, self.output_mask)
+        if self.data_mask is not None:
+            x = np.where(self.data_mask, x, 0.0).astype(np.float32)
+        if self.extra is None:
+            return np.ascontiguousarray(x)
+        return np.ascontiguousarray(np.concatenate([x, self.extra(k)], axis=1))
+
+    def run(self, runner, x0: np.ndarray, n_lead: int, keep: list | None = None, lead_ms: list | None = None,
+            members: int | None = None) -> None:  # fmt: skip
+        """``n_lead`` steps from the host array ``x0``; appends each lead's forecast (its first ``members``) to
+        ``keep`` and, synchronising after each lead, each lead's milliseconds to ``lead_ms``."""
+        x = runner.put(x0)
+        for k in range(n_lead):
+            t0 = time.perf_counter()
+            out = runner.forward(x)
+            host = runner.fetch(out) if keep is not None or not self.on_device else None
+            if lead_ms is not None:
+                runner.synchronize()
+                lead_ms.append((time.perf_counter() - t0) * 1e3)
+            if keep is not None:
+                keep.append(host[:members])
+            if k + 1 < n_lead:
+                x = out if self.on_device else runner.put(self.next_input(host, k + 1))
+        runner.synchronize()
+
+
+def forecast_inputs(run: RunConfig, spec) -> tuple[np.ndarray, Callable[[int], np.ndarray] | None, np.ndarray | None]:
+    """The normalised initial conditions (batch, in_chans, lat, lon), ``extra(k)`` (see :class:`Rollout`) and the
+    data's mask of valid cells (None for synthetic initial conditions or data without missing cells).
+
+    Synthetic initial conditions (the synthetic batch stream's first batch) hold their extra channels at their
+    initial values; initial conditions from data read them from the data at each lead's time."""
+    d = run.data
+    n_out, n_in = spec.model.out_chans, spec.model.in_chans
+    if d["initial_conditions"] == "synthetic":
+        x0, _ = synthetic_batch((run.batch_size, n_in, *spec.model.img_size), n_out, run.seed, 0)
+        return x0, (None if n_in == n_out else lambda k: x0[:, n_out:]), None
+    fields, mask = data_reader(d)
+    inits = np.asarray(d["inits"], dtype=np.int64)
+    return fields(inits), (None if n_in == n_out else lambda k: fields(inits + k)[:, n_out:]), mask
+
+
+def data_reader(d: dict) -> tuple[Callable[[np.ndarray], np.ndarray], np.ndarray | None]:
+    """``fields(indices)``: the data's time steps ``indices``, normalised, missing cells 0; and the data's mask of
+    valid cells (None when it has no missing cell), from what the parent wrote into ``d``."""
+    from runners.data.dataset import normalise, reopen
+    from runners.data.source import read_indices
+
+    source = reopen(d["source"])
+    mean, std = np.asarray(d["mean"]), np.asarray(d["std"])
+    mask = np.load(d["mask"]) if d.get("mask") else None
+    return (lambda idx: normalise(read_indices(source, idx), mean, std)), mask
+
+
+def execute_forecast(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.ndarray]]:
+    """Autoregressive inference: ``n_lead`` steps from the same initial conditions in every framework.
+
+    The first forecast keeps every lead (the trajectory compared across frameworks) and carries compilation;
+    ``warmup_steps`` more are untimed; then at least ``repeats`` forecasts are timed (more, while the timed
+    window is shorter than MIN_POWER_WINDOW_S), each from the host's initial conditions to the last lead on the
+    device (synchronised), with power over exactly those; a last one synchronises after every lead to time the
+    leads apart."""
+    d = run.data
+    n_lead, repeats = int(d["n_lead"]), int(d["repeats"])
+    x0, extra, data_mask = forecast_inputs(run, spec)
+    roll = Rollout(spec.model.out_chans, extra, spec.model.output_mask(), data_mask)
+    members = run.batch_size if x0[:, : spec.model.out_chans].nbytes * n_lead <= TRAJECTORY_BYTES else 1
+
+    trajectory: list[np.ndarray] = []
+    runner.synchronize()
+    t0 = time.perf_counter()
+    roll.run(runner, x0, n_lead, keep=trajectory, members=members)
+    first_ms = (time.perf_counter() - t0) * 1e3
+    for _ in range(run.warmup_steps):
+        roll.run(runner, x0, n_lead)
+    collector = window_collector(run)
+    runner.synchronize()
+    collector.start()
+    forecast_ms: list[float] = []
+    start = time.perf_counter()
+    while len(forecast_ms) < repeats or (
+        time.perf_counter() - start < MIN_POWER_WINDOW_S and len(forecast_ms) < MAX_EXTRA_REPEATS * repeats
+    ):
+        t0 = time.perf_counter()
+        roll.run(runner, x0, n_lead)
+        forecast_ms.append((time.perf_counter() - t0) * 1e3)
+    power = collector.stop()
+    lead_ms: list[float] = []
+    roll.run(runner, x0, n_lead, lead_ms=lead_ms)
+    result = {
+        "first_forecast_ms": first_ms,
+        "forecast_ms": forecast_ms,
+        "lead_ms": lead_ms,
+        "trajectory_members": members,
+        **runner.device_memory(),
+        **power.to_record(samples_in_window=run.batch_size * len(forecast_ms)),
+        "power_window": POWER_WINDOWS[2],
+    }
+    return result, {"trajectory": np.stack(trajectory, axis=1)}

