@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -144,7 +143,7 @@ def data_label(data: dict) -> str | None:
     its kind and file names (``xarray:uwnd_mean.nc,vwnd_mean.nc``)."""
     if "kind" not in data or "generator" in data:
         return None
-    names = [Path(f.get("path", "?")).name for f in data.get("files", []) if isinstance(f, dict)]
+    names = [str(f.get("name", "?")) for f in data.get("files", []) if isinstance(f, dict)]
     return f"{data['kind']}:{','.join(names[:3])}{',...' if len(names) > 3 else ''}"
 
 

@@ -70,10 +70,12 @@ def test_ncep_winds(tmp_path):
     assert ds.stats_source == "computed from the training split (time steps 0-9)"
     assert lines and all(isinstance(line, str) for line in lines)
     np.testing.assert_array_equal(ds.source.read(0, 12), direct)
-    # The identity is JSON, names the files with size and mtime, and is the same when opened again.
+    # The identity is JSON, names the files by name, size and a digest of their ends, and is the same when opened
+    # again.
     again = open_dataset(request, patch_size=4)
     assert json.loads(json.dumps(ds.identity)) == ds.identity == again.identity
-    assert [f["path"] for f in ds.identity["files"]] == [str(u.resolve()), str(v.resolve())]
+    assert [f["name"] for f in ds.identity["files"]] == ["uwnd_mean.nc", "vwnd_mean.nc"]
+    assert all(len(f["sha256_ends"]) == 64 and "path" not in f for f in ds.identity["files"])
     assert ds.identity["files"][0]["size"] == u.stat().st_size and ds.identity["grid"]["file"] == [73, 144]
     assert ds.identity["grid"]["cropped"] == [72, 144] and ds.identity["splits"]["train"] == [0, 10]
     # The worker description reopens the same source, here after JSON and in a fresh interpreter.
@@ -128,10 +130,9 @@ def test_era5_folders_channels_crop_and_stats_files(era5, tmp_path):
     np.testing.assert_array_equal(ds.std, np.array([14.5, 5.5, 0.5]))
     stored = np.load(root / "stats" / "time_means.npy")
     np.testing.assert_array_equal(ds.clim, stored[0, picked, :16])
-    assert ds.stats_source == f"stats files in {root / 'stats'}" and ds.mask is None
-    named = [Path(f["path"]).relative_to(root).as_posix() for f in ds.identity["files"]]
-    assert named == ["train/2015.h5", "train/2016.h5", "test/2017.h5", "stats/global_means.npy",
-                     "stats/global_stds.npy", "stats/time_means.npy"]  # fmt: skip
+    assert ds.stats_source == "the stats files in stats/ (see files)" and ds.mask is None
+    named = [f["name"] for f in ds.identity["files"]]
+    assert named == ["2015.h5", "2016.h5", "2017.h5", "global_means.npy", "global_stds.npy", "time_means.npy"]
     assert ds.identity["splits"]["by"] == "train/ and test/ folders" and ds.identity["selection"] == picked
     assert ds.identity["times"] == ["2015-01-01T00:00:00", "2017-01-01T18:00:00"]
     np.testing.assert_array_equal(_reopened_elsewhere(ds.worker, tmp_path), full[:, picked, :16])
@@ -159,7 +160,7 @@ def test_era5_without_stats_files_computes_them_from_train(era5, tmp_path):
     np.testing.assert_allclose(ds.clim, data.astype(np.float64).mean(axis=0), rtol=1e-6, atol=1e-5)
     assert ds.stats_source == "computed from the training split (time steps 0-10)"
     assert ds.identity["splits"]["by"] == "test_fraction 0.25"
-    assert [Path(f["path"]).name for f in ds.identity["files"]] == ["2000.h5", "2001.h5"]
+    assert [f["name"] for f in ds.identity["files"]] == ["2000.h5", "2001.h5"]
 
 
 def test_statistics_are_streamed_a_few_steps_at_a_time(era5, tmp_path, monkeypatch):
@@ -395,17 +396,33 @@ def test_user_errors_are_one_data_error_sentence(text, options, error, message, 
     assert isinstance(info.value, DataError) and "\n" not in str(info.value)
 
 
-def test_identity_follows_the_files(regional, tmp_path):
+def test_a_time_step_that_contradicts_the_files_times_is_refused(regional):
+    request = DataRequest(f"xarray:{regional[0]}", channels="t2m", time_step_hours=12)
+    own = open_dataset(DataRequest(f"xarray:{regional[0]}", channels="t2m"), patch_size=4).time_step_hours
+    with pytest.raises(InvalidDataError, match=f"are {own:g} h apart, not the 12 h given; leave out time_step_hours"):
+        open_dataset(request, patch_size=4)
+
+
+def test_normalise_sets_every_non_finite_cell_to_the_mean():
+    fields = np.array([[[[np.nan, np.inf], [-np.inf, 3.0]]]], dtype=np.float32)
+    out = normalise(fields, np.array([1.0]), np.array([2.0]))
+    np.testing.assert_array_equal(out, [[[[0.0, 0.0], [0.0, 1.0]]]])
+
+
+def test_identity_follows_the_content_not_the_folder_or_the_time(regional, tmp_path):
     path = tmp_path / "copy.nc"
     path.write_bytes(regional[0].read_bytes())
     request = DataRequest(f"xarray:{path}", channels="t2m,sst", lat_weights="cosine")
     first = open_dataset(request, patch_size=4).identity
     assert first == open_dataset(request, patch_size=4).identity
     stat = path.stat()
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    touched = open_dataset(request, patch_size=4).identity
-    assert touched["files"][0]["mtime_ns"] == stat.st_mtime_ns + 10**9
-    assert {**touched, "files": first["files"]} == first
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched: the same data
+    assert open_dataset(request, patch_size=4).identity == first
+    elsewhere = tmp_path / "machine-b"
+    elsewhere.mkdir()
+    (elsewhere / "copy.nc").write_bytes(path.read_bytes())  # copied to another machine: the same data
+    assert open_dataset(DataRequest(f"xarray:{elsewhere / 'copy.nc'}", channels="t2m,sst", lat_weights="cosine"),
+                        patch_size=4).identity == first  # fmt: skip
     assert first["channels"] == ["t2m", "sst"] and first["lat_weights"] == "cosine"
     assert open_dataset(DataRequest(f"xarray:{path}", channels="t2m,sst"), patch_size=8).identity != first
 

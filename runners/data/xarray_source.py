@@ -77,7 +77,7 @@ class XarraySource:
         self.lons_deg = np.asarray(self._pieces[0][0][lon].values, dtype=np.float64)
         self.times = self._check_shared_axes()
         self.n_times = int(self._offsets[0][-1])
-        self.time_step_hours = float(time_step_hours) if time_step_hours is not None else _infer_step(self.times)
+        self.time_step_hours = float(time_step_hours) if time_step_hours is not None else infer_step(self.times)
 
     def _variable_pieces(self, name: str, level: dict) -> tuple[list, str]:
         """The time pieces of variable ``name`` (one per file holding it) and its channel name."""
@@ -185,7 +185,7 @@ def _same(a, b) -> bool:
     return a.shape == b.shape and np.allclose(np.asarray(a.values, dtype=np.float64), np.asarray(b.values, np.float64))
 
 
-def _infer_step(times: np.ndarray | None) -> float:
+def infer_step(times: np.ndarray | None) -> float:
     """Hours between steps when the times are evenly spaced, NaN otherwise."""
     if times is None or len(times) < 2:
         return float("nan")

@@ -20,9 +20,6 @@ from runners.spec import RunConfig, UnsupportedError, masked_objective_refusal
 # much memory, so that the window holds the timed steps only; larger inputs are prepared step by step inside it.
 # Staged inputs count toward the run's peak memory: 256 MiB at most (fourcastnet-tiny: 3 MB).
 STAGE_BYTES = 256 << 20
-TRAJECTORY_BYTES = 1 << 30
-MIN_POWER_WINDOW_S = 2.0
-MAX_EXTRA_REPEATS = 50
 
 
 def timed_training(run: RunConfig, runner, batch, n_steps: int, samples_per_step: int) -> dict:

@@ -12,6 +12,8 @@ from runners.data.source import InvalidDataError
 from runners.data.stats import channel_stats, time_mean_climatology
 from runners.spec import PairbenchError, WorkloadSpec
 
+# The data sets this process has opened, by request and patch size: each is streamed once (mask, statistics).
+_OPENED: dict[tuple, Dataset] = {}
 # What a model's configuration must have as settings of its own for --data to configure it from the data.
 DATA_SHAPED = ("in_chans", "out_chans", "img_size", "patch_size")
 
@@ -25,8 +27,11 @@ def configured(spec: WorkloadSpec, request: DataRequest, progress=print) -> tupl
             f"{spec.name}'s channels are fixed by its configuration, so it cannot take them from --data; "
             "use a fourcastnet workload as the preset"
         )
-    progress(f"opening {request.text} ...")
-    data = open_dataset(request, spec.model.patch_size, progress)
+    key = (request, spec.model.patch_size)
+    if key not in _OPENED:  # a sweep opens (and streams) the data once
+        progress(f"opening {request.text} ...")
+        _OPENED[key] = open_dataset(request, spec.model.patch_size, progress)
+    data = _OPENED[key]
     n = len(data.channels)
     spec = spec.overridden({"in_chans": n, "out_chans": n, "img_size": list(data.img_size)})
     progress(

@@ -5,6 +5,7 @@ score every rollout with the one NumPy metric implementation beside persistence 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from datetime import datetime, timezone
 from pathlib import Path
@@ -62,6 +63,8 @@ def parse_target(text: str, channels, hours: float, check_every: int) -> tuple[s
         rmse = float(value)
     except (KeyError, ValueError, IndexError):
         raise PairbenchError(form + "; the lead takes a unit, h or d") from None
+    if not lead_h > 0:
+        raise PairbenchError(f"--target-rmse lead {lead} is not a positive time")
     steps = lead_h / hours
     if not (np.isfinite(steps) and steps >= 1 and abs(steps - round(steps)) < 1e-9):
         raise PairbenchError(f"--target-rmse lead {lead} is not a whole number of the data's {hours:g} h steps")
@@ -70,6 +73,18 @@ def parse_target(text: str, channels, hours: float, check_every: int) -> tuple[s
     if check_every < 1:
         raise PairbenchError(f"--check-every must be at least 1, got {check_every}")
     return name, int(round(steps)), rmse
+
+
+def check_scorable(channels, hours: float) -> None:
+    """Refuse, before any training, what the skill record could not name: a channel whose name is not letters,
+    digits and underscores, or a time step that is not a whole number of hours (leads are named in hours)."""
+    odd = [c for c in channels if not re.fullmatch(r"\w+", c)]
+    if odd:
+        raise PairbenchError(
+            f"channel name {odd[0]!r} cannot name a score (letters, digits and _ only); rename the variable"
+        )
+    if abs(hours - round(hours)) > 1e-9 or round(hours) < 1:
+        raise PairbenchError(f"skill names leads in whole hours, and the data's time step is {hours:g} h")
 
 
 def _validation(train: tuple[int, int], lead: int, n_init: int) -> tuple[tuple[int, int], np.ndarray]:
@@ -112,6 +127,7 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
     n_out = spec.model.out_chans
     channels = data.channels[:n_out]
     hours = data.time_step_hours
+    check_scorable(channels, hours)
     mask = _scored_mask(spec, data)
     train, target, worker_target = data.train, None, None
     if opts.target_rmse is not None:
@@ -173,10 +189,11 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
 
     src = data.source
     clim = data.clim[:n_out]
-    # Missing cells (outside the mask, never scored) take the climatology, so that no NaN enters the arithmetic.
+    # Missing cells (NaN or Inf: outside the mask, never scored) take the climatology, so that nothing non-finite
+    # enters the arithmetic.
     truth = np.stack([read_indices(src, np.arange(i + 1, i + 1 + opts.n_lead))[:, :n_out] for i in inits])
     x0 = read_indices(src, inits)[:, :n_out]
-    truth, x0 = np.where(np.isnan(truth), clim, truth), np.where(np.isnan(x0), clim, x0)
+    truth, x0 = np.where(np.isfinite(truth), truth, clim), np.where(np.isfinite(x0), x0, clim)
     score = _scorer(clim, data.weights_convention, channels, mask, data.lats_deg)
     refs = {
         "persistence": score(persistence_forecast(x0, opts.n_lead), truth),

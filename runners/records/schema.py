@@ -36,7 +36,8 @@ TASK_OF_KIND = {
 STATUSES = ("ok", "failed", "unsupported", "unavailable")
 PROVENANCE = ("measured", "estimated", "unavailable")
 VERDICTS = ("pass", "fail", "bounds not established")
-# What the power figures of a run cover (see runners.execution.tasks: timed_training, execute_forecast).
+# What the power figures of a run cover (runners.execution: tasks.timed_training, tasks.train_to_target,
+# rollout.execute_forecast).
 POWER_WINDOWS = (
     "timed steps", "timed steps with their input generation and transfer",
     "timed forecasts, each from the initial conditions on the host to the last lead",
