@@ -13,10 +13,10 @@ FORECAST_SETTING = [
     "workload", "precision", "mode", "batch_size", "n_lead", "lead_hours", "device", "workload_fingerprint",
 ]  # fmt: skip
 FORECAST_COLUMNS = [
-    *FORECAST_SETTING, "framework", "forecast_ms_p50", "forecast_ms_p90", "forecast_days_per_s",
-    "energy_j_per_forecast", "energy_j_per_forecast_day", "power_provenance", "device_peak_mem_mb",
-    "host_peak_rss_mb", "latency_ratio", "latency_ratio_ci_low", "latency_ratio_ci_high", "energy_ratio",
-    "parity", "rel_l2_first_lead", "rel_l2_max", "rel_l2_bound",
+    *FORECAST_SETTING, "framework", "forecast_ms_p50", "forecast_ms_p90", "latency_ratio", "latency_ratio_ci_low",
+    "latency_ratio_ci_high", "forecast_days_per_s", "energy_j_per_forecast", "energy_j_per_forecast_day",
+    "energy_ratio", "power_provenance", "parity", "rel_l2_first_lead", "rel_l2_max", "rel_l2_bound",
+    "device_peak_mem_mb", "host_peak_rss_mb",
 ]  # fmt: skip
 REFERENCE = "torch"  # the denominator of every ratio and the reference of the parity records
 

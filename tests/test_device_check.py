@@ -48,7 +48,8 @@ def test_an_npu_is_found_and_the_plan_covers_both_models_precisions_and_modes(tm
     assert proc.returncode == 0, proc.stderr
     assert f"checking ascend:0; records, logs and the report go to {tmp_path / 'r'}" in proc.stdout
     plan = [ln for ln in proc.stdout.splitlines() if "runners.cli" in ln]
-    assert len(plan) == 3 and all("--device ascend:0" in ln for ln in plan[:2])
+    assert len(plan) == 4 and all("--device ascend:0" in ln for ln in plan[:3])
+    assert "forecast --workload fourcastnet-era5 --precision fp32,bf16" in plan[2] and "--no-skill" not in plan[2]
     assert "--precision fp32,bf16 --mode eager,compiled" in plan[0] and "fourcastnet-era5" in plan[1]
     assert not (tmp_path / "r").exists()  # a dry run writes nothing
 
@@ -67,6 +68,13 @@ def test_the_summary_says_what_ran_and_what_did_not():
     assert "ok: step" in lines[1] and "500.0 W (measured, nvml)" in lines[1]
     assert "unavailable: MindSpore has no GPU backend here" in lines[2] and "failed: CUDA out of memory" in lines[3]
     assert lines[-1] == "unavailable or unsupported: 1; failed: 1"
+    from test_report_forecast import forecast, forecast_parity
+
+    with_forecasts = [*records, forecast("torch", [10.0, 12.0], device="cuda:0"), forecast_parity([1e-7, 2e-7])]
+    lines = check.summarize(with_forecasts, "cuda:0", 42.0)
+    (line,) = [ln for ln in lines if ln.startswith("  forecast fourcastnet-tiny torch")]
+    assert "ok: 11.0 ms per forecast, energy" in line and " J (" in line
+    assert any(ln.startswith("  forecast parity fourcastnet-tiny fp32: pass") for ln in lines)
     assert check.out_of_memory(records, "fourcastnet-era5") and not check.out_of_memory(records, "fourcastnet-tiny")
     ascend = [{"kind": "cuda", "absent": True, "reason": "x"}, {"kind": "ascend", "logical_id": 4}]
     assert check.pick_device(ascend, {}) == "ascend:4"

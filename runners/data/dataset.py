@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -12,13 +11,16 @@ import numpy as np
 
 from metrics.skill import latitude_weights
 from runners.data.era5 import Era5Hdf5Source, channel_indices, split_folders
+from runners.data.files import file_entry
 from runners.data.source import (
     FOURCASTNET_CHANNELS,
     ArraySource,
+    CroppedSource,
     DataError,
     FieldSource,
     InvalidDataError,
     MissingDataError,
+    close_source,
 )
 from runners.data.stats import (
     CLIMATOLOGY_FILE,
@@ -149,7 +151,7 @@ def _open(request: DataRequest, patch: int, say: Callable[[str], None]) -> Datas
     plan = _plan_era5(request) if request.kind == "era5" else _plan_xarray(request)
     first = reopen(plan["worker"])
     grid = (len(first.lats_deg), len(first.lons_deg))
-    _close(first)
+    close_source(first)
     if len(set(first.channels)) < len(first.channels):
         raise InvalidDataError(f"the channels {', '.join(first.channels)} name one field twice")
     rows, cols = grid[0] // patch * patch, grid[1] // patch * patch
@@ -176,7 +178,7 @@ def _open(request: DataRequest, patch: int, say: Callable[[str], None]) -> Datas
     keep, mean, std, clim, stats_source = _statistics(source, plan["stats"], worker.get("channels"), grid, train, say)
     identity = {
         "kind": request.kind,
-        "files": [_file_entry(path) for path in plan["files"]],
+        "files": [file_entry(path) for path in plan["files"]],
         "channels": list(source.channels),
         "selection": worker["channels"] if request.kind == "era5" else worker["variables"],
         "grid": {"file": list(grid), "cropped": [rows, cols], "patch_size": patch,
@@ -334,29 +336,6 @@ def normalise(fields: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarr
     return out
 
 
-class CroppedSource:
-    """A FieldSource keeping the first ``rows`` latitudes and ``cols`` longitudes of another one."""
-
-    def __init__(self, source: FieldSource, rows: int, cols: int):
-        if not (0 < rows <= len(source.lats_deg) and 0 < cols <= len(source.lons_deg)):
-            raise InvalidDataError(f"a crop to {rows} x {cols} does not fit the source's grid")
-        self.inner, self._rows, self._cols = source, rows, cols
-        self.channels = tuple(source.channels)
-        self.lats_deg = np.asarray(source.lats_deg)[:rows]
-        self.lons_deg = np.asarray(source.lons_deg)[:cols]
-        self.n_times = source.n_times
-        self.time_step_hours = source.time_step_hours
-        self.times = getattr(source, "times", None)
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        """Return float32 (stop - start, C, rows, cols)."""
-        return np.ascontiguousarray(self.inner.read(start, stop)[:, :, : self._rows, : self._cols])
-
-    def close(self) -> None:
-        """Close the inner source's files."""
-        _close(self.inner)
-
-
 class _Progress:
     """The same source, telling ``say`` how far a pass over it has got at each tenth of the time steps read."""
 
@@ -431,44 +410,12 @@ def _existing(text: str) -> Path:
     return path
 
 
-def _file_entry(path: Path) -> dict:
-    """What identifies a file's content wherever it lies: its name, its size and the SHA-256 of its first and last
-    MiB (a whole-file digest of a year of ERA5 would take minutes); of a zarr store, of its top-level metadata files.
-    Neither its folder nor its modification time: the same data on another machine is the same data."""
-    if not path.is_dir():
-        return {"name": path.name, "size": path.stat().st_size, "sha256_ends": _ends_digest([path])}
-    names = (".zmetadata", ".zgroup", ".zattrs", "zarr.json")
-    meta = [path / name for name in names if (path / name).is_file()]
-    return {"name": path.name, "size": sum(m.stat().st_size for m in meta), "sha256_ends": _ends_digest(meta)}
-
-
-def _ends_digest(paths: list[Path], span: int = 1 << 20) -> str:
-    """SHA-256 over the first and last ``span`` bytes of each file (the whole file when it is smaller)."""
-    digest = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as fh:
-            size = fh.seek(0, 2)
-            fh.seek(0)
-            digest.update(fh.read(min(size, span)))
-            if size > span:
-                fh.seek(max(span, size - span))
-                digest.update(fh.read())
-    return digest.hexdigest()
-
-
 def _time_span(source: FieldSource) -> list[str] | None:
     """First and last time as ISO strings, when the source has times."""
     times = getattr(source, "times", None)
     if times is None or not len(times):
         return None
     return [str(np.datetime_as_string(times[0], unit="s")), str(np.datetime_as_string(times[-1], unit="s"))]
-
-
-def _close(source: FieldSource) -> None:
-    """Close a source's files when it can."""
-    close = getattr(source, "close", None)
-    if close is not None:
-        close()
 
 
 def _reason(err: BaseException) -> str:

@@ -147,3 +147,33 @@ def read_indices(source: FieldSource, indices: Sequence[int]) -> np.ndarray:
     blocks = [source.read(int(run[0]), int(run[-1]) + 1) for run in np.split(unique, breaks)]
     data = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
     return data[np.searchsorted(unique, wanted)]
+
+
+class CroppedSource:
+    """A FieldSource keeping the first ``rows`` latitudes and ``cols`` longitudes of another one."""
+
+    def __init__(self, source: FieldSource, rows: int, cols: int):
+        if not (0 < rows <= len(source.lats_deg) and 0 < cols <= len(source.lons_deg)):
+            raise InvalidDataError(f"a crop to {rows} x {cols} does not fit the source's grid")
+        self.inner, self._rows, self._cols = source, rows, cols
+        self.channels = tuple(source.channels)
+        self.lats_deg = np.asarray(source.lats_deg)[:rows]
+        self.lons_deg = np.asarray(source.lons_deg)[:cols]
+        self.n_times = source.n_times
+        self.time_step_hours = source.time_step_hours
+        self.times = getattr(source, "times", None)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Return float32 (stop - start, C, rows, cols)."""
+        return np.ascontiguousarray(self.inner.read(start, stop)[:, :, : self._rows, : self._cols])
+
+    def close(self) -> None:
+        """Close the inner source's files."""
+        close_source(self.inner)
+
+
+def close_source(source: FieldSource) -> None:
+    """Close a source's files when it can."""
+    close = getattr(source, "close", None)
+    if close is not None:
+        close()
