@@ -178,3 +178,41 @@ def test_time_to_accuracy_in_both_frameworks_and_a_target_not_reached(tmp_path):
     assert r["tta_reached"] is False and r["tta_steps"] is None and r["tta_energy_j"] is None
     assert [s for s, _ in r["tta_checks"]] == [4, 8] and r["tta_best_rmse"] == min(v for _, v in r["tta_checks"])
     assert f"not reached in 8 steps; best RMSE {r['tta_best_rmse']:.4g}" in proc.stdout
+
+
+@needs_both
+def test_skill_and_forecast_on_a_small_file_in_fourcastnets_era5_layout(tmp_path):
+    """Year files in train/ and test/, FourCastNet's 21 channels on 17 x 32 (cropped to 16), its stats files:
+    three channels picked by name, statistics read from the files, the model configured from the data."""
+    h5py = pytest.importorskip("h5py")
+    root = tmp_path / "era5"
+    lat, lon = np.meshgrid(np.linspace(90, -90, 17), np.arange(32) * 11.25, indexing="ij")
+    rng = np.random.default_rng(3)
+    for split, year, n in (("train", 2016, 40), ("test", 2017, 16)):
+        (root / split).mkdir(parents=True)
+        t = np.arange(n)[:, None, None, None] + (0 if split == "train" else 40)
+        waves = np.sin(np.deg2rad(lon - 9.0 * t) * 2) * np.cos(np.deg2rad(lat))  # a wave travelling east
+        fields = 280.0 + np.arange(21)[None, :, None, None] * 5 + 3 * waves + 0.1 * rng.standard_normal((n, 21, 17, 32))
+        with h5py.File(root / split / f"{year}.h5", "w") as f:
+            f.create_dataset("fields", data=fields.astype(np.float32))
+    (root / "stats").mkdir()
+    np.save(root / "stats" / "global_means.npy", (280.0 + np.arange(21) * 5.0).astype(np.float32).reshape(1, 21, 1, 1))
+    np.save(root / "stats" / "global_stds.npy", np.full((1, 21, 1, 1), 2.1, np.float32))
+    np.save(root / "stats" / "time_means.npy", (280.0 + np.arange(21) * 5.0)[None, :, None, None] + 0 * lat)
+    out = tmp_path / "results"
+    common = ["--data", f"era5:{root}", "--channels", "z500,t850,u10", "--seed", "2", "--results-dir", str(out)]
+    proc = cli("skill", *common, "--n-lead", "2", "--n-init", "3", "--train-steps", "6", "--batch-size", "2")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "z500:" in proc.stdout and "RMSE persistence" in proc.stdout and "12 h" in proc.stdout
+    proc = cli("forecast", *common, "--n-lead", "4", "--repeats", "1", "--batch-size", "2")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    records = read_records(out / "records.jsonl")
+    assert [(r["record_type"], r.get("status")) for r in records] == [
+        ("skill", "ok"), ("skill", "ok"), ("forecast", "ok"), ("forecast", "ok"), ("forecast_parity", None),
+    ]  # fmt: skip
+    skill = records[0]
+    assert skill["model"]["in_chans"] == 3 and skill["model"]["img_size"] == [16, 32]
+    assert skill["data"]["stats_source"] == "the stats files in stats/ (see files)"
+    assert [f["name"] for f in skill["data"]["files"]][:2] == ["2016.h5", "2017.h5"]
+    assert skill["data"]["splits"]["train"] == [0, 40] and skill["weights_convention"] == "cell-area"
+    assert records[-1]["verdict"] == "pass" and records[2]["n_lead"] == 4 and records[2]["lead_hours"] == 6.0
