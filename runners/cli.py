@@ -55,17 +55,22 @@ _ARG_OF = {"timeout_s": "timeout"}
 # Option fields made from several arguments: the model configuration's overrides.
 _DERIVED = {
     "model": lambda args: {"spectral_transform": args.spectral} if getattr(args, "spectral", None) else None,
-    "data": lambda args: _data_request(args) if getattr(args, "data", None) else None,
+    "data": lambda args: _data_request(args) if hasattr(args, "data") else None,
 }
+_DATA_OPTIONS = ("channels", "test_fraction", "lat_weights", "time_step_hours")
 
 
 def _data_request(args):
+    """The DataRequest of --data and its options; None without --data, where giving its options is an error."""
     from runners.data.dataset import DataRequest
 
-    given = {"channels": args.channels, "test_fraction": args.test_fraction, "lat_weights": args.lat_weights}
-    return DataRequest(
-        args.data, time_step_hours=args.time_step_hours, **{k: v for k, v in given.items() if v is not None}
-    )
+    given = {k: getattr(args, k) for k in _DATA_OPTIONS if getattr(args, k) is not None}
+    if args.data is None:
+        if given:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise PairbenchError(f"{flags} describe --data, which was not given")
+        return None
+    return DataRequest(args.data, **given)
 
 
 def _data_arguments(p: argparse.ArgumentParser) -> None:

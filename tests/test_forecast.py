@@ -199,6 +199,7 @@ def test_forecast_from_data_with_missing_cells_feeds_no_nan(tmp_path):
         (["--data", "xarray:/nonexistent/file.nc"], "does not exist"),
         (["--data", "grib:/x"], "is not KIND:PATH with KIND one of era5, xarray"),
         (["--workload", "aigoms-tiny", "--data", "era5:/nonexistent"], "cannot take them from --data"),
+        (["--channels", "z500", "--test-fraction", "0.3"], "--channels, --test-fraction describe --data, which was"),
     ],
 )
 def test_bad_forecast_input_is_one_sentence_and_leaves_nothing(tmp_path, args, message):
