@@ -222,7 +222,9 @@ def forecast_rel_l2(pairing: Pairing) -> str | None:
     curves = []
     for g in groups:
         run = next(iter(g.runs.values()), {})
-        hours = run.get("lead_hours") or g.identity["data"].get("lead_hours") or 1
+        hours = run.get("lead_hours")  # a forecast record's own field, a finite number by the schema
+        if hours is None:  # a setting whose parity record is all that is left: no lead times to draw against
+            continue
         for device, p in latest_parity(g, "forecast_parity").items():
             rel = np.array([np.nan if v is None else max(float(v), 1e-12) for v in p["rel_l2_per_lead"]])
             if np.isfinite(rel).any():

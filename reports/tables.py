@@ -155,11 +155,14 @@ def skill_subject(group) -> str:
 
 def skill_long(pairing: Pairing) -> pd.DataFrame:
     """RMSE and ACC in long form: workload, forecast source (each framework with its device,
-    persistence, climatology), variable, lead time."""
+    persistence, climatology), variable, lead time. Each skill group (one fingerprint) has rows of its own: where a
+    workload has several, the workload is named with the fingerprint's first characters."""
     values: dict[tuple, dict] = {}
-    for g in pairing.groups:
-        if g.task != "skill":
-            continue
+    groups = [g for g in pairing.groups if g.task == "skill"]
+    subjects = [skill_subject(g) for g in groups]
+    for g, subject in zip(groups, subjects, strict=True):
+        if subjects.count(subject) > 1:
+            subject = f"{subject} [{g.fingerprint[:8]}]"
         for (fw, device), rec in g.runs.items():
             for key, value in rec.items():
                 m = _SKILL_KEY.match(key)
@@ -168,7 +171,7 @@ def skill_long(pairing: Pairing) -> pd.DataFrame:
                 metric, reference, variable, lead = m.groups()
                 source = reference or FRAMEWORK_LABEL.get(fw, fw)
                 dev = "-" if reference else device
-                row = values.setdefault((skill_subject(g), source, dev, variable, int(lead)), {})
+                row = values.setdefault((subject, source, dev, variable, int(lead)), {})
                 row[metric] = value
     rows = [
         {"workload": w, "source": s, "device": d, "variable": v, "lead_h": lead, **m}

@@ -331,6 +331,17 @@ def _partial_stats(tmp: Path) -> Path:
     return tmp
 
 
+def _stats_folder(tmp: Path, write) -> Path:
+    """A year file and a stats folder in which ``write(folder)`` spoils something."""
+    _write_year(tmp / "2000.h5", np.random.default_rng(0).standard_normal((8, 21, 9, 16)).astype(np.float32))
+    (tmp / "stats").mkdir()
+    np.save(tmp / "stats" / "global_means.npy", np.zeros((1, 21, 1, 1), np.float32))
+    np.save(tmp / "stats" / "global_stds.npy", np.ones((1, 21, 1, 1), np.float32))
+    np.save(tmp / "stats" / "time_means.npy", np.zeros((1, 21, 9, 16), np.float32))
+    write(tmp / "stats")
+    return tmp
+
+
 def _only_train(tmp: Path) -> Path:
     (tmp / "train").mkdir()
     return tmp
@@ -372,6 +383,10 @@ ERRORS = [
     ("xarray:{regional}, {regional}", {}, InvalidDataError, r"names one file twice"),
     ("xarray:{regional},{few}", {"time_step_hours": 6}, InvalidDataError, r"do not increase: files out of order or"),
     ("xarray:{regional}", {"channels": "z@5e2,z@500"}, InvalidDataError, r"the channels z500, z500 name one field"),
+    ("era5:{empty_npy}", {}, InvalidDataError, r"global_means.npy is not a readable .npy array"),
+    ("era5:{nan_clim}", {}, InvalidDataError, r"time_means.npy is not finite at cells the data has at every time"),
+    ("era5:{neg_std}", {}, InvalidDataError, r"channel 'u10' has mean 0 and standard deviation -1"),
+    ("xarray:{nan_lat}", {}, InvalidDataError, r"the lat coordinate of 'sst' has missing or non-finite values"),
 ]
 
 
@@ -379,7 +394,7 @@ ERRORS = [
 def bad_data(tmp_path_factory, regional, era5) -> dict[str, Path]:
     """Paths for the error cases: the good files, and files and folders that are wrong each in one way."""
     tmp = tmp_path_factory.mktemp("bad")
-    folders = {name: tmp / name for name in ("torn", "partial", "only_train")}
+    folders = {name: tmp / name for name in ("torn", "partial", "only_train", "empty_npy", "nan_clim", "neg_std")}
     for folder in folders.values():
         folder.mkdir()
     (tmp / "notes.nc").write_text("not netCDF")
@@ -387,7 +402,13 @@ def bad_data(tmp_path_factory, regional, era5) -> dict[str, Path]:
             "irregular": _irregular(tmp), "few": _write(tmp / "few.nc", _regional(n_times=3)),
             "constant": _constant(tmp), "all_missing": _all_missing(tmp), "torn": _torn_year(folders["torn"]),
             "partial": _partial_stats(folders["partial"]), "only_train": _only_train(folders["only_train"]),
-            "no_time": _write(tmp / "no_time.nc", _regional()[["orography"]])}  # fmt: skip
+            "no_time": _write(tmp / "no_time.nc", _regional()[["orography"]]),
+            "empty_npy": _stats_folder(folders["empty_npy"], lambda d: (d / "global_means.npy").write_bytes(b"")),
+            "nan_clim": _stats_folder(folders["nan_clim"], lambda d: np.save(d / "time_means.npy",
+                                                                               np.full((1, 21, 9, 16), np.nan))),
+            "neg_std": _stats_folder(folders["neg_std"], lambda d: np.save(d / "global_stds.npy",
+                                                                             -np.ones((1, 21, 1, 1), np.float32))),
+            "nan_lat": _write(tmp / "nan_lat.nc", _regional().assign_coords(lat=[np.nan, *LATS[1:]]))}  # fmt: skip
 
 
 @pytest.mark.parametrize("text, options, error, message", ERRORS, ids=[m[:40] for *_, m in ERRORS])
@@ -402,6 +423,35 @@ def test_a_time_step_that_contradicts_the_files_times_is_refused(regional):
     own = open_dataset(DataRequest(f"xarray:{regional[0]}", channels="t2m"), patch_size=4).time_step_hours
     with pytest.raises(InvalidDataError, match=f"are {own:g} h apart, not the 12 h given; leave out time_step_hours"):
         open_dataset(request, patch_size=4)
+
+
+def test_pairs_and_rollouts_never_cross_from_one_year_file_to_the_next(tmp_path):
+    """FourCastNet's year files are not one series (a leap year's last day is absent, years may be missing)."""
+    from runners.experiments.datasets import evenly
+
+    for year, n in ((2000, 12), (2002, 12)):  # 2001 is missing
+        _write_year(tmp_path / f"{year}.h5", np.random.default_rng(year).standard_normal((n, 21, 9, 16)).astype("f4"))
+    ds = open_dataset(DataRequest(f"era5:{tmp_path}", channels="u10", test_fraction=0.25), patch_size=4)
+    assert ds.breaks == (11,) and ds.train == (0, 18)
+    starts = evenly(ds.train, 18, 2, "training split", ds.breaks)
+    assert not any(s <= 11 < s + 2 for s in starts) and {10, 11} & set(starts.tolist()) == set() and 9 in starts
+    assert evenly((0, 18), 18, 2, "x").tolist() == list(range(16))  # without breaks: every start
+
+
+def test_a_zarr_store_is_identified_by_its_chunks_too(tmp_path):
+    from runners.data.files import file_entry
+
+    def store(root: Path, chunk: bytes) -> Path:
+        (root / "u").mkdir(parents=True)
+        (root / ".zmetadata").write_text("{}")
+        (root / "u" / ".zarray").write_text("{}")
+        (root / "u" / "0.0.0").write_bytes(chunk)
+        (root / "u" / "1.0.0").write_bytes(b"tail")
+        return root
+
+    a = file_entry(store(tmp_path / "one" / "a.zarr", b"values"))
+    assert file_entry(store(tmp_path / "two" / "a.zarr", b"values")) == a  # the same store elsewhere
+    assert file_entry(store(tmp_path / "three" / "a.zarr", b"VALUES")) != a  # other values, same layout
 
 
 def test_normalise_sets_every_non_finite_cell_to_the_mean():

@@ -210,10 +210,23 @@ def test_bad_forecast_input_is_one_sentence_and_leaves_nothing(tmp_path, args, m
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
 
 
+def test_forecast_records_refuse_timings_that_are_no_timings_and_parity_values_that_are_no_numbers():
+    head = schema.header(_identity(), run_id="r", timestamp="t", workload="w", device="cpu", commit=None)
+    found = compare_trajectories(np.ones((1, 2, 1, 2, 2)), np.ones((1, 2, 1, 2, 2)), ("a", "b"), "fp32", "cpu")
+    for bad in (["abc", 0.1], [[0.1], 0.2], [True, 0.1]):
+        with pytest.raises(schema.RecordError, match="rel_l2_per_lead.*not a list of finite numbers or nulls"):
+            schema.record(head, "forecast_parity", **{**found, "rel_l2_per_lead": bad})
+    assert schema._type_ok("times", [0.5, 2.0])
+    for bad in ([], [0.0, 1.0], [-1.0], [float("inf")]):
+        assert not schema._type_ok("times", bad), bad
+
+
 def test_forecast_parity_record_validates_and_refuses_nan():
     head = schema.header(_identity(), run_id="r", timestamp="t", workload="w", device="cpu", commit=None)
     found = compare_trajectories(np.ones((1, 2, 1, 2, 2)), np.ones((1, 2, 1, 2, 2)), ("a", "b"), "fp32", "cpu")
     rec = schema.record(head, "forecast_parity", **found)
     assert json.loads(json.dumps(rec)) == rec
-    with pytest.raises(schema.RecordError, match="not a finite number"):
+    with pytest.raises(schema.RecordError, match="not a list of finite numbers or nulls"):
         schema.record(head, "forecast_parity", **{**found, "rel_l2_per_lead": [float("nan"), 0.0]})
+    with pytest.raises(schema.RecordError, match="not a finite number"):
+        schema.record(head, "forecast_parity", **{**found, "rel_l2_max": float("inf")})

@@ -376,3 +376,20 @@ def test_report_with_forecasts_and_scorecard_opens_in_headless_chromium(tmp_path
     assert result.console_errors == [] and result.failed_requests == [] and result.broken_images == []
     assert result.images == out.read_text().count("data:image/png;base64,") >= 3  # latency, parity, skill
     assert result.ok
+
+
+def test_the_skill_table_never_puts_two_runs_of_one_workload_on_one_row():
+    """Two skill runs of one workload that differ (seeds here) are two sets of rows, named apart; one is one."""
+    from reports.tables import skill_long
+
+    first = [skill(fw, {("u", 6): r}, {("u", 6): 0.5}, seed=1) for fw, r in (("torch", 0.10), ("mindspore", 0.11))]
+    second = [skill("torch", {("u", 6): 0.30}, {("u", 6): 0.5}, seed=2)]
+    long = skill_long(pair_records(first + second))
+    torch_rows = long[(long.source == "PyTorch") & (long.variable == "u")]
+    assert sorted(torch_rows.rmse) == [0.10, 0.30] and torch_rows.workload.nunique() == 2
+    labels = {f"fourcastnet-tiny [{r['workload_fingerprint'][:8]}]" for r in (first[0], second[0])}
+    assert set(long.workload) == labels
+    (row,) = long[(long.source == "MindSpore")].itertuples()
+    assert row.workload == f"fourcastnet-tiny [{first[0]['workload_fingerprint'][:8]}]" and row.rmse == 0.11
+    alone = skill_long(pair_records(first))
+    assert set(alone.workload) == {"fourcastnet-tiny"}

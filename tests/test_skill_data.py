@@ -48,6 +48,8 @@ def test_what_a_skill_record_could_not_name_is_refused_before_training():
     check_scorable(("uwnd",), 730.0)
     with pytest.raises(PairbenchError, match="channel name 'u-10' cannot name a score"):
         check_scorable(("u-10",), 6.0)
+    with pytest.raises(PairbenchError, match="channel name 'persistence_u' cannot name a score"):
+        check_scorable(("u", "persistence_u"), 6.0)
     with pytest.raises(PairbenchError, match="leads in whole hours, and the data's time step is 0.5 h"):
         check_scorable(("u",), 0.5)
 
@@ -216,3 +218,50 @@ def test_skill_and_forecast_on_a_small_file_in_fourcastnets_era5_layout(tmp_path
     assert [f["name"] for f in skill["data"]["files"]][:2] == ["2016.h5", "2017.h5"]
     assert skill["data"]["splits"]["train"] == [0, 40] and skill["weights_convention"] == "cell-area"
     assert records[-1]["verdict"] == "pass" and records[2]["n_lead"] == 4 and records[2]["lead_hours"] == 6.0
+
+
+def test_training_pairs_never_cross_a_break_between_data_files(tmp_path):
+    """With breaks (FourCastNet's year files), every training pair (t, t + 1) lies within one file."""
+    from runners.execution.tasks import execute_skill
+    from runners.spec import RunConfig
+
+    class Runner:  # framework-free: records the time index each training input comes from
+        def __init__(self):
+            self.pairs = []
+
+        def put(self, a):
+            return np.array(a)
+
+        def synchronize(self):
+            pass
+
+        def train_step(self, x, y):
+            self.pairs += [(int(round(a)), int(round(b))) for a, b in zip(x[:, 0, 0, 0], y[:, 0, 0, 0], strict=True)]
+            return 1.0
+
+        def device_memory(self):
+            return {}
+
+        def forward(self, x):
+            return np.array(x)
+
+        def fetch(self, t):
+            return np.asarray(t)
+
+    n = 30
+    data = np.broadcast_to(np.arange(n, dtype=np.float32)[:, None, None, None], (n, 3, 32, 64)).copy()
+    np.save(tmp_path / "d.npy", data)
+    source = {
+        "kind": "npy", "path": str(tmp_path / "d.npy"), "channels": ["u", "v", "vo"],
+        "lats_deg": np.linspace(90, -90, 32).tolist(), "lons_deg": list(range(64)), "time_step_hours": 6.0,
+    }  # fmt: skip
+    run = RunConfig(
+        workload="fourcastnet-tiny", framework="none", weights="-", warmup_steps=0, train_steps=40, batch_size=4,
+        data={"source": source, "mean": [0.0] * 3, "std": [1.0] * 3, "train": [0, 24], "inits": [24, 26],
+              "n_lead": 2, "breaks": [7, 15]},
+    )  # fmt: skip
+    runner = Runner()
+    execute_skill(run, get_workload("fourcastnet-tiny"), runner)
+    assert len(runner.pairs) == 160 and all(b == a + 1 for a, b in runner.pairs)
+    starts = {a for a, _ in runner.pairs}
+    assert not starts & {7, 15, 23} and starts <= set(range(23)) and len(starts) > 12

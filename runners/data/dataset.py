@@ -124,6 +124,9 @@ class Dataset:
     stats_source: str
     identity: dict
     worker: dict
+    # Time indices i whose next step i + 1 is in another file: FourCastNet's year files are not one series (a leap
+    # year's last day is absent, years may be missing), so no training pair or rollout crosses from one to the next.
+    breaks: tuple[int, ...] = ()
 
 
 def open_dataset(request: DataRequest, patch_size: int, progress: Callable[[str], None] | None = None) -> Dataset:
@@ -142,7 +145,7 @@ def open_dataset(request: DataRequest, patch_size: int, progress: Callable[[str]
         return _open(request, int(patch_size), progress or (lambda line: None))
     except DataError:
         raise
-    except (OSError, ValueError, RuntimeError) as err:  # netCDF4 reports a damaged file as a RuntimeError
+    except (OSError, ValueError, RuntimeError, EOFError) as err:  # netCDF4 reports a damaged file as a RuntimeError
         raise InvalidDataError(f"{request.text} could not be read ({_reason(err)})") from err
 
 
@@ -163,7 +166,6 @@ def _open(request: DataRequest, patch: int, say: Callable[[str], None]) -> Datas
         raise InvalidDataError(
             f"the times in {request.text} are irregular or absent, so give the time step in hours (time_step_hours)"
         )
-    _check_given_step(request, source)
     worker["time_step_hours"] = float(source.time_step_hours)
     try:
         latitude_weights(rows, request.lat_weights, source.lats_deg)
@@ -174,6 +176,7 @@ def _open(request: DataRequest, patch: int, say: Callable[[str], None]) -> Datas
     for lo, hi in [train, test] if plan["n_train"] is not None else [(0, source.n_times)]:
         if times is not None and np.any(np.diff(times[lo:hi]) <= np.timedelta64(0)):
             raise InvalidDataError(f"the times in {request.text} do not increase: files out of order or overlapping")
+    _check_given_step(request, source)
     say(f"{request.text}: {len(source.channels)} channels, {source.n_times} time steps, {rows} x {cols} cells")
     keep, mean, std, clim, stats_source = _statistics(source, plan["stats"], worker.get("channels"), grid, train, say)
     identity = {
@@ -207,6 +210,7 @@ def _open(request: DataRequest, patch: int, say: Callable[[str], None]) -> Datas
         stats_source=stats_source,
         identity=identity,
         worker=worker,
+        breaks=tuple(start - 1 for start in getattr(getattr(source, "inner", source), "file_starts", ())),
     )
 
 
@@ -242,16 +246,18 @@ def _statistics(
         if clim.shape[1:] != grid:
             raise InvalidDataError(f"{folder / CLIMATOLOGY_FILE} has {clim.shape[1:]} cells but the data {grid}")
         clim, stats_source = clim[:, :rows, :cols], f"the stats files in {folder.name}/ (see files)"
+        if not np.isfinite(clim[keep]).all():
+            raise InvalidDataError(f"{folder / CLIMATOLOGY_FILE} is not finite at cells the data has at every time")
     else:
         view = _Progress(source, say, "statistics of the training split")
         mean, std = channel_stats(view, *train, chunk, mask=None if keep.all() else keep)
         clim = time_mean_climatology(_Progress(source, say, "climatology"), *train, chunk)
         stats_source = f"computed from the training split (time steps {train[0]}-{train[1] - 1})"
     for name, m, s in zip(source.channels, mean, std, strict=True):
-        if s <= 1e-12 * abs(m):  # zero but for rounding in the float64 sums
-            raise InvalidDataError(f"channel '{name}' is constant ({stats_source}), so it cannot be normalised")
-        if not (math.isfinite(m) and math.isfinite(s) and s > 0):
+        if not (math.isfinite(m) and math.isfinite(s) and s >= 0):
             raise InvalidDataError(f"channel '{name}' has mean {m:g} and standard deviation {s:g} ({stats_source})")
+        if s <= 1e-12 * abs(m) or s == 0:  # zero but for rounding in the float64 sums
+            raise InvalidDataError(f"channel '{name}' is constant ({stats_source}), so it cannot be normalised")
     clim = np.where(keep & np.isfinite(clim), clim, mean[:, None, None]).astype(np.float32)
     return keep, np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64), clim, stats_source
 
@@ -319,7 +325,7 @@ def reopen(worker: dict) -> FieldSource:
         raise
     except FileNotFoundError as err:
         raise MissingDataError(f"data file {err.filename} does not exist") from err
-    except (KeyError, TypeError, ValueError, OSError) as err:
+    except (KeyError, TypeError, ValueError, OSError, EOFError) as err:
         raise InvalidDataError(f"the {kind} worker description cannot be opened ({_reason(err)})") from err
     if crop and (len(source.lats_deg), len(source.lons_deg)) != (crop[0], crop[1]):
         source = CroppedSource(source, int(crop[0]), int(crop[1]))

@@ -71,6 +71,9 @@ class Era5Hdf5Source:
         self.lats_deg = (90.0 - np.arange(n_lat) * 180.0 / max(n_lat - 1, 1))[: self._n_rows]
         self.lons_deg = np.arange(n_lon) * 360.0 / n_lon
         self._offsets = np.cumsum([0] + [shape[0] for shape in shapes])
+        self.file_starts = tuple(
+            int(o) for o in self._offsets[1:-1]
+        )  # the global index of each later file's first step
         self.n_times = int(self._offsets[-1])
         self.time_step_hours = float(time_step_hours)
         self.times = _year_times(self.paths, [shape[0] for shape in shapes], self.time_step_hours)

@@ -186,7 +186,10 @@ def _load(path: Path) -> np.ndarray:
     """Memory-map one .npy file, or raise MissingDataError."""
     if not path.is_file():
         raise MissingDataError(f"stats file {path} does not exist")
-    return np.load(path, mmap_mode="r")
+    try:
+        return np.load(path, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as err:  # empty, truncated, not .npy, or pickled (refused)
+        raise InvalidDataError(f"stats file {path} is not a readable .npy array ({err})") from None
 
 
 def _channel_index(channels: Sequence[int] | None, n_channels: int) -> np.ndarray:

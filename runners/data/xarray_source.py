@@ -96,6 +96,15 @@ class XarraySource:
         time, lat, lon = self._dims
         ref = self._pieces[0][0]
         ref_times = _times(self._pieces[0], time)
+        for dim, values in ((lat, np.asarray(ref[lat].values)), (lon, np.asarray(ref[lon].values)), (time, ref_times)):
+            if values.dtype.kind in "mM":
+                missing = np.isnat(values)
+            elif values.dtype.kind in "fiu":
+                missing = ~np.isfinite(values.astype(np.float64))
+            else:  # cftime objects and the like: their own checks
+                continue
+            if missing.any():
+                raise InvalidDataError(f"the {dim} coordinate of '{self.channels[0]}' has missing or non-finite values")
         for name, pieces in zip(self.channels, self._pieces, strict=True):
             for piece in pieces:
                 if not (_same(piece[lat], ref[lat]) and _same(piece[lon], ref[lon])):

@@ -131,7 +131,12 @@ def execute_skill(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.ndar
     n_out = spec.model.out_chans
     t0, t1 = d["train"]
     rng = np.random.default_rng([run.seed, 1])  # the same batch order in every framework
-    order = rng.integers(t0, t1 - 1, size=(run.warmup_steps + run.train_steps, run.batch_size))
+    size = (run.warmup_steps + run.train_steps, run.batch_size)
+    if d.get("breaks"):  # no pair crosses from one data file to the next (see runners.data.dataset.Dataset.breaks)
+        starts = np.setdiff1d(np.arange(t0, t1 - 1), d["breaks"])
+        order = starts[rng.integers(0, starts.size, size=size)]
+    else:
+        order = rng.integers(t0, t1 - 1, size=size)
 
     def batch(i: int):
         return fields(order[i]), np.ascontiguousarray(fields(order[i] + 1)[:, :n_out])

@@ -81,12 +81,15 @@ def builtin(spec: WorkloadSpec, progress=print) -> Dataset:
     )
 
 
-def evenly(span: tuple[int, int], n: int, room: int, what: str) -> np.ndarray:
-    """``n`` time indices spread evenly over ``span`` that leave ``room`` steps after each inside it."""
-    last = span[1] - room - 1
-    if last < span[0] or n < 1:
+def evenly(span: tuple[int, int], n: int, room: int, what: str, breaks=()) -> np.ndarray:
+    """``n`` time indices spread evenly over ``span`` that leave ``room`` steps after each inside it, none of those
+    steps crossing one of ``breaks`` (see Dataset.breaks)."""
+    starts = np.arange(span[0], span[1] - room)
+    crossing = [b for b in breaks if span[0] <= b < span[1]]
+    starts = np.array([s for s in starts if not any(s <= b < s + room for b in crossing)], dtype=int)
+    if starts.size == 0 or n < 1:
         raise PairbenchError(f"the {what} {tuple(span)} is too short for {n} start(s) with {room} steps after each")
-    return np.unique(np.linspace(span[0], last, n).astype(int))
+    return np.unique(starts[np.linspace(0, starts.size - 1, n).astype(int)])
 
 
 def save_mask(data: Dataset, folder: Path) -> str | None:
@@ -98,16 +101,16 @@ def save_mask(data: Dataset, folder: Path) -> str | None:
     return str(path)
 
 
-def forecast_inits(data: Dataset, n_lead: int, batch: int) -> tuple[dict, dict, str]:
-    """Initial conditions for ``batch`` forecasts of ``n_lead`` steps from the test split: their identity, what
-    the worker is told (its ``mask`` set once the run's folder exists, see :func:`save_mask`), and the record's
-    label. Each forecast starts at its own time (repeated where the test
-    split has fewer times than forecasts), with room for the inputs read at every lead."""
-    last = data.test[1] - n_lead
+def forecast_inits(data: Dataset, room: int, batch: int) -> tuple[dict, dict, str]:
+    """Initial conditions for ``batch`` forecasts from the test split: their identity, what the worker is told (its
+    ``mask`` set once the run's folder exists, see :func:`save_mask`), and the record's label. Each forecast
+    starts at its own time (repeated where the test split has fewer times than forecasts), with ``room`` steps
+    after it where the model reads inputs it does not forecast at every lead."""
+    last = data.test[1] - 1 - room
     if last < data.test[0]:
         raise InvalidDataError(
-            f"the test split (time steps {data.test[0]}-{data.test[1] - 1}) is too short for a forecast of "
-            f"{n_lead} steps; give --n-lead or a larger --test-fraction"
+            f"the test split (time steps {data.test[0]}-{data.test[1] - 1}) is too short for a forecast that reads "
+            f"the data {room} steps ahead; give --n-lead or a larger --test-fraction"
         )
     inits = np.linspace(data.test[0], last, batch).astype(int)
     worker = {

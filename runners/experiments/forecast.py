@@ -86,13 +86,14 @@ def forecast_fields(run, spec, result: dict, lead_hours: float) -> dict:
     return rec
 
 
-def _initial_conditions(dataset, n_lead: int, seed: int, batch: int) -> tuple[dict, dict, str]:
+def _initial_conditions(dataset, spec, n_lead: int, seed: int, batch: int) -> tuple[dict, dict, str]:
     """What the identity says of the initial conditions, what the worker is told, and the record's label:
     the synthetic stream's first batch, or ``batch`` times of the data's test split."""
     if dataset is None:
         label = f"{DATA_GENERATOR} (seed {seed}): first batch"
         return {"generator": DATA_GENERATOR}, {"initial_conditions": "synthetic"}, label
-    return forecast_inits(dataset, n_lead, batch)
+    room = 0 if spec.model.in_chans == spec.model.out_chans else n_lead - 1  # data read at each lead's time
+    return forecast_inits(dataset, room, batch)
 
 
 def run_forecast(opts: ForecastOptions, progress=print) -> ForecastOutcome:
@@ -110,7 +111,7 @@ def run_forecast(opts: ForecastOptions, progress=print) -> ForecastOutcome:
     else:
         tensors, weights_source = spec.model.init_weights(seed), f"init_weights(seed={seed})"
     check_weights(spec.model, tensors, weights_source)
-    ic_ident, ic_worker, ic_label = _initial_conditions(dataset, n_lead, seed, opts.batch_size)
+    ic_ident, ic_worker, ic_label = _initial_conditions(dataset, spec, n_lead, seed, opts.batch_size)
     ident = schema.identity(
         "forecast",
         model=spec.model.to_dict(),

@@ -77,23 +77,25 @@ def parse_target(text: str, channels, hours: float, check_every: int) -> tuple[s
 
 def check_scorable(channels, hours: float) -> None:
     """Refuse, before any training, what the skill record could not name: a channel whose name is not letters,
-    digits and underscores, or a time step that is not a whole number of hours (leads are named in hours)."""
-    odd = [c for c in channels if not re.fullmatch(r"\w+", c)]
+    digits and underscores or would read as a reference's score (``persistence_u``), or a time step that is not a
+    whole number of hours (leads are named in hours)."""
+    odd = [c for c in channels if not re.fullmatch(r"\w+", c) or c.startswith(("persistence_", "climatology_"))]
     if odd:
         raise PairbenchError(
-            f"channel name {odd[0]!r} cannot name a score (letters, digits and _ only); rename the variable"
+            f"channel name {odd[0]!r} cannot name a score (letters, digits and _ only, not beginning with "
+            "persistence_ or climatology_); rename the variable"
         )
     if abs(hours - round(hours)) > 1e-9 or round(hours) < 1:
         raise PairbenchError(f"skill names leads in whole hours, and the data's time step is {hours:g} h")
 
 
-def _validation(train: tuple[int, int], lead: int, n_init: int) -> tuple[tuple[int, int], np.ndarray]:
+def _validation(train: tuple[int, int], lead: int, n_init: int, breaks=()) -> tuple[tuple[int, int], np.ndarray]:
     """The training split less its last tenth (at least room for the checks), and validation starts there."""
     t0, t1 = train
     held = max(lead + 2, (t1 - t0) // 10)
     if t1 - held - t0 < 2:
         raise PairbenchError(f"the training split {train} is too short to hold out a validation part of {held} steps")
-    return (t0, t1 - held), evenly((t1 - held, t1), n_init, lead, "validation split")
+    return (t0, t1 - held), evenly((t1 - held, t1), n_init, lead, "validation split", breaks)
 
 
 def _scored_mask(spec, data) -> np.ndarray | None:
@@ -132,14 +134,14 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
     train, target, worker_target = data.train, None, None
     if opts.target_rmse is not None:
         name, lead, value = parse_target(opts.target_rmse, channels, hours, opts.check_every)
-        train, val_inits = _validation(data.train, lead, opts.n_init)
+        train, val_inits = _validation(data.train, lead, opts.n_init, data.breaks)
         target = {"channel": name, "lead_hours": lead * hours, "rmse": value, "check_every": opts.check_every,
                   "validation_inits": val_inits.tolist()}  # fmt: skip
         worker_target = {
             "channel_index": channels.index(name), "lead_steps": lead, "rmse": value, "check_every": opts.check_every,
             "inits": val_inits.tolist(), "lats_deg": data.lats_deg.tolist(), "convention": data.weights_convention,
         }  # fmt: skip
-    inits = evenly(data.test, opts.n_init, opts.n_lead, "test split")
+    inits = evenly(data.test, opts.n_init, opts.n_lead, "test split", data.breaks)
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     run_dir = new_run_dir(Path(opts.results_dir), f"{stamp}-{spec.name}-skill-{seed}")
@@ -156,6 +158,7 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
         "inits": inits.tolist(),
         "n_lead": opts.n_lead,
         "target": worker_target,
+        "breaks": list(data.breaks),
     }
     ident = schema.identity(
         "skill",

@@ -58,7 +58,8 @@ class RecordError(PairbenchError):
 
 @dataclass(frozen=True)
 class Field:
-    """One field: its type code (``str int num bool dict list nums strs``, ``?`` allowing None), and
+    """One field: its type code (``str int num bool dict list nums strs any``; ``times``: timings, a non-empty list of
+    positive numbers; ``numsornull``: finite numbers or None; ``?`` allowing None), and
     whether it is required always (``always``), only when the run succeeded (``ok``), or never (``opt``)."""
 
     name: str
@@ -106,11 +107,11 @@ FIELDS: dict[str, list[Field]] = {
         *ENVIRONMENT,
         *POWER,
         *_f(
-            "loss_initial:num losses:nums forward_ms:nums step_ms:nums input_ms:nums first_step_ms:num? compile_s:num "
-            "forward_first_ms:num first_backward_ms:num backward_rss_growth_mb:num saved_activations_mb:num? "
-            "device_peak_mem_mb:num? device_peak_mem_reason:str? samples_per_s:num flops_forward_per_sample:num "
-            "flops_train_per_sample:num achieved_tflops_train:num hardware_profile:str? mfu_train:num? "
-            "mfu_reason:str? provenance:dict gradient_missing:strs "
+            "loss_initial:num losses:nums forward_ms:times step_ms:times input_ms:nums first_step_ms:num? "
+            "compile_s:num forward_first_ms:num first_backward_ms:num backward_rss_growth_mb:num "
+            "saved_activations_mb:num? device_peak_mem_mb:num? device_peak_mem_reason:str? samples_per_s:num "
+            "flops_forward_per_sample:num flops_train_per_sample:num achieved_tflops_train:num hardware_profile:str? "
+            "mfu_train:num? mfu_reason:str? provenance:dict gradient_missing:strs "
             + " ".join(_STATS.format(p=p) for p in ("forward", "step", "input")),
             "ok",
         ),
@@ -122,7 +123,7 @@ FIELDS: dict[str, list[Field]] = {
         *_f("weights_convention:str rmse_order:str scored_cells:str"),
         *ENVIRONMENT,
         *POWER,
-        *_f("losses:nums step_ms:nums step_ms_p50:num rollout_ms_p50:num", "ok"),
+        *_f("losses:nums step_ms:times step_ms_p50:num rollout_ms_p50:num", "ok"),
         *_f("cuda_runtime:str?", "opt"),
         # Trained to a target (--target-rmse): whether and when the validation RMSE reached it; each check is
         # [steps done, the RMSE then (None where not finite)]. Times and energy are from the start of training.
@@ -136,7 +137,7 @@ FIELDS: dict[str, list[Field]] = {
         *ENVIRONMENT,
         *POWER,
         *_f(
-            "forecast_ms:nums lead_ms_p50:num first_forecast_ms:num compile_s:num forecast_days_per_s:num "
+            "forecast_ms:times lead_ms_p50:num first_forecast_ms:num compile_s:num forecast_days_per_s:num "
             "energy_j_per_forecast:num? energy_j_per_forecast_day:num? device_peak_mem_mb:num? "
             "device_peak_mem_reason:str? flops_forward_per_sample:num hardware_profile:str? provenance:dict "
             + _STATS.format(p="forecast"),
@@ -146,7 +147,7 @@ FIELDS: dict[str, list[Field]] = {
     ],
     "forecast_parity": [
         *COMMON,
-        *_f("reference:str other:str rel_l2_per_lead:list rel_l2_first_lead:num? rel_l2_max:num?"),
+        *_f("reference:str other:str rel_l2_per_lead:numsornull rel_l2_first_lead:num? rel_l2_max:num?"),
         *_f("tolerances:dict? bounds_source:str within_tolerance:bool? nonfinite:strs"),
         *_f("verdict:str", choices=VERDICTS),
     ],
@@ -201,12 +202,15 @@ _CHECKS = {
     "dict": lambda v: isinstance(v, dict),
     "list": lambda v: isinstance(v, list),
     "nums": lambda v: isinstance(v, list) and all(_finite(x) for x in v),
+    "times": lambda v: isinstance(v, list) and len(v) > 0 and all(_finite(x) and x > 0 for x in v),
+    "numsornull": lambda v: isinstance(v, list) and all(x is None or _finite(x) for x in v),
     "strs": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
     "any": lambda v: True,
 }
 _NAMES = {
     "str": "a string", "int": "an integer", "num": "a finite number", "bool": "true or false", "dict": "an object",
     "list": "a list", "nums": "a list of finite numbers", "strs": "a list of strings", "any": "a value",
+    "times": "a non-empty list of positive finite numbers", "numsornull": "a list of finite numbers or nulls",
 }  # fmt: skip
 
 
