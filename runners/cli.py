@@ -317,18 +317,32 @@ def _cmd_skill(args) -> int:
     return 0 if ok and (summary["agreement"] is None or summary["agreement"]["within_tolerance"]) else 1
 
 
+def _resolve_auto(args) -> None:
+    """``--device auto`` made a device: what this machine has, saying why it passed over the others."""
+    if args.device == "auto":
+        from runners.devices import resolve_auto
+
+        args.device, passed = resolve_auto()
+        print(f"device auto: {args.device}" + "".join(f"\n  ({why})" for why in passed))
+
+
+def _write_report(args, records: list[dict]) -> None:
+    """The HTML report of this invocation's records (--report, else RESULTS_DIR/report.html)."""
+    from reports.build import render
+
+    report = args.report or Path(args.results_dir) / "report.html"
+    for path in render(records, report, "html", [str(records_path(args.results_dir))]):
+        print(f"\nreport written: {path.resolve()}")
+
+
 def _cmd_forecast(args) -> int:
     import itertools
     import secrets
 
-    from reports.build import render
     from reports.console import forecast_lines
-    from runners.devices import resolve_auto
     from runners.experiments.forecast import run_forecast
 
-    if args.device == "auto":
-        args.device, passed = resolve_auto()
-        print(f"device auto: {args.device}" + "".join(f"\n  ({why})" for why in passed))
+    _resolve_auto(args)
     if args.seed is None:
         args.seed = secrets.randbits(31)  # one seed for the whole sweep: every point starts alike
     sweep = list(itertools.product(args.precision, args.mode, args.batch_size))
@@ -344,9 +358,7 @@ def _cmd_forecast(args) -> int:
         records += [*outcome.records, *([outcome.parity_record] if outcome.parity_record else [])]
         ok &= outcome.ok
     print(f"\nrecords appended to {records_path(args.results_dir)}")
-    report = args.report or Path(args.results_dir) / "report.html"
-    for path in render(records, report, "html", [str(records_path(args.results_dir))]):
-        print(f"\nreport written: {path.resolve()}")
+    _write_report(args, records)
     return 0 if ok else 1
 
 
@@ -378,12 +390,9 @@ def _cmd_run(args) -> int:
     from tqdm import tqdm
 
     from reports.console import parity_lines, run_table
-    from runners.devices import resolve_auto
     from runners.experiments.pair import run_pair
 
-    if args.device == "auto":
-        args.device, passed = resolve_auto()
-        print(f"device auto: {args.device}" + "".join(f"\n  ({why})" for why in passed))
+    _resolve_auto(args)
     if args.nproc < 1:
         raise PairbenchError(f"--nproc must be at least 1, got {args.nproc}")
     if args.nproc > 1 or args.nnodes != 1:
@@ -413,11 +422,8 @@ def _cmd_run(args) -> int:
     print(f"\nrecords appended to {records_path(args.results_dir)}")
     if args.skill is not False:
         ok &= _run_skill_after(args, records)
-    from reports.build import render
 
-    report = args.report or Path(args.results_dir) / "report.html"
-    for path in render(records, report, "html", [str(records_path(args.results_dir))]):
-        print(f"\nreport written: {path.resolve()}")
+    _write_report(args, records)
     return 0 if ok else 1
 
 
@@ -440,9 +446,7 @@ def _cmd_data_parallel(args) -> int:
     """``--nproc N``: each framework trained data-parallel over N processes, beside one process with the
     same global batch (losses compared, scaling efficiency); one set of records per batch size."""
     import secrets
-    from datetime import datetime, timezone
 
-    from reports.build import render
     from runners.experiments.distributed import (
         Topology,
         backend_for,
@@ -452,7 +456,7 @@ def _cmd_data_parallel(args) -> int:
         threads_per_rank,
         to_record,
     )
-    from runners.experiments.runs import new_run_dir, source_commit
+    from runners.experiments.runs import new_run_dir, source_commit, utc_stamp
     from runners.records import schema
     from runners.records.store import append_record
     from runners.weights.canonical import load_weights, save_weights
@@ -482,7 +486,7 @@ def _cmd_data_parallel(args) -> int:
     tensors = load_weights(Path(args.weights), spec.model) if args.weights else spec.model.init_weights(seed)
     threads = args.threads or threads_per_rank(args.device, args.nproc)
     records_file = records_path(args.results_dir)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = utc_stamp()
     records, ok = [], True
     for batch in batches:
         node = f"-node{topo.node_rank}of{topo.nnodes}" if topo.nnodes > 1 else ""
@@ -532,9 +536,7 @@ def _cmd_data_parallel(args) -> int:
                 "of 1 process"
             )
     print(f"\nrecords appended to {records_file}")
-    report = args.report or Path(args.results_dir) / "report.html"
-    for path in render(records, report, "html", [str(records_file)]):
-        print(f"\nreport written: {path.resolve()}")
+    _write_report(args, records)
     return 0 if ok else 1
 
 

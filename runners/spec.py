@@ -247,9 +247,19 @@ def loss_mask(spec: WorkloadSpec, data: dict | None = None) -> np.ndarray | None
     """Where the loss is taken, (out_chans, lat, lon) of 0 and 1: the model's defined outputs (``output_mask``)
     for a masked loss, times the cells the data has (``data["mask"]``: a .npy file the parent wrote where the data
     has missing cells); None where the loss covers every cell."""
-    masks = [spec.model.output_mask()] if spec.loss == "masked_relative_l2" else []
-    if data and data.get("mask"):
-        masks.append(np.load(data["mask"])[: spec.model.out_chans])
+    model = spec.model.output_mask() if spec.loss == "masked_relative_l2" else None
+    return _cells(model, np.load(data["mask"]) if data and data.get("mask") else None, spec.model.out_chans)
+
+
+def scored_mask(spec: WorkloadSpec, data_mask: np.ndarray | None = None) -> np.ndarray | None:
+    """Where the outputs are scored, (out_chans, lat, lon) of 0 and 1: where the model defines them (AI-GOMS's ocean
+    at each channel's depth) and the data has values at every time (``data_mask``); None for every cell."""
+    return _cells(spec.model.output_mask(), data_mask, spec.model.out_chans)
+
+
+def _cells(model_mask, data_mask, n_out: int) -> np.ndarray | None:
+    """The product of the masks that are given (the data's cut to the ``n_out`` output channels), or None."""
+    masks = [m for m in (model_mask, None if data_mask is None else data_mask[:n_out]) if m is not None]
     return np.prod(masks, axis=0).astype(np.float32) if masks else None
 
 

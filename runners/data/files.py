@@ -10,7 +10,8 @@ def file_entry(path: Path) -> dict:
     """What identifies a file's content wherever it lies: its name, its size and the SHA-256 of its first and last
     MiB (a whole-file digest of a year of ERA5 would take minutes). A zarr store (a folder): its total size, and a
     SHA-256 over the list of its files with their sizes, its metadata files, and the first and last chunk of each
-    folder of chunks. Neither its folder nor its modification time: the same data on another machine is the same data."""
+    folder of chunks. Neither its folder nor its modification time: the same data on another machine is the same
+    data."""
     if not path.is_dir():
         return {"name": path.name, "size": path.stat().st_size, "sha256_ends": ends_digest([path])}
     files = sorted(p for p in path.rglob("*") if p.is_file())

@@ -83,9 +83,16 @@ class Rollout:
         runner.synchronize()
 
 
-def forecast_inputs(run: RunConfig, spec) -> tuple[np.ndarray, Callable[[int], np.ndarray] | None, np.ndarray | None]:
-    """The normalised initial conditions (batch, in_chans, lat, lon), ``extra(k)`` (see :class:`Rollout`) and the
-    data's mask of valid cells (None for synthetic initial conditions or data without missing cells).
+def data_rollout(spec, fields: Callable[[np.ndarray], np.ndarray], inits: np.ndarray, data_mask) -> Rollout:
+    """The rollout of ``spec``'s model from the data's times ``inits``: the inputs it does not forecast are read
+    from the data (``fields``, see :func:`data_reader`) at each lead's time."""
+    n_out = spec.model.out_chans
+    extra = None if n_out == spec.model.in_chans else (lambda k: fields(inits + k)[:, n_out:])
+    return Rollout(n_out, extra, spec.model.output_mask(), data_mask)
+
+
+def forecast_inputs(run: RunConfig, spec) -> tuple[np.ndarray, Rollout]:
+    """The normalised initial conditions (batch, in_chans, lat, lon) and their :class:`Rollout`.
 
     Synthetic initial conditions (the synthetic batch stream's first batch) hold their extra channels at their
     initial values; initial conditions from data read them from the data at each lead's time."""
@@ -93,10 +100,11 @@ def forecast_inputs(run: RunConfig, spec) -> tuple[np.ndarray, Callable[[int], n
     n_out, n_in = spec.model.out_chans, spec.model.in_chans
     if d["initial_conditions"] == "synthetic":
         x0, _ = synthetic_batch((run.batch_size, n_in, *spec.model.img_size), n_out, run.seed, 0)
-        return x0, (None if n_in == n_out else lambda k: x0[:, n_out:]), None
+        extra = None if n_in == n_out else (lambda k: x0[:, n_out:])
+        return x0, Rollout(n_out, extra, spec.model.output_mask())
     fields, mask = data_reader(d)
     inits = np.asarray(d["inits"], dtype=np.int64)
-    return fields(inits), (None if n_in == n_out else lambda k: fields(inits + k)[:, n_out:]), mask
+    return fields(inits), data_rollout(spec, fields, inits, mask)
 
 
 def data_reader(d: dict) -> tuple[Callable[[np.ndarray], np.ndarray], np.ndarray | None]:
@@ -121,8 +129,7 @@ def execute_forecast(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.n
     leads apart."""
     d = run.data
     n_lead, repeats = int(d["n_lead"]), int(d["repeats"])
-    x0, extra, data_mask = forecast_inputs(run, spec)
-    roll = Rollout(spec.model.out_chans, extra, spec.model.output_mask(), data_mask)
+    x0, roll = forecast_inputs(run, spec)
     members = run.batch_size if x0[:, : spec.model.out_chans].nbytes * n_lead <= TRAJECTORY_BYTES else 1
 
     trajectory: list[np.ndarray] = []

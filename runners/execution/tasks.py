@@ -12,9 +12,9 @@ from metrics.memory import RssPeak
 from metrics.parity import has_gradient
 from metrics.timing import time_steps
 from runners.data.synthetic import synthetic_batch
-from runners.execution.rollout import Rollout, data_reader, window_collector
+from runners.execution.rollout import data_reader, data_rollout, window_collector
 from runners.records.schema import POWER_WINDOWS
-from runners.spec import RunConfig, UnsupportedError, masked_objective_refusal
+from runners.spec import RunConfig, UnsupportedError, masked_objective_refusal, scored_mask
 
 # The timed steps' inputs are staged on the device before the power window opens when they take at most this
 # much memory, so that the window holds the timed steps only; larger inputs are prepared step by step inside it.
@@ -142,8 +142,7 @@ def execute_skill(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.ndar
         return fields(order[i]), np.ascontiguousarray(fields(order[i] + 1)[:, :n_out])
 
     inits = np.asarray(d["inits"])
-    extra = None if n_out == spec.model.in_chans else (lambda k: fields(inits + k)[:, n_out:])
-    roll = Rollout(n_out, extra, spec.model.output_mask(), data_mask)
+    roll = data_rollout(spec, fields, inits, data_mask)
     if d.get("target"):
         training = train_to_target(run, runner, batch, d, fields, spec, data_mask)
     else:
@@ -163,14 +162,12 @@ def train_to_target(run: RunConfig, runner, batch, d: dict, fields, spec, data_m
     t = d["target"]
     c, lead = int(t["channel_index"]), int(t["lead_steps"])
     inits = np.asarray(t["inits"], dtype=np.int64)
-    n_out = spec.model.out_chans
-    extra = None if n_out == spec.model.in_chans else (lambda k: fields(inits + k)[:, n_out:])
-    roll = Rollout(n_out, extra, spec.model.output_mask(), data_mask)
+    roll = data_rollout(spec, fields, inits, data_mask)
     x_val = fields(inits)
     scale, shift = float(d["std"][c]), float(d["mean"][c])
     truth = fields(inits + lead)[:, c : c + 1] * scale + shift
-    masks = [m[c : c + 1] for m in (spec.model.output_mask(), data_mask) if m is not None]
-    mask = np.prod(masks, axis=0) if masks else None
+    cells = scored_mask(spec, data_mask)
+    mask = None if cells is None else cells[c : c + 1]
     metric = RMSE(t["convention"])
 
     def validation_rmse() -> float:

@@ -7,18 +7,24 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from hardware_profiles import match_profile
 from metrics.parity import compare_trajectories
 from metrics.timing import summarize
 from runners.data.synthetic import DATA_GENERATOR
 from runners.devices import parse_device
 from runners.experiments.datasets import configured, forecast_inits, save_mask
-from runners.experiments.runs import environment_fields, new_run_dir, recorded, run_config, run_worker, source_commit
+from runners.experiments.runs import (
+    device_profile,
+    environment_fields,
+    recorded,
+    run_config,
+    run_worker,
+    source_commit,
+    stamped_run_dir,
+)
 from runners.options import DEFAULT_FORECAST_HOURS, ForecastOptions
 from runners.records import schema
 from runners.records.store import append_record, records_path
@@ -59,8 +65,7 @@ def forecast_fields(run, spec, result: dict, lead_hours: float) -> dict:
     days = n_lead * lead_hours / 24.0
     p50_s = rec["forecast_ms_p50"] / 1e3
     per_forecast = schema.finite_or_none(result.get("energy_j_per_sample"))
-    kind = parse_device(run.device).kind
-    profile = match_profile(kind, result["cpu_name"] if kind == "cpu" else result["device_name"])
+    profile = device_profile(run, result)
     rec.update(
         {
             "forecast_ms": result["forecast_ms"],
@@ -129,8 +134,7 @@ def run_forecast(opts: ForecastOptions, progress=print) -> ForecastOutcome:
         objective="forecast",
         nproc=1,
     )
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = new_run_dir(Path(opts.results_dir), f"{stamp}-{spec.name}-forecast-{seed}")
+    stamp, run_dir = stamped_run_dir(opts.results_dir, f"{spec.name}-forecast-{seed}")
     weights_path = run_dir / "weights.safetensors"
     save_weights(weights_path, spec.model, tensors)
     head = schema.header(

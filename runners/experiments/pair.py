@@ -5,23 +5,23 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from hardware_profiles import match_profile, mfu
+from hardware_profiles import mfu
 from metrics.parity import compare
 from metrics.timing import summarize
 from runners.data.synthetic import DATA_GENERATOR
 from runners.devices import parse_device
 from runners.experiments.runs import (
+    device_profile,
     environment_fields,
-    new_run_dir,
     recorded,
     run_config,
     run_worker,
     source_commit,
+    stamped_run_dir,
 )
 from runners.options import PairOptions
 from runners.records import schema
@@ -63,8 +63,7 @@ def run_fields(run: RunConfig, spec, result: dict) -> dict:
     rec.update(summarize(result["step_ms"], "step"))
     rec.update(summarize(result["input_ms"], "input"))
     achieved = flops.train * run.batch_size / step_s
-    kind = parse_device(run.device).kind
-    profile = match_profile(kind, result["cpu_name"] if kind == "cpu" else result["device_name"])
+    profile = device_profile(run, result)
     utilisation = mfu(achieved, profile, run.precision)
     rec.update(
         {
@@ -212,8 +211,7 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
             latest = max(runs, key=lambda r: (r["timestamp"], r["run_id"]))
             folder = Path(opts.results_dir) / latest["run_id"]
             return PairOutcome(run_dir=folder, records=runs, parity=found, parity_record=parity_record)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = new_run_dir(Path(opts.results_dir), f"{stamp}-{spec.name}-{seed}")
+    stamp, run_dir = stamped_run_dir(opts.results_dir, f"{spec.name}-{seed}")
     weights_path = run_dir / "weights.safetensors"
     save_weights(weights_path, spec.model, tensors)
     head = schema.header(

@@ -9,11 +9,31 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
+from hardware_profiles import match_profile
+from runners.devices import parse_device
 from runners.execution.lifeline import PARENT_ENV, die_with_parent, parent_token
 from runners.records import schema
 from runners.spec import PairbenchError, RunConfig
+
+
+def utc_stamp() -> str:
+    """The time stamp of a run (its records' ``timestamp`` and the start of its folder's name), UTC."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def stamped_run_dir(results_dir: Path, name: str) -> tuple[str, Path]:
+    """A run's time stamp and its fresh folder ``<stamp>-<name>`` in ``results_dir``."""
+    stamp = utc_stamp()
+    return stamp, new_run_dir(Path(results_dir), f"{stamp}-{name}")
+
+
+def device_profile(run: RunConfig, result: dict):
+    """The hardware profile of the device a worker ran on (by the CPU's name on a CPU), or None."""
+    kind = parse_device(run.device).kind
+    return match_profile(kind, result["cpu_name"] if kind == "cpu" else result["device_name"])
 
 
 def new_run_dir(results_dir: Path, name: str) -> Path:

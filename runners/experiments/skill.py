@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 
@@ -19,7 +17,7 @@ from runners.experiments.datasets import builtin, configured, evenly, save_mask
 from runners.options import SkillOptions, check_common
 from runners.records import schema
 from runners.records.store import append_record, records_path
-from runners.spec import PairbenchError, check_framework
+from runners.spec import PairbenchError, check_framework, scored_mask
 from runners.workloads.registry import get_workload
 
 # Two fp32 trainings of 400 Adam steps drift apart by rounding alone; measured RMSE curves of the two
@@ -98,23 +96,15 @@ def _validation(train: tuple[int, int], lead: int, n_init: int, breaks=()) -> tu
     return (t0, t1 - held), evenly((t1 - held, t1), n_init, lead, "validation split", breaks)
 
 
-def _scored_mask(spec, data) -> np.ndarray | None:
-    """Where the outputs are scored: where the model defines them (AI-GOMS's ocean at each channel's depth) and the
-    data has values at every time (its mask)."""
-    n_out = spec.model.out_chans
-    masks = [m for m in (spec.model.output_mask(), None if data.mask is None else data.mask[:n_out]) if m is not None]
-    return np.prod(masks, axis=0).astype(np.float32) if masks else None
-
-
 def run_skill(opts: SkillOptions, progress=print) -> dict:
     """Train, roll out and score each framework; returns the summary also written to skill.json."""
     from runners.experiments.runs import (
         environment_fields,
-        new_run_dir,
         recorded,
         run_config,
         run_worker,
         source_commit,
+        stamped_run_dir,
     )
     from runners.weights.canonical import save_weights
 
@@ -130,7 +120,7 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
     channels = data.channels[:n_out]
     hours = data.time_step_hours
     check_scorable(channels, hours)
-    mask = _scored_mask(spec, data)
+    mask = scored_mask(spec, data.mask)
     train, target, worker_target = data.train, None, None
     if opts.target_rmse is not None:
         name, lead, value = parse_target(opts.target_rmse, channels, hours, opts.check_every)
@@ -143,8 +133,7 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
         }  # fmt: skip
     inits = evenly(data.test, opts.n_init, opts.n_lead, "test split", data.breaks)
 
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = new_run_dir(Path(opts.results_dir), f"{stamp}-{spec.name}-skill-{seed}")
+    stamp, run_dir = stamped_run_dir(opts.results_dir, f"{spec.name}-skill-{seed}")
     save_stats(run_dir / "stats", data.mean, data.std, data.clim)
     weights_path = run_dir / "weights.safetensors"
     digest = save_weights(weights_path, spec.model, spec.model.init_weights(seed))
