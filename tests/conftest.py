@@ -82,7 +82,7 @@ def run_record(framework: str, device: str = "cpu", steps: list[float] | None = 
         return schema.record(head, framework=framework, **over)
     steps = steps or [10.0] * 20
     fields = {
-        "framework_version": "x", "device_name": device, "cpu_name": "cpu", "threads_used": "2",
+        "framework_version": "x", "device_name": device, "cpu_name": "cpu", "cpu_features": "avx2", "threads_used": "2",
         "execution_mode": "eager", "python": "3.11", "host": "h", "param_count": 10, "build_s": 1.0,
         "host_peak_rss_mb": 300.0, "power_source": "estimate", "power_provenance": "estimated",
         "power_window": "timed steps", "power_window_s": 0.2, "energy_j": 4.0, "power_w_mean": 15.0,

@@ -45,7 +45,7 @@ def _run_head(head: dict) -> dict:
 
 def _environment(device: str, rss: float) -> dict:
     return {
-        "framework_version": "x", "device_name": device, "cpu_name": "cpu", "threads_used": "2",
+        "framework_version": "x", "device_name": device, "cpu_name": "cpu", "cpu_features": "avx2", "threads_used": "2",
         "execution_mode": "eager", "python": "3.11", "host": "h", "param_count": 10, "build_s": 1.0,
         "host_peak_rss_mb": rss,
     }  # fmt: skip

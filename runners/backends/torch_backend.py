@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from runners.backends.torch_compiled import CompiledModel
 from runners.devices import parse_device
 from runners.spec import PairbenchError, RunConfig, UnsupportedError, WorkloadSpec, load_object, loss_mask
 
@@ -77,6 +78,7 @@ class TorchRunner:
         self.amp_dtype = AMP_DTYPES[run.precision]
         self.model_cls = load_object(spec.models[self.framework])
         self.loss_fn = make_loss(spec, self.device, run.data)
+        self.compiled = CompiledModel(None, self.device, enabled=False)
 
     def versions(self) -> dict[str, str]:
         name = "cpu"
@@ -90,6 +92,7 @@ class TorchRunner:
             "cuda_runtime": torch.version.cuda,
             "threads_used": str(torch.get_num_threads()),
             "execution_mode": "torch.compile" if self.run.mode == "compiled" else "eager",
+            **self.compiled.facts(),
         }
 
     def build(self, weights: dict[str, np.ndarray]) -> None:
@@ -97,7 +100,8 @@ class TorchRunner:
         net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=True)
         net.recompute = self.run.recompute
         self.net = net.to(self.device)
-        self.model = torch.compile(self.net) if self.run.mode == "compiled" else self.net
+        self.compiled = CompiledModel(self.net, self.device, enabled=self.run.mode == "compiled")
+        self.model = self.compiled
         hp = self.run.hyper_parameters
         self.opt = torch.optim.Adam(self.net.parameters(), lr=hp["lr"], betas=tuple(hp["betas"]), eps=hp["adam_eps"])
         self.scaler = torch.amp.GradScaler(self.device.type, **LOSS_SCALE) if self.run.precision == "fp16" else None

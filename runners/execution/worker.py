@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from metrics.cpu import cpu_features
 from metrics.power.collectors import cpu_name
 from runners.execution.rollout import execute_forecast
 from runners.execution.tasks import execute_pair, execute_skill
@@ -90,6 +91,7 @@ def execute(run: RunConfig) -> tuple[dict, dict[str, np.ndarray]]:
         "build_s": build_s,
         "host_peak_rss_mb": _peak_rss_mb(),
         "cpu_name": cpu_name(),
+        "cpu_features": cpu_features(),
         **result,
     }
     return result, arrays

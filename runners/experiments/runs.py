@@ -105,7 +105,8 @@ def run_worker(run: RunConfig, prefix: Path, timeout_s: float) -> dict:
     return result
 
 
-_ENVIRONMENT = tuple(f.name for f in schema.ENVIRONMENT)
+_ENVIRONMENT = tuple(f.name for f in schema.ENVIRONMENT if f.need == "ok")
+_ENVIRONMENT_OPT = tuple(f.name for f in schema.ENVIRONMENT if f.need == "opt")
 
 
 def environment_fields(result: dict) -> dict:
@@ -113,8 +114,7 @@ def environment_fields(result: dict) -> dict:
     env = {k: result[k] for k in _ENVIRONMENT}
     if env["device_name"] == "cpu":
         env["device_name"] = result["cpu_name"]
-    if result.get("cuda_runtime") is not None:
-        env["cuda_runtime"] = result["cuda_runtime"]
+    env.update({k: result[k] for k in _ENVIRONMENT_OPT if result.get(k) is not None})
     env.update({k: v for k, v in result.items() if k.startswith(("power_", "energy_", "samples_per_j"))})
     return env
 

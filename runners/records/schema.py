@@ -87,11 +87,17 @@ COMMON = [
 ]
 _OUTCOME = [*_f("framework:str"), *_f("status:str", choices=STATUSES), *_f("reason:str", "opt")]
 # What a worker reports about where it ran; ``threads_used`` is what the framework says it used.
-ENVIRONMENT = _f(
-    "framework_version:str device_name:str cpu_name:str threads_used:str execution_mode:str python:str host:str "
-    "param_count:int build_s:num host_peak_rss_mb:num",
-    "ok",
-)
+# ``cpu_features``: the flags that change low-precision and compiled numbers (metrics.cpu); ``compile_vec_isa``:
+# the vector ISA torch.compile generated CPU code for; ``compile_workaround``: a compiler setting changed because
+# the compiled model was not finite where eager was (runners.backends.torch_backend), with the defect named.
+ENVIRONMENT = [
+    *_f(
+        "framework_version:str device_name:str cpu_name:str cpu_features:str threads_used:str execution_mode:str "
+        "python:str host:str param_count:int build_s:num host_peak_rss_mb:num",
+        "ok",
+    ),
+    *_f("cuda_runtime:str? compile_vec_isa:str? compile_workaround:str?", "opt"),
+]
 POWER = [
     *_f("power_source:str power_window_s:num energy_j:num? power_w_mean:num? power_w_peak:num?", "ok"),
     *_f("power_reason:str? power_samples:list energy_j_per_sample:num? samples_per_j:num?", "ok"),
@@ -115,7 +121,6 @@ FIELDS: dict[str, list[Field]] = {
             + " ".join(_STATS.format(p=p) for p in ("forward", "step", "input")),
             "ok",
         ),
-        *_f("cuda_runtime:str?", "opt"),
     ],
     "skill": [
         *COMMON,
@@ -124,7 +129,6 @@ FIELDS: dict[str, list[Field]] = {
         *ENVIRONMENT,
         *POWER,
         *_f("losses:nums step_ms:times step_ms_p50:num rollout_ms_p50:num", "ok"),
-        *_f("cuda_runtime:str?", "opt"),
         # Trained to a target (--target-rmse): whether and when the validation RMSE reached it; each check is
         # [steps done, the RMSE then (None where not finite)]. Times and energy are from the start of training.
         *_f("tta_reached:bool tta_checks:list tta_best_rmse:num? tta_steps:int? tta_wall_s:num?", "opt"),
@@ -143,7 +147,6 @@ FIELDS: dict[str, list[Field]] = {
             + _STATS.format(p="forecast"),
             "ok",
         ),
-        *_f("cuda_runtime:str?", "opt"),
     ],
     "forecast_parity": [
         *COMMON,
