@@ -1,0 +1,114 @@
+"""How quiet the machine was (metrics/load.py): /proc/stat read defensively, the verdict's thresholds, and a real
+CPU burner beside a timed window seen as busy."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from metrics.load import (
+    BUSY_OTHER_CPU,
+    UNSTABLE_CV,
+    CpuTimes,
+    LoadWatch,
+    coefficient_of_variation,
+    parse_proc_stat,
+    verdict,
+)
+
+STAT = "cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 50 0 25 400 25 0 0 0 0 0\nintr 1 2 3\n"
+
+
+def test_proc_stat_aggregate_line_in_seconds():
+    t = parse_proc_stat(STAT, ticks_per_s=100)
+    assert t == CpuTimes(total=10.0, idle=8.5, steal=0.0)
+    old_kernel = parse_proc_stat("cpu 1 2 3 4\n", 1)  # before iowait and steal existed
+    assert old_kernel == CpuTimes(10.0, 4.0, 0.0)
+
+
+@pytest.mark.parametrize("text", ["", "cpu0 1 2 3 4\n", "cpu 1 2 x 4\n", "cpu 1 2\n", "cpu -1 2 3 4 5\n"])
+def test_unreadable_proc_stat_is_none(text):
+    assert parse_proc_stat(text, 100) is None
+
+
+@given(st.text(max_size=300))
+def test_any_proc_stat_text_parses_or_is_none(text):
+    t = parse_proc_stat(text, 100)
+    assert t is None or (t.total >= t.idle >= 0 and t.steal >= 0)
+
+
+def test_verdict_thresholds_and_what_was_unreadable():
+    assert verdict(0.01, 0.0, 0, 0.02)[0] == "quiet"
+    name, why = verdict(BUSY_OTHER_CPU + 0.01, 0.0, 0, 0.02)
+    assert name == "busy" and "other processes used 11%" in why
+    assert verdict(0.0, 0.2, None, 0.0)[0] == "busy"
+    assert verdict(0.0, 0.0, 3, 0.0) == ("busy", "the CPU was thermally throttled 3 time(s)")
+    name, why = verdict(0.0, 0.0, 0, UNSTABLE_CV + 0.05)
+    assert name == "unstable" and "vary by 15%" in why
+    name, why = verdict(None, None, None, 0.01)
+    assert name == "quiet" and "other processes' CPU time and steal time unreadable" in why
+
+
+def test_coefficient_of_variation_ignores_non_finite_and_needs_two():
+    assert coefficient_of_variation([1.0]) is None
+    assert coefficient_of_variation([2.0, 2.0, float("nan")]) == 0.0
+    assert coefficient_of_variation([1.0, 3.0]) == pytest.approx(math.sqrt(2) / 2)
+
+
+def test_a_watch_with_fake_counters_gives_other_processes_share():
+    stats = iter([CpuTimes(100.0, 50.0, 0.0), CpuTimes(110.0, 52.0, 1.0)])  # 10 s of CPU: 2 idle, 1 stolen
+    own = iter([5.0, 8.0])  # this process: 3 s of it
+    w = LoadWatch(read_stat=lambda: next(stats), own_cpu=lambda: next(own), throttle=lambda: None)
+    w.start()
+    rec = w.stop([10.0, 10.0, 10.0])
+    assert rec["load_other_cpu_frac"] == pytest.approx(0.4) and rec["load_steal_frac"] == pytest.approx(0.1)
+    assert rec["load_verdict"] == "busy" and rec["load_cv"] == 0.0
+    assert rec["load_throttle_events"] is None and "no thermal throttle counters" in rec["load_reason"]
+
+
+def test_unreadable_counters_are_none_never_zero():
+    w = LoadWatch(read_stat=lambda: None, own_cpu=lambda: 0.0, throttle=lambda: None)
+    w.start()
+    rec = w.stop([1.0, 1.0])
+    assert rec["load_other_cpu_frac"] is None and rec["load_steal_frac"] is None
+    assert "/proc/stat is not readable" in rec["load_reason"]
+
+
+def _burn(stop_at: float) -> None:
+    while time.time() < stop_at:
+        pass
+
+
+def _window(seconds: float) -> dict:
+    w = LoadWatch()
+    w.start()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(0.01)  # this process itself is idle: whatever the machine did was someone else's
+    return w.stop([10.0, 10.0, 10.0])
+
+
+def test_a_cpu_burner_beside_the_window_makes_it_busy_and_alone_it_is_quiet():
+    alone = _window(1.0)
+    if alone["load_other_cpu_frac"] is None:
+        pytest.skip(f"no /proc/stat here: {alone['load_reason']}")
+    ctx = multiprocessing.get_context("spawn")
+    burners = [ctx.Process(target=_burn, args=(time.time() + 3.0,)) for _ in range(multiprocessing.cpu_count())]
+    for b in burners:  # one per CPU, so that they are a busy machine on any core count
+        b.start()
+    try:
+        time.sleep(0.5)  # the burners are running before the window opens
+        beside = _window(1.0)
+    finally:
+        for b in burners:
+            b.join(10)
+    assert beside["load_verdict"] == "busy", beside
+    assert beside["load_other_cpu_frac"] > 0.5, beside
+    if alone["load_verdict"] != "quiet":
+        pytest.skip(f"this machine was not quiet without the burner: {alone['load_verdict_reason']}")
+    assert alone["load_other_cpu_frac"] < BUSY_OTHER_CPU
