@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from reports import FORMATS, MISSING, figures
+from reports import MISSING, figures
 from reports.forecast_tables import FORECAST_SETTING, forecast_table
+from reports.output import REPORT_TITLE, check_target, write_file
 from reports.pairing import pair_records
 from reports.scorecard import SATURATION, SCORECARD_SETTING, cell_colour, scorecard_table
 from reports.tables import (
@@ -22,7 +23,7 @@ from reports.tables import (
     skill_long,
     skill_table,
 )
-from runners.records.store import read_records, read_records_lenient, records_path
+from runners.records.store import os_error, read_records, read_records_lenient, records_path
 from runners.spec import PairbenchError
 
 
@@ -165,8 +166,7 @@ def write_report(
 ) -> list[Path]:
     """Write the report of the records in ``paths``; returns the files written. What the report could not show
     (lines skipped as invalid, runs not compared) is listed in it and, one sentence each, passed to ``notice``."""
-    if fmt not in FORMATS:
-        raise PairbenchError(f"unknown report format '{fmt}'; choose from {', '.join(FORMATS)}")
+    check_target(out, fmt, paths)
     records, skipped = load(paths, skip_invalid)
     return render(records, out, fmt, [str(p) for p in paths], skipped, notice)
 
@@ -175,40 +175,42 @@ def render(
     records: list[dict], out: Path, fmt: str, sources: list[str], skipped: list[str] = (), notice=None
 ) -> list[Path]:
     """Write the report of ``records`` (already read) as ``fmt``; returns the files written."""
+    check_target(out, fmt, sources)
     secs, refusals, n_groups = sections(records, with_figures=fmt == "html")
     for line in [f"not shown: {s}" for s in skipped] + [f"not compared: {r}" for r in refusals]:
         (notice or (lambda _: None))(line)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "csv":
-        tables = [s for s in secs if s.frame is not None and not s.frame.empty]
-        if out.suffix.lower() == ".csv" or out.is_file():
-            raise PairbenchError(
-                f"a CSV report is one file per table: -o names the folder to write them into, not {out}"
-            )
-        if not tables:
-            raise PairbenchError("the records hold no table to write as CSV")
-        out.mkdir(parents=True, exist_ok=True)
-        written = []
-        for s in tables:
-            path = out / f"{s.title.lower().replace(' ', '-')}.csv"
-            _csv_safe(s.frame).to_csv(path, index=False)
-            written.append(path)
-        return written
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "csv":
+            tables = [s for s in secs if s.frame is not None and not s.frame.empty]
+            if not tables:
+                raise PairbenchError("the records hold no table to write as CSV")
+            out.mkdir(parents=True, exist_ok=True)
+            written = []
+            for s in tables:
+                path = out / f"{s.title.lower().replace(' ', '-')}.csv"
+                write_file(path, _csv_safe(s.frame).to_csv(index=False))
+                written.append(path)
+            return written
+    except OSError as exc:
+        raise PairbenchError(os_error(exc, "write the report")) from None
     if fmt == "md":
         text = _markdown(secs, refusals, list(skipped))
     else:
         text = _html(secs, refusals, list(skipped), sources, len(records), n_groups)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    write_file(out, text)
     return [out]
 
 
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): such text cells get a
 # leading apostrophe, as OWASP advises; numbers are left as they are.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_MD_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "\n": " ", "\r": " "})
+# Markdown syntax a text may carry: HTML and autolinks (entities), table cells (pipes, line breaks), links, images
+# and references (brackets: without them parentheses are text), code spans and emphasis, and the backslash itself.
+_MD_ESCAPES = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\n": " ", "\r": " "} | {c: "\\" + c for c in "\\|[]`*"}
+)
 
 
 def _text_cells(frame: pd.DataFrame, fix) -> pd.DataFrame:
@@ -227,7 +229,7 @@ def _csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _md(text: str) -> str:
-    """Text as Markdown shows it: HTML inert, table syntax escaped, one line."""
+    """Text as Markdown shows it: HTML, link, image, code and table syntax escaped, one line."""
     return str(text).translate(_MD_ESCAPES)
 
 
@@ -256,7 +258,7 @@ def _cell(value, missing: str) -> str:
 
 
 def _markdown(secs, refusals, skipped) -> str:
-    parts = ["# pairbench report", ""]
+    parts = [f"# {REPORT_TITLE}", ""]
     parts += [f"- not compared: {_md(r)}" for r in refusals] + [f"- skipped: {_md(s)}" for s in skipped]
     for s in secs:
         if s.frame is None or s.frame.empty:

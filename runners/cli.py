@@ -326,12 +326,18 @@ def _resolve_auto(args) -> None:
         print(f"device auto: {args.device}" + "".join(f"\n  ({why})" for why in passed))
 
 
+def _report_target(args) -> tuple[Path, list[str]]:
+    """Where ``run`` and ``forecast`` write their HTML report (--report, else RESULTS_DIR/report.html), and the
+    records file it must never replace."""
+    return args.report or Path(args.results_dir) / "report.html", [str(records_path(args.results_dir))]
+
+
 def _write_report(args, records: list[dict]) -> None:
-    """The HTML report of this invocation's records (--report, else RESULTS_DIR/report.html)."""
+    """The HTML report of this invocation's records."""
     from reports.build import render
 
-    report = args.report or Path(args.results_dir) / "report.html"
-    for path in render(records, report, "html", [str(records_path(args.results_dir))]):
+    report, sources = _report_target(args)
+    for path in render(records, report, "html", sources):
         print(f"\nreport written: {path.resolve()}")
 
 
@@ -572,19 +578,49 @@ def _run_skill_after(args, records: list[dict]) -> bool:
     return good and (summary["agreement"] is None or summary["agreement"]["within_tolerance"])
 
 
+def _interrupt_once(signum, frame):
+    """SIGINT: stop the command (KeyboardInterrupt) and ignore a second one while it cleans up."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _interrupted(args, written: int) -> str:
+    """The one line an interrupted command ends with."""
+    if args.command not in ("run", "skill", "forecast"):
+        return "interrupted"
+    resume = "; --resume continues" if args.command == "run" and args.nproc == 1 and args.nnodes == 1 else ""
+    return f"interrupted: {written} records written{resume}"
+
+
 def main(argv: list[str] | None = None) -> int:
     import os
+    import signal
+    import threading
 
     from hardware_profiles import ProfileError, cpu_tdp_override
+    from runners.records.store import os_error, records_written
 
     args = _parser().parse_args(argv)
+    written = records_written()
+    # Ctrl-C ends in one line (below); where SIGINT is ignored (a background job) it stays ignored
+    ours = (
+        threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    )
+    previous = signal.signal(signal.SIGINT, _interrupt_once) if ours else None
     try:
         cpu_tdp_override(os.environ)  # checked before any work, not inside the workers after it
         if args.command in ("run", "skill", "forecast"):
-            from runners.records.store import locked, set_aside_torn_tail
+            from runners.records.store import locked, ready_store
 
             with locked(args.results_dir):
-                if said := set_aside_torn_tail(records_path(args.results_dir)):
+                if args.command != "skill":  # the report's target, before any work
+                    from reports.output import check_target
+
+                    report, sources = _report_target(args)
+                    check_target(report, "html", sources)
+                for said in ready_store(args.results_dir):
                     print(f"pairbench: {said}", file=sys.stderr)
                 return {"run": _cmd_run, "skill": _cmd_skill, "forecast": _cmd_forecast}[args.command](args)
         return {
@@ -592,9 +628,18 @@ def main(argv: list[str] | None = None) -> int:
             "workloads": _cmd_workloads,
             "devices": _cmd_devices,
         }[args.command](args)
-    except (PairbenchError, FileNotFoundError, CheckpointError, WeightsMismatch, DataError, ProfileError) as exc:
+    except (PairbenchError, CheckpointError, WeightsMismatch, DataError, ProfileError) as exc:
         print(f"pairbench: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a user's path that cannot be read or written: the path and the errno's meaning
+        print(f"pairbench: error: {os_error(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(_interrupted(args, records_written() - written), file=sys.stderr)
+        return 130
+    finally:
+        if ours:
+            signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@ written and when it is read."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -14,6 +16,63 @@ from runners.spec import PairbenchError
 
 TORN_SUFFIX = ".torn"
 RECORDS_FILE = "records.jsonl"
+# A record its results file could not take (a full disk, a read-only folder), kept in its run's folder until the
+# next run on the results folder appends it.
+PENDING_FILE = "record.pending.jsonl"
+LOCK_NAME = ".pairbench.lock"
+# The files of a results folder that hold records or its lock: never a report's target.
+STORE_FILES = (RECORDS_FILE, RECORDS_FILE + TORN_SUFFIX, PENDING_FILE, LOCK_NAME)
+
+_written = 0  # records this process wrote, to a results file or kept pending: what an interrupted run says
+
+
+def records_written() -> int:
+    """How many records this process has written (appended, or kept pending in a run's folder)."""
+    return _written
+
+
+def os_error(exc: OSError, doing: str = "", path=None) -> str:
+    """One sentence for ``exc``: what was being done, the path (``exc``'s own, else ``path``), and the meaning of
+    its errno (os.strerror)."""
+    meaning = os.strerror(exc.errno) if exc.errno else str(exc)
+    if exc.filename is not None:
+        path = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
+    where = " ".join(str(w) for w in (doing and f"cannot {doing}", path) if w)
+    return f"{where}: {meaning}" if where else meaning
+
+
+class UnsafeFile(PairbenchError):
+    """A path pairbench will not write through: ``what`` it is (a symbolic link, a folder, a device...)."""
+
+    def __init__(self, path, what: str):
+        super().__init__(f"{path} {what}; move it away")
+        self.path, self.what = str(path), what
+
+
+def open_regular(path: Path, flags: int, mode: int = 0o644) -> int:
+    """``path`` opened with ``flags`` without following a symbolic link (O_NOFOLLOW) or waiting on a FIFO: a
+    planted link, a folder or anything but a regular file is refused by name (UnsafeFile), and nothing it
+    points to is touched; any other failure raises its OSError."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and os.path.islink(path):
+            raise UnsafeFile(path, "is a symbolic link, which pairbench does not follow") from None
+        if exc.errno == errno.EISDIR:
+            raise UnsafeFile(path, "is a folder, not a file") from None
+        raise
+    kind = os.fstat(fd).st_mode
+    if not stat.S_ISREG(kind):
+        os.close(fd)
+        raise UnsafeFile(path, "is a folder, not a file" if stat.S_ISDIR(kind) else "is not a regular file")
+    return fd
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``data`` written to ``fd`` whole: a short write is continued (a full disk raises instead)."""
+    written = os.write(fd, data)
+    while written < len(data):
+        written += os.write(fd, data[written:])
 
 
 def records_path(results_dir) -> Path:
@@ -52,10 +111,7 @@ def _set_aside_tail(fd: int, path: Path) -> str | None:
         os.fsync(fd)
         return None
     aside = path.with_name(path.name + TORN_SUFFIX)
-    with open(aside, "ab") as fh:
-        fh.write(tail + b"\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    _append_to(aside, tail + b"\n")
     os.ftruncate(fd, start)
     os.fsync(fd)
     return (
@@ -64,13 +120,23 @@ def _set_aside_tail(fd: int, path: Path) -> str | None:
     )
 
 
+def _append_to(path: Path, data: bytes) -> None:
+    """``data`` appended to ``path`` (created if absent, never through a link) and synced."""
+    fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def _records_file(path: Path):
-    """``path`` opened for appending under an exclusive lock on the file itself."""
+    """``path`` opened for appending (never through a link) under an exclusive lock on the file itself."""
     import fcntl
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = open_regular(path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield fd
@@ -82,36 +148,128 @@ def set_aside_torn_tail(path: Path) -> str | None:
     """Make ``path`` end at a whole record before a run appends to it (see _set_aside_tail); a missing file is
     left missing. Returns the sentence to show the user, or None when there was nothing to do."""
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
     with _records_file(path) as fd:
         return _set_aside_tail(fd, path)
 
 
+def pending_path(path: Path, record: dict) -> Path:
+    """Where the record of a run that ``path`` (a results file) could not take is kept: in the run's folder."""
+    return Path(path).parent / record["run_id"] / PENDING_FILE
+
+
 def append_record(path: Path, record: dict, warn=None) -> None:
     """Validate ``record`` and append it as one line in one write, then fsync, so a killed run leaves at most a
-    torn last line, which the next append sets aside (never glues to) and reports through ``warn``."""
+    torn last line, which the next append sets aside (never glues to) and reports through ``warn``. A record
+    that ``path`` cannot take (a full disk, a read-only file, a link or a folder in its place) is kept in its
+    run's folder (pending_path), said through ``warn``, and appended by the next run on the folder (ready_store)."""
+    global _written
     validate(record)
     path = Path(path)
     line = (json.dumps(record, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
-    with _records_file(path) as fd:
-        if (said := _set_aside_tail(fd, path)) is not None:
-            (warn or _stderr)(said)
-        written = os.write(fd, line)
-        while written < len(line):  # a short write (a full disk raises instead); O_APPEND keeps it at the end
-            written += os.write(fd, line[written:])
-        os.fsync(fd)
+    try:
+        with _records_file(path) as fd:
+            if (said := _set_aside_tail(fd, path)) is not None:
+                (warn or _stderr)(said)
+            size = os.fstat(fd).st_size
+            try:
+                _write_all(fd, line)  # O_APPEND keeps it at the end
+                os.fsync(fd)
+            except OSError:
+                with contextlib.suppress(OSError):  # no part of the line stays behind
+                    os.ftruncate(fd, size)
+                raise
+    except (OSError, PairbenchError) as exc:
+        _keep_pending(path, record, line, exc, warn or _stderr)
+    _written += 1
+
+
+_said_pending: set[Path] = set()
+
+
+def _why(exc: Exception, path: Path) -> str:
+    """Why ``path`` could not be written, in words (the path itself left out where it is ``path``)."""
+    if isinstance(exc, UnsafeFile) and exc.path == str(path):
+        return f"it {exc.what}"
+    if not isinstance(exc, OSError):
+        return str(exc)
+    return os_error(exc) if exc.filename not in (None, str(path)) else os.strerror(exc.errno or 0)
+
+
+def _keep_pending(path: Path, record: dict, line: bytes, exc: Exception, warn) -> None:
+    why = _why(exc, path)
+    pending = pending_path(path, record)
+    try:
+        if Path(record["run_id"]).name != record["run_id"]:
+            raise PairbenchError(f"run id {record['run_id']!r} is not a folder name")
+        _append_to(pending, line)
+    except (OSError, PairbenchError) as again:
+        raise PairbenchError(
+            f"the {record['record_type']} record of run {record['run_id']} could not be appended to {path} ({why}) "
+            f"nor kept in {pending} ({_why(again, pending)})"
+        ) from None
+    if pending not in _said_pending:
+        _said_pending.add(pending)
+        warn(
+            f"{path} cannot take the records of run {record['run_id']} ({why}); they are kept in {pending}, "
+            f"and the next run on {path.parent} appends them"
+        )
+
+
+def ready_store(results_dir: Path) -> list[str]:
+    """Make the results file of ``results_dir`` ready for a run, before any work: refuse (PairbenchError) a link,
+    a folder or anything but a regular file in its place, set a torn last line aside (set_aside_torn_tail), and
+    append the records that earlier runs kept pending in their folders, then remove those files. Returns the
+    sentences to show."""
+    path = records_path(results_dir)
+    said = []
+    try:
+        if (torn := set_aside_torn_tail(path)) is not None:
+            said.append(torn)
+        for pending in sorted(Path(results_dir).glob(f"*/{PENDING_FILE}")):
+            if not pending.parent.is_symlink():
+                said.append(_append_pending(path, pending))
+    except OSError as exc:
+        raise PairbenchError(
+            f"{os_error(exc, 'write', path)}, so no run starts on {results_dir} (records kept in run folders stay)"
+        ) from None
+    return said
+
+
+def _append_pending(path: Path, pending: Path) -> str:
+    """The records kept in ``pending`` appended to ``path`` (those already there once only, so an append
+    interrupted before the pending file was removed is not doubled); then ``pending`` is removed."""
+    fd = open_regular(pending, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as fh:
+        lines = [ln for ln in fh.read().split(b"\n") if ln.strip()]
+    good = [ln for ln in lines if _valid_line(ln)]
+    with _records_file(path) as rfd:
+        _set_aside_tail(rfd, path)
+        size = os.fstat(rfd).st_size
+        present = set(os.pread(rfd, size, 0).split(b"\n")) if size else set()
+        new = [ln for ln in good if ln not in present]
+        if new:
+            _write_all(rfd, b"".join(ln + b"\n" for ln in new))
+            os.fsync(rfd)
+    bad = [ln for ln in lines if ln not in good]
+    if bad:  # a line torn by a kill while it was kept: set aside like any torn line
+        _append_to(path.with_name(path.name + TORN_SUFFIX), b"".join(ln + b"\n" for ln in bad))
+    pending.unlink()
+    aside = f", and {len(bad)} torn line(s) moved to {path.name}{TORN_SUFFIX}" if bad else ""
+    return f"{len(new)} record(s) that an earlier run kept in {pending} appended to {path}{aside}"
 
 
 def _stderr(sentence: str) -> None:
-    print(sentence, file=sys.stderr)
+    print(f"pairbench: {sentence}", file=sys.stderr)
 
 
 def _parse(path: Path):
     """Yield (line number, record or None, problem or None) for each non-blank line; never writes."""
     path = Path(path)
     if not path.is_file():
-        raise PairbenchError(f"results file {path} does not exist")
+        what = "a folder" if path.is_dir() else "not a regular file" if path.exists() else None
+        raise PairbenchError(f"results file {path} " + (f"is {what}, not a records file" if what else "does not exist"))
     with open(path, encoding="utf-8", errors="replace") as fh:
         for number, line in enumerate(fh, start=1):
             if not line.strip():
@@ -151,9 +309,6 @@ def read_records_lenient(path: Path) -> tuple[list[dict], list[str]]:
     return records, skipped
 
 
-LOCK_NAME = ".pairbench.lock"
-
-
 @contextlib.contextmanager
 def locked(results_dir: Path):
     """Hold ``results_dir`` for one pairbench run: a second run on it (two --resume sweeps, two reports into one
@@ -165,9 +320,15 @@ def locked(results_dir: Path):
     if results_dir.exists() and not results_dir.is_dir():
         raise PairbenchError(f"results directory {results_dir} is a file, not a directory")
     created = not results_dir.exists()
-    results_dir.mkdir(parents=True, exist_ok=True)
     lock = results_dir / LOCK_NAME
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PairbenchError(os_error(exc, "create the results directory")) from None
+    try:
+        fd = open_regular(lock, os.O_RDWR | os.O_CREAT)
+    except OSError as exc:
+        raise PairbenchError(os_error(exc, "create the lock file")) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -177,8 +338,11 @@ def locked(results_dir: Path):
                 f"results directory {results_dir} is in use by another pairbench run (pid {holder}); "
                 "wait for it to end or choose another --results-dir"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError as exc:
+            raise PairbenchError(os_error(exc, "write the lock file", lock)) from None
         try:
             yield results_dir
         finally:  # a run that wrote nothing (a refusal, say) leaves nothing behind
