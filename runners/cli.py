@@ -11,7 +11,7 @@ from pathlib import Path
 from reports import DEFAULT_OUTPUT, FORMATS
 from runners.data.source import DataError
 from runners.options import DEFAULT_WORKLOAD, ForecastOptions, PairOptions, SkillOptions, check_common
-from runners.records.store import records_path
+from runners.records.store import records_path, where_records_went
 from runners.spec import FRAMEWORKS, MODES, OBJECTIVES, PRECISIONS, PairbenchError
 from runners.weights.canonical import WeightsMismatch
 from runners.weights.checkpoint import CheckpointError
@@ -312,7 +312,7 @@ def _cmd_skill(args) -> int:
     print(skill_tables(summary))
     for line in target_lines(summary):
         print(line)
-    print(f"\nrecords appended to {records_path(args.results_dir)}; run files in {summary['run_dir']}")
+    print(f"\n{where_records_went(records_path(args.results_dir))}; run files in {summary['run_dir']}")
     ok = all(r["status"] == "ok" for r in summary["records"])
     return 0 if ok and (summary["agreement"] is None or summary["agreement"]["within_tolerance"]) else 1
 
@@ -363,7 +363,7 @@ def _cmd_forecast(args) -> int:
         print(f"run files in {outcome.run_dir}")
         records += [*outcome.records, *([outcome.parity_record] if outcome.parity_record else [])]
         ok &= outcome.ok
-    print(f"\nrecords appended to {records_path(args.results_dir)}")
+    print(f"\n{where_records_went(records_path(args.results_dir))}")
     _write_report(args, records)
     return 0 if ok else 1
 
@@ -425,7 +425,7 @@ def _cmd_run(args) -> int:
         print(f"run files in {', '.join(folders)}")
         records += [*outcome.records, *([outcome.parity_record] if outcome.parity_record else [])]
         ok &= outcome.ok
-    print(f"\nrecords appended to {records_path(args.results_dir)}")
+    print(f"\n{where_records_went(records_path(args.results_dir))}")
     if args.skill is not False:
         ok &= _run_skill_after(args, records)
 
@@ -541,7 +541,7 @@ def _cmd_data_parallel(args) -> int:
                 f"scaling efficiency {rec['scaling_efficiency']:.2f}; losses within {rec['loss_max_rel_diff']:.1e} "
                 "of 1 process"
             )
-    print(f"\nrecords appended to {records_file}")
+    print(f"\n{where_records_went(records_file)}")
     _write_report(args, records)
     return 0 if ok else 1
 

@@ -32,6 +32,7 @@ from runners.records.store import (
     ready_store,
     records_path,
     records_written,
+    where_records_went,
 )
 from runners.spec import PairbenchError
 
@@ -176,6 +177,7 @@ def test_a_record_that_cannot_be_appended_is_kept_beside_its_run_and_appended_by
         f"{store} cannot take the records of run {RUN} (it is a folder, not a file); they are "
         f"kept in {pending}, and the next run on {results} appends them"
     ]
+    assert where_records_went(store).startswith(f"records kept in {pending} ({store} could not take them")
     with pytest.raises(PairbenchError, match=f"{store} is a folder"):  # refused before any work, nothing lost
         ready_store(results)
     assert read_records(pending) == records

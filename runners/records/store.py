@@ -188,6 +188,14 @@ def append_record(path: Path, record: dict, warn=None) -> None:
 _said_pending: set[Path] = set()
 
 
+def where_records_went(results_file: Path) -> str:
+    """The closing line about this process's records: appended to ``results_file``, or kept pending and where."""
+    if not _said_pending:
+        return f"records appended to {results_file}"
+    kept = ", ".join(str(p) for p in sorted(_said_pending))
+    return f"records kept in {kept} ({results_file} could not take them; the next run on the folder appends them)"
+
+
 def _why(exc: Exception, path: Path) -> str:
     """Why ``path`` could not be written, in words (the path itself left out where it is ``path``)."""
     if isinstance(exc, UnsafeFile) and exc.path == str(path):
