@@ -209,6 +209,25 @@ def lookup(cache: dict, *parts: str) -> dict:
     return entry["values"]
 
 
+def measured_energy(record: dict, field: str) -> dict:
+    """A record's energy ``field`` for the cache: its value where the energy is measured (NVML, npu-smi, RAPL),
+    else None, and the reason asv shows as n/a. An estimate is a function of the time, not a measurement, so it is
+    never tracked as energy."""
+    provenance = record.get("power_provenance")
+    why = record.get("power_reason") or record.get("power_estimate_basis") or "no reason recorded"
+    value = record.get(field) if provenance == "measured" else None
+    reason = f"{field} is {provenance}, not measured ({why})" if provenance != "measured" else f"no {field}: {why}"
+    return {field: value, "energy_reason": reason}
+
+
+def energy(values: dict, field: str) -> float:
+    """The measured energy ``field`` of a combination's cached values (see :func:`measured_energy`); asv's n/a,
+    with the reason, where there is none."""
+    if values[field] is None:
+        raise not_measured(values["energy_reason"])
+    return values[field]
+
+
 def not_measured(reason: str) -> NotImplementedError:
     """The exception that skips one track_ benchmark from inside its body (asv records n/a)."""
     try:

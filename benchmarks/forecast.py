@@ -15,8 +15,15 @@ def run_forecasts(workload: str, precision: str, device: str, frameworks: list[s
 
     opts = common.task_options("forecast", workload, precision, device, frameworks)
     outcome = run_forecast(opts, progress=lambda line: print(f"[asv] {line}", flush=True))
-    fields = ("forecast_ms_p50", "forecast_days_per_s", "energy_j_per_forecast", "power_reason")
-    return {r["framework"]: common.entry_for(r, {k: r.get(k) for k in fields}) for r in outcome.records}
+    return {r["framework"]: common.entry_for(r, _forecast_values(r)) for r in outcome.records}
+
+
+def _forecast_values(record: dict) -> dict:
+    return {
+        "forecast_ms_p50": record.get("forecast_ms_p50"),
+        "forecast_days_per_s": record.get("forecast_days_per_s"),
+        **common.measured_energy(record, "energy_j_per_forecast"),
+    }
 
 
 class Forecast:
@@ -47,10 +54,7 @@ class Forecast:
     track_forecast_days_per_s.unit = "forecast-days/s"
 
     def track_energy_j_per_forecast(self, cache, framework, precision, workload, device):
-        """Joules per ten-day forecast (measured or estimated, see the pairbench record; lower is better)."""
-        value = self.values["energy_j_per_forecast"]
-        if value is None:
-            raise common.not_measured(f"no energy reading: {self.values['power_reason']}")
-        return value
+        """Joules per ten-day forecast; measured only (NVML, npu-smi, RAPL), never estimated (lower is better)."""
+        return common.energy(self.values, "energy_j_per_forecast")
 
     track_energy_j_per_forecast.unit = "J per forecast"

@@ -6,14 +6,11 @@ from benchmarks import common
 
 
 def _pair_values(record: dict) -> dict:
-    provenance = record.get("power_provenance")
-    why = record.get("power_reason") or record.get("power_estimate_basis") or "no reason recorded"
     return {
         "samples_per_s": record["samples_per_s"],
         "step_ms_p50": record["step_ms_p50"],
         "host_peak_rss_mb": record["host_peak_rss_mb"],
-        "energy_j_per_sample": record.get("energy_j_per_sample") if provenance == "measured" else None,
-        "energy_reason": f"energy per sample is {provenance}, not measured ({why})",
+        **common.measured_energy(record, "energy_j_per_sample"),
     }
 
 
@@ -61,9 +58,6 @@ class PairedTraining:
 
     def track_energy_j_per_sample(self, cache, framework, precision, workload, device):
         """Energy per training sample over the timed steps; measured only (NVML, npu-smi, RAPL), never estimated."""
-        value = self.values["energy_j_per_sample"]
-        if value is None:
-            raise common.not_measured(self.values["energy_reason"])
-        return value
+        return common.energy(self.values, "energy_j_per_sample")
 
     track_energy_j_per_sample.unit = "J/sample"

@@ -354,6 +354,39 @@ def test_track_methods_read_the_cached_values():
     assert skill.track_acc(cache, *args, "24h", "u") == 0.95
 
 
+def test_forecast_energy_is_tracked_only_when_measured(monkeypatch):
+    """As for energy per sample: a forecast record whose energy is estimated gives asv n/a with the reason, never the
+    estimate as energy; a measured one gives its joules."""
+    import types
+
+    import runners.experiments.forecast
+    from benchmarks.forecast import Forecast, run_forecasts
+
+    basis = "TDP 20 W assumed (10 W x 2 logical cores, profile cpu-generic)"
+    records = [
+        {"framework": "torch", "status": "ok", "forecast_ms_p50": 9.0, "forecast_days_per_s": 2.0,
+         "energy_j_per_forecast": 0.466, "power_provenance": "estimated", "power_reason": None,
+         "power_estimate_basis": basis},
+        {"framework": "mindspore", "status": "ok", "forecast_ms_p50": 11.0, "forecast_days_per_s": 1.5,
+         "energy_j_per_forecast": 0.52, "power_provenance": "measured", "power_reason": None},
+    ]  # fmt: skip
+    outcome = types.SimpleNamespace(records=records)
+    monkeypatch.setattr(runners.experiments.forecast, "run_forecast", lambda opts, progress: outcome)
+    cache = {
+        common.key("fourcastnet-tiny", "fp32", "cpu", fw): entry
+        for fw, entry in run_forecasts("fourcastnet-tiny", "fp32", "cpu", ["torch", "mindspore"]).items()
+    }
+    bench = Forecast()
+    args = ("torch", "fp32", "fourcastnet-tiny", "cpu")
+    bench.setup(cache, *args)
+    assert bench.track_forecast_ms_p50(cache, *args) == 9.0
+    with pytest.raises(NotImplementedError, match=r"energy_j_per_forecast is estimated, not measured \(TDP 20 W"):
+        bench.track_energy_j_per_forecast(cache, *args)
+    args = ("mindspore", "fp32", "fourcastnet-tiny", "cpu")
+    bench.setup(cache, *args)
+    assert bench.track_energy_j_per_forecast(cache, *args) == 0.52
+
+
 def test_precision_is_passed_where_the_runners_take_one_and_skipped_otherwise():
     @dataclasses.dataclass
     class Old:

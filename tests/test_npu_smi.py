@@ -220,32 +220,41 @@ def test_parse_key_values_rejects_bad_input():
 
 
 def test_parse_power_fixtures():
-    assert parse_power(fixture("info_t_power_ascend950.txt")) == [PowerReading(0, None, 296.5, "real-time", RT)]
+    assert parse_power(fixture("info_t_power_ascend950.txt")) == [PowerReading(0, None, 296.5, "real-time", RT, "npu")]
     assert parse_power(fixture("info_t_power_ascend950.txt"), npu_id=0) == [
-        PowerReading(0, None, 296.5, "real-time", RT)
+        PowerReading(0, None, 296.5, "real-time", RT, "npu")
     ]
     assert parse_power(fixture("info_t_common_910b_and_310p.txt")) == [
-        PowerReading(0, 0, 69.0, "real-time", RT),
-        PowerReading(1, None, 13.4, "real-time", RT),
+        PowerReading(0, 0, 69.0, "real-time", RT, "chip"),
+        PowerReading(1, None, 13.4, "real-time", RT, "card"),
     ]
     assert parse_power(fixture("info_t_common_910b_and_310p.txt"), npu_id=1) == [
-        PowerReading(1, None, 13.4, "real-time", RT)
+        PowerReading(1, None, 13.4, "real-time", RT, "card")
     ]
 
 
 def test_parse_power_rated_mcu_dissipation_and_na():
     assert parse_power(fixture("edge_power_310_rated.txt")) == [
-        PowerReading(0, 0, 8.0, "rated", "Rated Power Dissipation(W)")
+        PowerReading(0, 0, 8.0, "rated", "Rated Power Dissipation(W)", "chip")
     ]
     assert parse_power(fixture("edge_power_mcu_dissipation.txt"), npu_id=2) == [
-        PowerReading(2, None, 12.5, "real-time", "Power Dissipation(W)")
+        PowerReading(2, None, 12.5, "real-time", "Power Dissipation(W)", "card")
     ]
-    assert parse_power(fixture("edge_power_na.txt")) == [PowerReading(5, None, None, "unavailable", RT)]
+    assert parse_power(fixture("edge_power_na.txt")) == [PowerReading(5, None, None, "unavailable", RT, "npu")]
+
+
+def test_parse_power_says_what_each_reading_covers():
+    """The manual's Atlas 200I A2 output: the chip's "NPU Real-time Power(W)" and the card's "Power Dissipation(W)"
+    in the MCU's block, split by a line of spaces."""
+    assert parse_power(fixture("info_t_power_atlas200i-a2_25.2.0.txt")) == [
+        PowerReading(0, 0, 9.1, "real-time", RT, "chip"),
+        PowerReading(0, None, 16.9, "real-time", "Power Dissipation(W)", "card"),
+    ]
 
 
 def test_parse_power_prefers_real_time_over_rated_in_one_block_and_uses_npu_id_when_unnamed():
     text = "Rated Power Dissipation(W) : 8.0\nNPU Real-time Power(W) : 6.5\n"
-    assert parse_power(text, npu_id=7) == [PowerReading(7, None, 6.5, "real-time", RT)]
+    assert parse_power(text, npu_id=7) == [PowerReading(7, None, 6.5, "real-time", RT, "npu")]
     with pytest.raises(NpuSmiError, match="expected an 'NPU ID' line before the power value"):
         parse_power(text)
 
@@ -350,25 +359,25 @@ def test_runner_power_follows_the_schedule(standin, monkeypatch):
     monkeypatch.setenv("NPU_SMI_STANDIN_POWER", "280.8,300.0,250.5")
     smi = NpuSmi()
     readings = [smi.power(2) for _ in range(4)]
-    assert readings == [PowerReading(2, None, w, "real-time", RT) for w in (280.8, 300.0, 250.5, 280.8)]
+    assert readings == [PowerReading(2, None, w, "real-time", RT, "npu") for w in (280.8, 300.0, 250.5, 280.8)]
     assert standin.read_text() == "4"
 
 
 def test_runner_power_default_na_and_common(standin, monkeypatch):
-    assert NpuSmi().power(0) == PowerReading(0, None, 296.5, "real-time", RT)
-    assert NpuSmi().common(0) == [PowerReading(0, 0, 69.0, "real-time", RT)]
-    assert NpuSmi().common(1) == [PowerReading(1, None, 13.4, "real-time", RT)]
+    assert NpuSmi().power(0) == PowerReading(0, None, 296.5, "real-time", RT, "npu")
+    assert NpuSmi().common(0) == [PowerReading(0, 0, 69.0, "real-time", RT, "chip")]
+    assert NpuSmi().common(1) == [PowerReading(1, None, 13.4, "real-time", RT, "card")]
     monkeypatch.setenv("NPU_SMI_STANDIN_NA", "1")
     reading = NpuSmi().power(1)
     assert reading.watts is None and reading.kind == "unavailable"
-    assert NpuSmi().common(1) == [PowerReading(1, None, None, "unavailable", RT)]
+    assert NpuSmi().common(1) == [PowerReading(1, None, None, "unavailable", RT, "card")]
 
 
 def test_runner_power_returns_a_rating_only_as_rated(tmp_path, monkeypatch):
     text = fixture("edge_power_310_rated.txt")
     script(tmp_path, "npu-smi", f"print({text!r}, end='')\n")
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert NpuSmi().power(0) == PowerReading(0, 0, 8.0, "rated", "Rated Power Dissipation(W)")
+    assert NpuSmi().power(0) == PowerReading(0, 0, 8.0, "rated", "Rated Power Dissipation(W)", "chip")
 
 
 def test_runner_power_refuses_several_chip_readings(tmp_path, monkeypatch):
@@ -377,6 +386,16 @@ def test_runner_power_refuses_several_chip_readings(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(NpuSmiError, match="expected one power reading for NPU 0, found 2"):
         NpuSmi().power(0)
+    assert NpuSmi().power(0, chip_id=1) == PowerReading(0, 1, 11.0, "real-time", RT, "chip")  # that chip's own
+
+
+def test_runner_power_takes_the_chips_reading_else_the_cards(tmp_path, monkeypatch):
+    text = fixture("info_t_power_atlas200i-a2_25.2.0.txt")
+    script(tmp_path, "npu-smi", f"print({text!r}, end='')\n")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert NpuSmi().power(0, chip_id=0) == PowerReading(0, 0, 9.1, "real-time", RT, "chip")
+    assert NpuSmi().power(0) == PowerReading(0, None, 16.9, "real-time", "Power Dissipation(W)", "card")
+    assert NpuSmi().power(0, chip_id=3).covers == "card"  # no block of chip 3: the card's, never another chip's
 
 
 def test_runner_not_on_path(tmp_path, monkeypatch):

@@ -13,14 +13,25 @@ import pytest
 from metrics.power.collectors import collector_for, cpu_collector
 from metrics.power.cpu import RaplCollector, counter_delta_uj, rapl_domains
 from metrics.power.window import (
+    CARD,
+    CHIP,
+    CPU_PACKAGE,
     ESTIMATED,
     MEASURED,
+    MIN_RATE_HZ,
+    MIN_SAMPLES,
+    MODEL_ESTIMATE,
+    NO_SCOPE,
     UNAVAILABLE,
     PowerResult,
     PowerUnavailable,
     SampledCollector,
+    Scope,
     integrate,
+    sampling_shortfall,
 )
+
+SENSOR = Scope(CARD, "a test sensor")
 
 
 def test_integrate_hand_worked():
@@ -34,7 +45,7 @@ def test_integrate_hand_worked():
 
 
 def test_constant_power_integrates_to_power_times_window():
-    c = SampledCollector(lambda: 50.0, "test", MEASURED, rate_hz=50)
+    c = SampledCollector(lambda: 50.0, "test", MEASURED, rate_hz=50, scope=SENSOR)
     c.start()
     time.sleep(0.3)
     r = c.stop()
@@ -45,7 +56,7 @@ def test_constant_power_integrates_to_power_times_window():
 
 def test_linear_ramp_matches_the_analytic_integral():
     t_start = time.monotonic()
-    c = SampledCollector(lambda: 100.0 * (time.monotonic() - t_start), "ramp", MEASURED, rate_hz=100)
+    c = SampledCollector(lambda: 100.0 * (time.monotonic() - t_start), "ramp", MEASURED, rate_hz=100, scope=SENSOR)
     c.start()
     time.sleep(0.4)
     r = c.stop()
@@ -54,7 +65,7 @@ def test_linear_ramp_matches_the_analytic_integral():
 
 
 def test_no_reading_is_unavailable_with_a_reason_never_zero():
-    c = SampledCollector(lambda: None, "na-sensor", MEASURED, rate_hz=50)
+    c = SampledCollector(lambda: None, "na-sensor", MEASURED, rate_hz=50, scope=SENSOR)
     c.start()
     time.sleep(0.05)
     r = c.stop()
@@ -66,7 +77,7 @@ def test_no_reading_is_unavailable_with_a_reason_never_zero():
     def broken():
         raise PowerUnavailable("npu-smi is not on PATH")
 
-    c = SampledCollector(broken, "npu", MEASURED, rate_hz=50)
+    c = SampledCollector(broken, "npu", MEASURED, rate_hz=50, scope=SENSOR)
     c.start()
     r = c.stop()
     assert r.reason == "npu-smi is not on PATH"
@@ -80,9 +91,75 @@ def test_unavailable_result_must_say_why():
 
 
 def test_energy_per_sample_and_samples_per_joule():
-    r = PowerResult(source="x", provenance=MEASURED, window_s=2.0, energy_j=8.0, power_w_mean=4.0)
+    r = PowerResult(source="x", provenance=MEASURED, window_s=2.0, energy_j=8.0, power_w_mean=4.0, scope=SENSOR)
     rec = r.to_record(samples_in_window=4)
     assert rec["energy_j_per_sample"] == 2.0 and rec["samples_per_j"] == 0.5
+
+
+def test_every_reading_names_its_scope_and_only_an_unavailable_one_none():
+    with pytest.raises(ValueError, match="a power result that is measured cannot have the scope 'none'"):
+        PowerResult(source="x", provenance=MEASURED, window_s=1.0, energy_j=1.0)
+    with pytest.raises(ValueError, match="a power result that is unavailable cannot have the scope 'card'"):
+        PowerResult(source="x", provenance=UNAVAILABLE, window_s=1.0, reason="gone", scope=SENSOR)
+    with pytest.raises(ValueError, match="unknown power scope 'board'"):
+        Scope("board", "the board")
+    rec = PowerResult(source="x", provenance=UNAVAILABLE, window_s=1.0, reason="gone").to_record()
+    assert (rec["power_scope"], rec["power_scope_label"]) == (NO_SCOPE, "nothing was read")
+    assert rec["power_window_ok"] is None and rec["power_rate_hz_achieved"] is None  # nothing to qualify
+
+
+def test_the_record_schema_takes_the_scope_vocabulary_only():
+    from conftest import run_record
+
+    from runners.records.schema import RecordError
+
+    assert run_record("torch", power_scope=CHIP)["power_scope"] == CHIP
+    with pytest.raises(RecordError, match="field 'power_scope' is 'board', not one of chip, card, cpu-package"):
+        run_record("torch", power_scope="board")
+
+
+# --- the sampling a window needs (MLPerf Power: 1 Hz or more, at least 60 samples) -------------------------
+
+
+def test_a_window_short_of_mlperfs_sampling_is_flagged_with_what_fell_short():
+    one_hz = [(float(t), 100.0) for t in range(60)]  # 0 .. 59 s in a 60 s window: no gap over 1 s
+    assert (MIN_SAMPLES, MIN_RATE_HZ) == (60, 1.0) and sampling_shortfall(one_hz, 60.0) is None
+    assert sampling_shortfall(one_hz[:59], 59.0).startswith("59 samples, fewer than 60 in the 59 s window: MLPerf")
+    slow = [(2.0 * t, 100.0) for t in range(60)]  # 60 samples over 120 s
+    why = sampling_shortfall(slow, 120.0)
+    assert "0.5 Hz, under 1 Hz" in why and "a 2 s gap without a sample" in why and "fewer than" not in why
+    stalled = [(0.5 * i, 100.0) for i in range(100) if not 40 <= i <= 45]  # 94 samples at 2 Hz, but 19.5 .. 23 s
+    assert sampling_shortfall(stalled, 50.0).startswith("a 3.5 s gap without a sample, over 1 s in the 50 s window")
+    late = [(5.0 + t, 100.0) for t in range(60)]  # nothing in the window's first 5 s
+    assert "a 5 s gap" in sampling_shortfall(late, 65.0)
+
+
+def test_a_short_window_keeps_its_energy_beside_the_flag_and_a_full_one_passes():
+    slow = [(2.0 * t, 100.0) for t in range(60)]
+    r = PowerResult(source="x", provenance=MEASURED, window_s=120.0, energy_j=12000.0, samples=slow, scope=SENSOR)
+    rec = r.to_record(samples_in_window=10)
+    assert rec["power_window_ok"] is False and "under 1 Hz" in rec["power_window_reason"]
+    assert rec["energy_j"] == 12000.0 and rec["energy_j_per_sample"] == 1200.0  # flagged, never dropped
+    assert rec["power_rate_hz_achieved"] == pytest.approx(0.5) and len(rec["power_samples"]) == 60
+    fine = [(0.5 * i, 100.0) for i in range(121)]
+    rec = PowerResult(source="x", provenance=MEASURED, window_s=60.0, energy_j=6000.0, samples=fine, scope=SENSOR)
+    rec = rec.to_record(samples_in_window=10)
+    assert rec["power_window_ok"] is True and rec["power_window_reason"] is None
+    assert rec["power_rate_hz_achieved"] == pytest.approx(121 / 60)
+
+
+def test_a_sampled_collectors_record_states_its_rates_and_passes_the_schema():
+    from conftest import run_record
+
+    c = SampledCollector(lambda: 50.0, "test", MEASURED, rate_hz=50, scope=SENSOR)
+    c.start()
+    time.sleep(0.2)
+    rec = c.stop().to_record(samples_in_window=4)
+    n = len(rec["power_samples"])
+    assert rec["power_rate_hz"] == 50 and rec["power_rate_hz_achieved"] == n / rec["power_window_s"]
+    assert rec["power_window_ok"] is False and rec["power_window_reason"].startswith(f"{n} samples, fewer than 60")
+    assert (rec["power_scope"], rec["power_scope_label"]) == (CARD, "a test sensor")
+    assert run_record("torch", **rec)["power_window_ok"] is False  # the record schema takes what collectors write
 
 
 # --- RAPL on a fake powercap tree -------------------------------------------------------------------
@@ -345,8 +422,8 @@ def test_npu_na_and_rated_power_are_never_measurements(standin):
     assert r.extra["power_npu_source"] == TABLE_SOURCE
 
     class RatedOnly:  # -t power offers a rating, and the info table's Power(W) reads NA
-        def power(self, npu_id):
-            return PowerReading(npu_id, 0, 8.0, "rated", "Rated Power Dissipation(W)")
+        def power(self, npu_id, chip_id=None):
+            return PowerReading(npu_id, 0, 8.0, "rated", "Rated Power Dissipation(W)", "chip")
 
         def info(self):
             return parse_info(_fixture("edge_info_310p_na_processes.txt"))
@@ -364,7 +441,7 @@ def test_npu_na_and_rated_power_are_never_measurements(standin):
             self.calls += 1
             return parse_info(_fixture("edge_info_310p_na_processes.txt")) if self.calls == 1 else []
 
-    with pytest.raises(PowerUnavailable, match="only a rated power .*no longer lists NPU 8; a rating is not a"):
+    with pytest.raises(PowerUnavailable, match="only a rated power .*no longer lists NPU 8: no live reading"):
         NpuSmiCollector(0, smi=RatedAndGone())
 
 
@@ -396,6 +473,71 @@ def test_a_rating_gives_way_to_the_info_tables_live_power_and_logical_ids_find_t
     assert "found '-5'" in npus[4]["power_reason"] and npus[4]["row_problems"]
     with pytest.raises(PowerUnavailable, match="npu-smi lists no logical device 0 \\(it lists 4, 5, 6, 7, 8\\)"):
         collector_for_strict(0)
+
+
+def test_each_collector_names_what_its_watts_cover(standin, tmp_path):
+    """NVML: the board; RAPL: the packages; the CPU estimate: a model; npu-smi: the chip where the reading is the
+    chip's own or its NPU has one chip, card-wide where several chips share one reading (a 310 card)."""
+    from metrics.power.ascend import list_npus
+
+    def window(c):
+        c.start()
+        return c.stop()
+
+    standin.setitem(sys.modules, "pynvml", _fake_pynvml(lambda: int(time.monotonic() * 250_000)))
+    standin.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    r = window(collector_for("cuda", 0, rate_hz=50))
+    assert r.scope == Scope(CARD, "the whole board: the GPU with its memory and circuitry (NVML)")
+    root = _rapl_tree(tmp_path / "rapl", {0: 0, 1: 0})
+    c = cpu_collector(rate_hz=1, powercap=root)
+    c.start()
+    (root / "intel-rapl:0" / "energy_uj").write_text("2500000\n")
+    r = c.stop()
+    assert r.scope.kind == CPU_PACKAGE and r.scope.label.startswith("CPU package(s) package-0, package-1 (RAPL)")
+    standin.setenv("PAIRBENCH_CPU_TDP_W", "64")
+    scope = cpu_collector(rate_hz=20, powercap=tmp_path / "none").scope  # what its estimates will be labelled
+    assert scope.kind == MODEL_ESTIMATE and "TDP x CPU utilisation of the process" in scope.label
+    # Atlas 800: one chip per NPU, -t power gives the NPU's value: the chip's.
+    assert window(collector_for("ascend", 1, rate_hz=20)).scope == Scope(CHIP, "NPU 1, whose one chip this is")
+    # A 310 card: four chips on NPU 6 and one Power(W) for them all, charged to each chip's run as card-wide.
+    standin.setenv("NPU_SMI_STANDIN_INFO", "edge_info_310_four_chips.txt")
+    standin.setenv("NPU_SMI_STANDIN_RATED", "1")
+    rec = window(collector_for("ascend", 5, rate_hz=20)).to_record()
+    assert (rec["power_scope"], rec["power_scope_label"]) == (CARD, "card-wide: 4 chips share this reading (NPU 6)")
+    npus = list_npus()
+    assert [d.get("power_scope") for d in npus] == [CARD] * 4 + [None]  # NPU 7's reading is implausible: none
+    assert npus[2]["power_scope_label"] == "card-wide: 4 chips share this reading (NPU 6)"
+
+
+def test_a_chips_own_reading_is_taken_over_its_cards(tmp_path):
+    """The npu-smi manual's -t power output of an Atlas 200I A2 prints the chip's real-time power and the card's
+    (its MCU's "Power Dissipation(W)"): a run on the chip is charged the chip's, labelled so, as in the device
+    listing; never another chip's."""
+    from metrics.power.ascend import POWER_SOURCE, TABLE_SOURCE, NpuSmiCollector, list_npus
+    from metrics.power.npu_smi import NpuSmi
+
+    class Atlas200(NpuSmi):
+        def run(self, *args):
+            name = "info_t_power_atlas200i-a2_25.2.0.txt" if "power" in args else "info_atlas200i-a2_310b_25.2.0.txt"
+            return _fixture(name)
+
+    c = NpuSmiCollector(0, smi=Atlas200(), rate_hz=20)
+    c.start()
+    r = c.stop()
+    assert r.power_w_mean == pytest.approx(9.1) and r.scope == Scope(CHIP, "chip 0 of NPU 0: the chip's own power")
+    (npu,) = list_npus(Atlas200())
+    assert (npu["power_w"], npu["power_scope"]) == (9.1, CHIP)
+
+    class OnlyChipZero(NpuSmi):  # a 310 card whose -t power printed chip 0's value alone
+        def run(self, *args):
+            if "power" in args:
+                return "NPU ID : 6\n\nChip ID : 0\nNPU Real-time Power(W) : 9.0\n"
+            return _fixture("edge_info_310_four_chips.txt")
+
+    own = NpuSmiCollector(4, smi=OnlyChipZero())  # logical 4: NPU 6, chip 0
+    assert own.power_source == POWER_SOURCE and own.scope == Scope(CHIP, "chip 0 of NPU 6: the chip's own power")
+    other = NpuSmiCollector(6, smi=OnlyChipZero())  # chip 2: never charged chip 0's power, but the card's
+    assert other.power_source == TABLE_SOURCE and other.scope.label == "card-wide: 4 chips share this reading (NPU 6)"
 
 
 def collector_for_strict(index: int):
@@ -520,7 +662,7 @@ def test_a_reader_that_raises_costs_only_its_readings():
             raise ValueError("unparsable npu-smi row")
         return 100.0
 
-    c = SampledCollector(flaky, "test", rate_hz=100)
+    c = SampledCollector(flaky, "test", rate_hz=100, scope=SENSOR)
     c.start()
     time.sleep(0.2)
     r = c.stop()
@@ -530,13 +672,13 @@ def test_a_reader_that_raises_costs_only_its_readings():
     def broken():
         raise OSError("npu-smi hung")
 
-    c = SampledCollector(broken, "test", rate_hz=100)
+    c = SampledCollector(broken, "test", rate_hz=100, scope=SENSOR)
     c.start()
     time.sleep(0.05)
     r = c.stop()
     assert r.provenance == UNAVAILABLE and r.reason == "OSError: npu-smi hung" and r.energy_j is None
 
-    c = SampledCollector(lambda: float("inf"), "test", rate_hz=100)  # an absurd value is no reading either
+    c = SampledCollector(lambda: float("inf"), "test", rate_hz=100, scope=SENSOR)  # an absurd value: no reading
     c.start()
     r = c.stop()
     assert r.provenance == UNAVAILABLE and r.reason == "the reader returned inf W"

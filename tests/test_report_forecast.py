@@ -59,6 +59,11 @@ def _power(energy_j: float | None, reason: str | None, samples: int) -> dict:
         "power_reason": reason, "power_samples": [[0.0, 20.0]] if measured else [],
         "energy_j_per_sample": None if energy_j is None else energy_j / samples, "samples_per_j": None,
         "power_provenance": "measured" if measured else "unavailable", "power_window": "timed steps",
+        "power_scope": "cpu-package" if measured else "none",
+        "power_scope_label": "CPU package(s) package-0 (RAPL)" if measured else "nothing was read",
+        "power_rate_hz": 10.0, "power_rate_hz_achieved": 0.5 if measured else None,
+        "power_window_ok": False if measured else None,
+        "power_window_reason": "1 samples, fewer than 60 in the 2 s window" if measured else None,
     }  # fmt: skip
 
 

@@ -2,8 +2,11 @@
 integrated. "NA" is no reading; a rated power (310 chips) is a rating, never a measurement.
 
 Where a reading comes from, in order: ``npu-smi info -t power -i ID``'s real-time key; where that offers only a
-rating or reads NA, the live Power(W) column of the ``npu-smi info`` table for that NPU. Both are
-measurements of the NPU (a card with several chips has one reading for all of them), and the source is named.
+rating, another chip's value or NA, the live Power(W) column of the ``npu-smi info`` table for that NPU. Both are
+measurements, and the source is named. What the watts cover (:func:`npu_scope`) is the chip where the reading is
+the chip's own (its block in ``-t power``, or an NPU with one chip: npu-smi's manual calls both the chip's power),
+and the card where it is the card's (its MCU) or one value for an NPU with several chips (a 310 card's four chips,
+a 310P Duo's two): such a reading is labelled card-wide, never divided among the chips.
 
 ``ascend:i`` is a logical device, as the frameworks number them: ASCEND_RT_VISIBLE_DEVICES (when set) maps it to
 the machine's logical id, and the info table's Device column (multi-chip cards) maps that to an NPU id and chip;
@@ -14,9 +17,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
+from typing import NamedTuple
 
 from metrics.power.npu_smi import NpuInfo, NpuSmi, NpuSmiError
-from metrics.power.window import MEASURED, PowerResult, PowerUnavailable, SampledCollector
+from metrics.power.window import CARD, CHIP, MEASURED, PowerResult, PowerUnavailable, SampledCollector, Scope
 
 POWER_SOURCE = "npu-smi info -t power"
 TABLE_SOURCE = "npu-smi info (Power(W) column)"
@@ -67,43 +72,74 @@ def _table_reader(smi: NpuSmi, npu_id: int):
     return read
 
 
-class _RatingOnly(PowerUnavailable):
-    """``-t power`` offers a rating and no live value."""
+class _NoLiveValue(PowerUnavailable):
+    """``-t power`` offers a rating, or another chip's value, and no live value of this chip or its card."""
 
 
-def npu_power_reader(smi: NpuSmi, npu_id: int, infos: list[NpuInfo] | None = None):
-    """(reader, source, first value): a reader returning watts, or None for a sample without a value ("NA"), and
-    the value it read to choose its source (from ``infos``, the info table just read, when given). ``-t power``'s
-    real-time value first; where it offers only a rating or reads NA, the info table's live Power(W) of the NPU
-    when that has a value (NA in both stays no reading). A rating is never a reading: PowerUnavailable when
-    nothing else is there, as when npu-smi cannot be run."""
+class NpuPower(NamedTuple):
+    """How an NPU's power is read: the reader (watts, or None for a sample without a value), its source, the value
+    read to choose it, and what that value covers ("chip", "card" or "npu", as npu_smi.PowerReading.covers)."""
 
-    def from_power() -> float | None:
+    read: Callable[[], float | None]
+    source: str
+    first_w: float | None
+    covers: str
+
+
+def npu_power_reader(
+    smi: NpuSmi, npu_id: int, infos: list[NpuInfo] | None = None, chip_id: int | None = None
+) -> NpuPower:
+    """How to read the power of NPU ``npu_id`` (chip ``chip_id``; from ``infos``, the info table just read, when
+    given). ``-t power``'s real-time value first; where it offers only a rating, another chip's value or NA, the
+    info table's live Power(W) of the NPU when that has a value (NA in both stays no reading). A rating is never a
+    reading: PowerUnavailable when nothing else is there, as when npu-smi cannot be run."""
+
+    def reading():
         try:
-            reading = smi.power(npu_id)
+            found = smi.power(npu_id, chip_id)
         except NpuSmiError as exc:
             raise PowerUnavailable(str(exc)) from None
-        if reading.kind == "rated":
-            raise _RatingOnly(f"npu-smi -t power offers only a rated power ({reading.key}) for NPU {npu_id}")
-        return reading.watts
+        if found.kind == "rated":
+            raise _NoLiveValue(f"npu-smi -t power offers only a rated power ({found.key}) for NPU {npu_id}")
+        if found.covers == "chip" and chip_id is not None and found.chip_id != chip_id:
+            raise _NoLiveValue(f"npu-smi -t power gives chip {found.chip_id}'s power, not chip {chip_id}'s")
+        return found
 
-    rating_only = None
+    def from_power() -> float | None:
+        return reading().watts
+
+    no_live = None
     try:
-        first = from_power()
-        if first is not None:
-            return from_power, POWER_SOURCE, first
-    except _RatingOnly as exc:
-        rating_only = str(exc)
+        first = reading()
+        if first.watts is not None:
+            return NpuPower(from_power, POWER_SOURCE, first.watts, first.covers)
+    except _NoLiveValue as exc:
+        no_live = str(exc)
     table = _table_reader(smi, npu_id)
     try:
         value = table() if infos is None else _table_power(infos, npu_id)
     except PowerUnavailable as exc:
-        if rating_only is None:  # NA from -t power and no table to turn to: NA it is
-            return from_power, POWER_SOURCE, None
-        raise PowerUnavailable(f"{rating_only}, and {exc}; a rating is not a measurement") from None
-    if value is None and rating_only is None:
-        return from_power, POWER_SOURCE, None
-    return table, TABLE_SOURCE, value
+        if no_live is None:  # NA from -t power and no table to turn to: NA it is
+            return NpuPower(from_power, POWER_SOURCE, None, first.covers)
+        raise PowerUnavailable(f"{no_live}, and {exc}: no live reading of this chip is left") from None
+    if value is None and no_live is None:
+        return NpuPower(from_power, POWER_SOURCE, None, first.covers)
+    return NpuPower(table, TABLE_SOURCE, value, "npu")
+
+
+def npu_scope(npu_id: int, chip_id: int | None, covers: str, chips: int | None) -> Scope:
+    """What a reading of NPU ``npu_id`` covers (``covers`` as npu_smi.PowerReading.covers; ``chips``: how many chips
+    the info table lists on that NPU, None where it could not be read), charged to the run of chip ``chip_id``."""
+    if covers == "chip":
+        which = f"chip {chip_id}" if chip_id is not None else "one chip (which is unknown: npu-smi info is unreadable)"
+        return Scope(CHIP, f"{which} of NPU {npu_id}: the chip's own power")
+    if chips is not None and chips > 1:
+        return Scope(CARD, f"card-wide: {chips} chips share this reading (NPU {npu_id})")
+    if covers == "card":
+        return Scope(CARD, f"the whole card of NPU {npu_id}, as its MCU measures it")
+    if chips == 1:
+        return Scope(CHIP, f"NPU {npu_id}, whose one chip this is")
+    return Scope(CARD, f"NPU {npu_id} as a whole: how many chips share it is unknown (npu-smi info is unreadable)")
 
 
 class NpuSmiCollector(SampledCollector):
@@ -120,12 +156,16 @@ class NpuSmiCollector(SampledCollector):
         self.smi = smi or NpuSmi()
         self.logical_id = visible_logical_id(logical_index, environ)
         try:
-            info = locate(self.logical_id, self.smi.info())
+            infos = self.smi.info()
+            info = locate(self.logical_id, infos)
             self.npu_id, self.chip_id = info.npu_id, info.chip_id
+            chips = sum(1 for i in infos if i.npu_id == info.npu_id)
         except NpuSmiError:  # a table this parser cannot read: the logical id is taken as the NPU id, as before
-            self.npu_id, self.chip_id = self.logical_id, None
-        read, self.power_source, _ = npu_power_reader(self.smi, self.npu_id)  # fails before the run, not after
-        super().__init__(read, "npu-smi-sampled", MEASURED, rate_hz, 2, clock)
+            self.npu_id, self.chip_id, chips = self.logical_id, None, None
+        power = npu_power_reader(self.smi, self.npu_id, chip_id=self.chip_id)  # fails before the run, not after
+        self.power_source = power.source
+        scope = npu_scope(self.npu_id, self.chip_id, power.covers, chips)
+        super().__init__(power.read, "npu-smi-sampled", MEASURED, rate_hz, 2, clock, scope=scope)
 
     def stop(self) -> PowerResult:
         result = super().stop()
@@ -134,11 +174,10 @@ class NpuSmiCollector(SampledCollector):
 
 
 def list_npus(smi: NpuSmi | None = None) -> list[dict]:
-    """Every chip npu-smi lists (NPU id, chip id, logical device id), with memory and the NPU's live power or
-    the reason there is none. A row whose values cannot be read affects that row only."""
+    """Every chip npu-smi lists (NPU id, chip id, logical device id), with memory and the live power charged to
+    it (and what that covers) or the reason there is none. A row whose values cannot be read affects that row only."""
     smi = smi or NpuSmi()
     infos = smi.info()
-    power: dict[int, dict] = {}
     out = []
     for info, logical in zip(infos, logical_ids(infos), strict=True):
         used, total = info.memory_mb
@@ -154,19 +193,24 @@ def list_npus(smi: NpuSmi | None = None) -> list[dict]:
         }
         if info.problems:
             entry["row_problems"] = list(info.problems)
-        if info.npu_id not in power:
-            power[info.npu_id] = _power_entry(smi, info, infos)
-        entry.update(power[info.npu_id])
+        entry.update(_power_entry(smi, info, infos))
         out.append(entry)
     return out
 
 
 def _power_entry(smi: NpuSmi, info: NpuInfo, infos: list[NpuInfo]) -> dict:
     try:
-        _, source, watts = npu_power_reader(smi, info.npu_id, infos)
+        power = npu_power_reader(smi, info.npu_id, infos, info.chip_id)
     except PowerUnavailable as exc:
         return {"power_w": None, "power_provenance": "unavailable", "power_reason": str(exc)}
-    if watts is None:
+    if power.first_w is None:
         why = "; ".join(p for p in info.problems if "Power(W)" in p) or "npu-smi reports NA"
-        return {"power_w": None, "power_provenance": "unavailable", "power_reason": why, "power_source": source}
-    return {"power_w": watts, "power_provenance": MEASURED, "power_source": source}
+        return {"power_w": None, "power_provenance": "unavailable", "power_reason": why, "power_source": power.source}
+    scope = npu_scope(info.npu_id, info.chip_id, power.covers, sum(1 for i in infos if i.npu_id == info.npu_id))
+    return {
+        "power_w": power.first_w,
+        "power_provenance": MEASURED,
+        "power_source": power.source,
+        "power_scope": scope.kind,
+        "power_scope_label": scope.label,
+    }

@@ -22,10 +22,10 @@ def cpu_name() -> str:
 
 
 def cpu_collector(
-    rate_hz: float, clock=time.monotonic, powercap: Path | None = None, scope: str = "process"
+    rate_hz: float, clock=time.monotonic, powercap: Path | None = None, utilisation_of: str = "process"
 ) -> Collector:
-    """RAPL where readable; otherwise the estimate (of ``scope``: this process or the whole system),
-    whose record carries why RAPL was not used."""
+    """RAPL where readable; otherwise the estimate (of the utilisation of ``utilisation_of``: this process or the
+    whole system), whose record carries why RAPL was not used."""
     import psutil
 
     from hardware_profiles import cpu_tdp, match_profile
@@ -39,7 +39,7 @@ def cpu_collector(
     tdp, basis = cpu_tdp(profile, psutil.cpu_count(logical=True) or 1)
     if tdp is None:
         return UnavailableCollector("cpu", f"{rapl_reason}; no estimate either: {basis}", clock)
-    return CpuEstimateCollector(tdp, f"{basis}; not measured because {rapl_reason}", rate_hz, clock, scope)
+    return CpuEstimateCollector(tdp, f"{basis}; not measured because {rapl_reason}", rate_hz, clock, utilisation_of)
 
 
 def collector_for(kind: str, index: int, rate_hz: float = 10.0, clock=time.monotonic) -> Collector:

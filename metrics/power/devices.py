@@ -52,7 +52,7 @@ def _cpu(window_s: float) -> dict:
             "memory_gb": psutil.virtual_memory().total / 1e9,
         }
     )
-    collector = cpu_collector(rate_hz=20.0, scope="system")
+    collector = cpu_collector(rate_hz=20.0, utilisation_of="system")
     if not isinstance(collector, RaplCollector):
         collector.start()
         result = collector.stop()
@@ -66,6 +66,7 @@ def _cpu(window_s: float) -> dict:
     time.sleep(window_s)
     result = collector.stop()
     entry.update(power_w=result.power_w_mean, power_provenance=result.provenance, power_source=result.source)
+    entry.update(power_scope=result.scope.kind, power_scope_label=result.scope.label)
     if result.reason:
         entry["power_reason"] = result.reason
     return entry
@@ -85,8 +86,9 @@ def format_devices(devices: list[dict]) -> str:
         if d["kind"] == "ascend":  # NPU id, chip, and the logical id a framework's ascend:i counts in
             ident = f"{d['npu_id']}.{d['chip_id']} (logical {d['logical_id']})"
         power = d.get("power_w")
+        covers = f"; {d['power_scope_label']}" if d.get("power_scope_label") else ""
         reading = (
-            f"{power:.1f} W ({d['power_provenance']}, {d.get('power_source')})"
+            f"{power:.1f} W ({d['power_provenance']}, {d.get('power_source')}{covers})"
             if power is not None
             else f"power unavailable: {d.get('power_reason')}"
         )

@@ -8,7 +8,9 @@ ever turned into 0 or another made-up number.
 
 A power reading's ``kind`` says what the number is: ``"real-time"`` is a measurement, ``"rated"`` is the
 chip's rating (310 chips print only that) and must never be used as a measurement, and ``"unavailable"``
-means the tool printed ``NA`` (``watts`` is then ``None``).
+means the tool printed ``NA`` (``watts`` is then ``None``). Its ``covers`` says what the number is of: ``"chip"``
+(a chip's block), ``"card"`` (the card's MCU block, or "Power Dissipation(W)", the whole card's power in Huawei's
+npu-smi manual) or ``"npu"`` (one value for the NPU id: the chip on a one-chip NPU, shared by all chips of a card).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ POWER_KEYS = {
     "Rated Power Dissipation(W)": "rated",
 }
 
+CARD_KEY = "Power Dissipation(W)"  # "整卡实时功率", the whole card's real-time power (npu-smi manual, -t power)
 NPU_KEY = "NPU ID"
 CHIP_KEYS = ("Chip ID", "Chip Name")
 
@@ -74,13 +77,15 @@ class NpuInfo:
 
 @dataclass(frozen=True)
 class PowerReading:
-    """One power value: ``kind`` is "real-time" (a measurement), "rated" (never a measurement) or "unavailable"."""
+    """One power value: ``kind`` is "real-time" (a measurement), "rated" (never a measurement) or "unavailable";
+    ``covers`` is "chip", "card" or "npu" (see the module's docstring)."""
 
     npu_id: int
     chip_id: int | None
     watts: float | None
     kind: str
     key: str
+    covers: str
 
 
 @dataclass(frozen=True)
@@ -431,12 +436,17 @@ def _reading(block: dict[str, str], key: str, npu: int) -> PowerReading:
     if watts is not None and not low <= watts <= high:
         raise NpuSmiError(f"{key} {block[key]} W is outside the plausible {low:g} to {high:g} W: {line!r}")
     chip = block.get("Chip ID")
+    if key == CARD_KEY or block.get("Chip Name", "").lower() == "mcu":
+        covers = "card"  # the manual's "Power Dissipation(W)" is the whole card's; an MCU block is the card's
+    else:
+        covers = "npu" if chip is None else "chip"
     return PowerReading(
         npu_id=npu,
         chip_id=None if chip is None else _integer(chip, "Chip ID", f"Chip ID : {chip}"),
         watts=watts,
         kind="unavailable" if watts is None else POWER_KEYS[key],
         key=key,
+        covers=covers,
     )
 
 
@@ -689,21 +699,28 @@ class NpuSmi:
         """Run ``npu-smi info -t common -i ID`` and return its power readings (see :func:`parse_power`)."""
         return parse_power(self.run("info", "-t", "common", "-i", str(npu_id)), npu_id)
 
-    def power(self, npu_id: int) -> PowerReading:
+    def power(self, npu_id: int, chip_id: int | None = None) -> PowerReading:
         """Run ``npu-smi info -t power -i ID`` and return the NPU's power reading.
 
         A real-time reading is preferred (kind "unavailable" when it printed ``NA``); when the output has
-        only a rating, that is returned with kind "rated" and must not be used as a measurement.
+        only a rating, that is returned with kind "rated" and must not be used as a measurement. Where several
+        blocks print one (a chip's and the card's, as the manual shows for the Atlas 200I A2), the block of chip
+        ``chip_id`` is taken, else the card's; the choice follows the layout, never the values, so that every
+        sample of a window covers the same thing.
 
         Raises
         ------
         NpuSmiError
-            As :meth:`run` and :func:`parse_power`, and when several chips print a reading of the same kind
-            (use :meth:`common` for per-chip values).
+            As :meth:`run` and :func:`parse_power`, and when several readings remain to choose from (several
+            chips' and no card's, and no ``chip_id`` among them).
         """
         readings = parse_power(self.run("info", "-t", "power", "-i", str(npu_id)), npu_id)
         measured = [r for r in readings if r.kind != "rated"]
         candidates = measured or readings
+        if len(candidates) > 1:
+            own = [r for r in candidates if r.covers == "chip" and r.chip_id == chip_id]
+            card = [r for r in candidates if r.covers == "card"]
+            candidates = own if len(own) == 1 else card if len(card) == 1 else candidates
         if len(candidates) > 1:
             raise NpuSmiError(f"expected one power reading for NPU {npu_id}, found {len(candidates)}: {candidates}")
         return candidates[0]

@@ -12,7 +12,14 @@ from __future__ import annotations
 import os
 import time
 
-from metrics.power.window import MEASURED, PowerResult, PowerUnavailable, SampledCollector, unavailable
+from metrics.power.window import CARD, MEASURED, PowerResult, PowerUnavailable, SampledCollector, Scope, unavailable
+
+# What NVML's figures cover: the whole board. nvmlDeviceGetPowerUsage is "power usage for this GPU ... and its
+# associated circuitry (e.g. memory)" (NVML API reference); NVML_FI_DEV_POWER_INSTANT is read with scope id 0,
+# NVML_POWER_SCOPE_GPU (the GPU board; not NVML_POWER_SCOPE_MODULE, which on a superchip such as GH200 adds the
+# CPU); nvmlDeviceGetTotalEnergyConsumption is "total energy consumption for this GPU ... since the driver was last
+# reloaded" from the same board sensor (Zeus found it within 1 % of integrated board power, ml-energy/zeus#12).
+BOARD = Scope(CARD, "the whole board: the GPU with its memory and circuitry (NVML)")
 
 
 def _nvml():
@@ -88,7 +95,7 @@ class NvmlCollector:
         self.nv = _nvml()
         self.handle = nvml_handle_for_cuda(self.nv, cuda_index, environ)
         read, self.power_kind = _power_reader(self.nv, self.handle)
-        self.sampled = SampledCollector(read, f"nvml-power-{self.power_kind}", MEASURED, rate_hz, 2, clock)
+        self.sampled = SampledCollector(read, f"nvml-power-{self.power_kind}", MEASURED, rate_hz, 2, clock, scope=BOARD)
         try:
             self.nv.nvmlDeviceGetTotalEnergyConsumption(self.handle)
             self.has_counter = True
@@ -136,7 +143,8 @@ class NvmlCollector:
         elif sampled.energy_j is not None:
             energy, source = sampled.energy_j, sampled.source
         else:
-            result = unavailable(self.source, f"{counter_reason}; sampled power: {sampled.reason}", window)
+            why = f"{counter_reason}; sampled power: {sampled.reason}"
+            result = unavailable(self.source, why, window, sampled.rate_hz)
             result.extra = extra
             return result
         return PowerResult(
@@ -148,6 +156,8 @@ class NvmlCollector:
             power_w_peak=sampled.power_w_peak,
             samples=sampled.samples,
             extra=extra,
+            scope=BOARD,
+            rate_hz=sampled.rate_hz,
         )
 
 
@@ -168,6 +178,7 @@ def list_gpus() -> list[dict]:
         try:
             read, kind = _power_reader(nv, h)
             entry.update(power_w=read(), power_provenance=MEASURED, power_source=f"nvml-power-{kind}")
+            entry.update(power_scope=BOARD.kind, power_scope_label=BOARD.label)
         except PowerUnavailable as exc:
             entry.update(power_w=None, power_provenance="unavailable", power_reason=str(exc))
         out.append(entry)

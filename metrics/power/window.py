@@ -3,7 +3,8 @@ the integration of sampled power into energy. Vendor readers live in nvidia.py, 
 ascend.py; nothing here imports a framework or a vendor library.
 
 Provenance is explicit: ``measured`` (a sensor or counter), ``estimated`` (a model such as TDP x
-utilisation) or ``unavailable`` (with the reason). An unavailable value is ``None``, never 0.
+utilisation) or ``unavailable`` (with the reason). An unavailable value is ``None``, never 0. So is what a
+reading covers (:class:`Scope`), and whether a window held enough samples (:func:`sampling_shortfall`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,63 @@ from typing import Protocol
 
 MEASURED, ESTIMATED, UNAVAILABLE = "measured", "estimated", "unavailable"
 
+# What a power reading covers (record field ``power_scope``): one NPU chip's own power; a whole card or board (NVML's
+# board power, an npu-smi reading of a card, shared by all of its chips); the CPU package(s) of RAPL; a model
+# (TDP x utilisation); nothing (an unavailable reading).
+CHIP, CARD, CPU_PACKAGE, MODEL_ESTIMATE, NO_SCOPE = "chip", "card", "cpu-package", "model-estimate", "none"
+SCOPES = (CHIP, CARD, CPU_PACKAGE, MODEL_ESTIMATE, NO_SCOPE)
+
+# The least sampling a window needs, from MLPerf Training's power rules (mlcommons/training_policies,
+# power_measurement.adoc): "Power measurement must be at least once every second distributed evenly throughout the
+# timed portion of a run" and "Measure max(a run, 60 power samples)". A window short of it is flagged in its record
+# (power_window_ok, power_window_reason), its energy kept.
+MIN_RATE_HZ = 1.0
+MIN_SAMPLES = 60
+
 
 class PowerUnavailable(Exception):
     """No power or energy can be read; the message says why, in one sentence."""
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a reading covers: ``kind`` one of SCOPES, ``label`` the same in words for a reader of the record
+    ("card-wide: 4 chips share this reading")."""
+
+    kind: str
+    label: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in SCOPES:
+            raise ValueError(f"unknown power scope {self.kind!r}")
+        if not self.label:
+            raise ValueError("a power scope needs a label")
+
+
+NOTHING_READ = Scope(NO_SCOPE, "nothing was read")
+
+
+def sampling_shortfall(samples: list[tuple[float, float]], window_s: float) -> str | None:
+    """Why ``samples`` (seconds since the window opened, watts) fall short of MIN_SAMPLES readings at MIN_RATE_HZ or
+    more, evenly through the ``window_s`` window (no gap, edges included, over 1 / MIN_RATE_HZ); None when they
+    do not."""
+    times = sorted(t for t, _ in samples)
+    rate = len(times) / window_s if window_s > 0 else 0.0
+    edges = [0.0, *times, window_s] if window_s > 0 else [0.0]
+    gap = max(b - a for a, b in zip(edges, edges[1:], strict=False)) if len(edges) > 1 else 0.0
+    short = []
+    if len(times) < MIN_SAMPLES:
+        short.append(f"{len(times)} samples, fewer than {MIN_SAMPLES}")
+    if rate < MIN_RATE_HZ:
+        short.append(f"{rate:.3g} Hz, under {MIN_RATE_HZ:g} Hz")
+    if gap > 1.0 / MIN_RATE_HZ:
+        short.append(f"a {gap:.3g} s gap without a sample, over {1.0 / MIN_RATE_HZ:g} s")
+    if not short:
+        return None
+    return (
+        f"{'; '.join(short)} in the {window_s:.3g} s window: MLPerf Power asks for at least {MIN_SAMPLES} samples, "
+        "one per second or more throughout; the energy is kept, flagged"
+    )
 
 
 @dataclass
@@ -35,15 +90,22 @@ class PowerResult:
     samples: list[tuple[float, float]] = field(default_factory=list)
     reason: str | None = None
     extra: dict = field(default_factory=dict)
+    scope: Scope = NOTHING_READ
+    rate_hz: float | None = None  # the rate the sampler was asked for; None where nothing was sampled
 
     def __post_init__(self) -> None:
         if self.provenance not in (MEASURED, ESTIMATED, UNAVAILABLE):
             raise ValueError(f"unknown provenance {self.provenance!r}")
         if self.provenance == UNAVAILABLE and not self.reason:
             raise ValueError("an unavailable power result must say why")
+        if (self.provenance == UNAVAILABLE) != (self.scope.kind == NO_SCOPE):
+            raise ValueError(f"a power result that is {self.provenance} cannot have the scope {self.scope.kind!r}")
 
     def to_record(self, samples_in_window: int | None = None) -> dict:
-        """Flat record fields; energy per sample and samples per joule when ``samples_in_window``."""
+        """Flat record fields; energy per sample and samples per joule when ``samples_in_window``. The sampling is
+        checked (:func:`sampling_shortfall`) wherever there is energy to qualify, and a shortfall flagged."""
+        checked = self.provenance != UNAVAILABLE
+        shortfall = sampling_shortfall(self.samples, self.window_s) if checked else None
         rec = {
             "power_source": self.source,
             "power_provenance": self.provenance,
@@ -53,6 +115,12 @@ class PowerResult:
             "power_w_peak": self.power_w_peak,
             "power_reason": self.reason,
             "power_samples": [[round(t, 4), round(w, 3)] for t, w in self.samples],
+            "power_scope": self.scope.kind,
+            "power_scope_label": self.scope.label,
+            "power_rate_hz": self.rate_hz,
+            "power_rate_hz_achieved": len(self.samples) / self.window_s if checked and self.window_s > 0 else None,
+            "power_window_ok": shortfall is None if checked else None,
+            "power_window_reason": shortfall,
             **self.extra,
         }
         if samples_in_window and self.energy_j is not None and self.energy_j > 0:
@@ -63,8 +131,8 @@ class PowerResult:
         return rec
 
 
-def unavailable(source: str, reason: str, window_s: float = 0.0) -> PowerResult:
-    return PowerResult(source=source, provenance=UNAVAILABLE, window_s=window_s, reason=reason)
+def unavailable(source: str, reason: str, window_s: float = 0.0, rate_hz: float | None = None) -> PowerResult:
+    return PowerResult(source=source, provenance=UNAVAILABLE, window_s=window_s, reason=reason, rate_hz=rate_hz)
 
 
 class Collector(Protocol):
@@ -138,7 +206,8 @@ class PowerSampler:
 
 
 class SampledCollector:
-    """Energy by integrating sampled power; needs ``min_samples`` readings inside the window."""
+    """Energy by integrating sampled power; needs ``min_samples`` readings inside the window. ``scope`` says what
+    the reader's watts cover."""
 
     def __init__(
         self,
@@ -148,10 +217,13 @@ class SampledCollector:
         rate_hz: float = 10.0,
         min_samples: int = 2,
         clock=time.monotonic,
+        *,
+        scope: Scope,
     ):
-        self.source, self.provenance, self.min_samples = source, provenance, min_samples
+        self.source, self.provenance, self.min_samples, self.scope = source, provenance, min_samples, scope
         self.sampler = PowerSampler(read, rate_hz, clock)
         self.clock = clock
+        self.rate_hz = rate_hz
 
     def start(self) -> None:
         self.t0 = self.clock()
@@ -170,9 +242,9 @@ class SampledCollector:
                     f"({self.sampler.missing} without a value); at least {self.min_samples} are needed"
                 )
             )
-            return unavailable(self.source, why, window)
+            return unavailable(self.source, why, window, self.rate_hz)
         energy = integrate(samples, self.t0, t1)
-        extra = {"power_samples_missing": self.sampler.missing, "power_rate_hz": 1.0 / self.sampler.period}
+        extra = {"power_samples_missing": self.sampler.missing}
         if self.sampler.errors:
             extra["power_partial_reason"] = (
                 f"{len(self.sampler.errors)} of {len(samples) + self.sampler.missing} readings failed "
@@ -187,6 +259,8 @@ class SampledCollector:
             power_w_peak=max(w for _, w in samples),
             samples=[(t - self.t0, w) for t, w in samples],
             extra=extra,
+            scope=self.scope,
+            rate_hz=self.rate_hz,
         )
 
 
