@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from reports import FORMATS, MISSING, figures
+from reports.diagnosis_tables import diagnosis_sections
 from reports.forecast_tables import FORECAST_SETTING, forecast_table
 from reports.pairing import pair_records
 from reports.scorecard import SATURATION, SCORECARD_SETTING, cell_colour, scorecard_table
@@ -76,6 +77,7 @@ def sections(records: list[dict], with_figures: bool) -> tuple[list[Section], li
             "loss difference over the Adam steps.",
             [_fig(fig(figures.parity, pairing), "parity", "Relative loss difference per step.")],
         ),
+        *diagnosis_sections(records, Section, MISSING),
         Section(
             "Runs",
             runs,
