@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from reports import MISSING, figures
+from reports.diagnosis_tables import diagnosis_sections
 from reports.forecast_tables import FORECAST_SETTING, forecast_table
 from reports.output import REPORT_TITLE, check_target, write_file
 from reports.pairing import pair_records
@@ -77,6 +78,7 @@ def sections(records: list[dict], with_figures: bool) -> tuple[list[Section], li
             "loss difference over the Adam steps.",
             [_fig(fig(figures.parity, pairing), "parity", "Relative loss difference per step.")],
         ),
+        *diagnosis_sections(records, Section, MISSING),
         Section(
             "Runs",
             runs,

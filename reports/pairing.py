@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from runners.records.schema import FIELDS, IDENTITY_FIELDS, run_key
+from runners.records.schema import COMPLETE_COMPARISONS, FIELDS, IDENTITY_FIELDS, run_key
 
 # The kinds that compare two runs rather than being one (parity of a training pair, of a forecast pair): those
 # whose schema has no outcome (status); they join their runs' group on the shared fingerprint.
@@ -77,7 +77,7 @@ def pair_records(records: list[dict]) -> Pairing:
     for g in groups.values():
         by_workload.setdefault((g.workload, g.task), []).append(g)
     for (workload, task), gs in by_workload.items():
-        for other in gs[1:]:
+        for other in gs[1:] if task not in COMPLETE_COMPARISONS else []:
             why = difference(gs[0].identity, other.identity)
             refusals.append(
                 f"{workload} ({task}): runs {gs[0].fingerprint} and {other.fingerprint} are not compared: "

@@ -1,5 +1,5 @@
-"""The ``pairbench`` command: ``run`` (paired runs; no options = the demo), ``skill``, ``forecast``, ``report``,
-``devices``, ``workloads``."""
+"""The ``pairbench`` command: ``run`` (paired runs; no options = the demo), ``skill``, ``forecast``, ``diagnose``,
+``report``, ``devices``, ``workloads``."""
 
 from __future__ import annotations
 
@@ -256,6 +256,7 @@ def _parser() -> argparse.ArgumentParser:
     fc.add_argument("--timeout", type=float, default=ForecastOptions.timeout_s)
     fc.add_argument("--report", type=Path, default=None, help="the HTML report (default RESULTS_DIR/report.html)")
 
+    _diagnose_parser(sub)
     rp = sub.add_parser("report", help="pair records and write an HTML, Markdown or CSV report")
     rp.add_argument("results", nargs="+", type=Path, help="records.jsonl files, or directories holding one")
     rp.add_argument(
@@ -271,6 +272,46 @@ def _parser() -> argparse.ArgumentParser:
     wl = sub.add_parser("workloads", help="list workloads with parameter counts and FLOPs")
     wl.add_argument("--json", action="store_true")
     return p
+
+
+def _diagnose_parser(sub) -> None:
+    """``pairbench diagnose``: its options (defaults from DiagnoseOptions)."""
+    from runners.options import DiagnoseOptions
+
+    side = (
+        "framework[:key=value,...], keys mode (eager|compiled), precision (fp32|bf16|fp16), spectral (fft|dft); "
+        "fp32 eager and the workload's transform unless named"
+    )
+    dg = sub.add_parser(
+        "diagnose", help="feed the same weights and batch through two computations and compare them layer by layer"
+    )
+    dg.add_argument("--workload", default=DEFAULT_WORKLOAD)
+    dg.add_argument(
+        "--a", default=DiagnoseOptions.a, help=f"side a (the reference), default {DiagnoseOptions.a}: {side}"
+    )
+    dg.add_argument("--b", default=DiagnoseOptions.b, help=f"side b, default {DiagnoseOptions.b}")
+    dg.add_argument("--device", default=DiagnoseOptions.device, help="cpu, cuda[:i], ascend[:i] or auto")
+    dg.add_argument("--threads", type=int, default=None, help="intra-op threads per side's process")
+    dg.add_argument("--batch-size", type=int, default=None, help="the input batch (default: the workload's)")
+    dg.add_argument("--seed", type=int, default=None, help="weights and data seed; fresh by default")
+    dg.add_argument("--weights", default=None, help="a safetensors file or NVlabs checkpoint (default: fresh init)")
+    dg.add_argument("--results-dir", type=Path, default=DiagnoseOptions.results_dir)
+    dg.add_argument("--timeout", type=float, default=DiagnoseOptions.timeout_s, help="seconds per side")
+    dg.add_argument("--report", type=Path, default=None, help="the HTML report (default RESULTS_DIR/report.html)")
+
+
+def _cmd_diagnose(args) -> int:
+    from reports.diagnosis_tables import diagnosis_lines
+    from runners.experiments.diagnose import run_diagnose
+    from runners.options import DiagnoseOptions
+
+    _resolve_auto(args)
+    outcome = run_diagnose(fill(DiagnoseOptions, args))
+    print()
+    print("\n".join(diagnosis_lines(outcome.record)))
+    print(f"\n{where_records_went(records_path(args.results_dir))}; run files in {outcome.run_dir}")
+    _write_report(args, [outcome.record])
+    return 0 if outcome.ok else 1
 
 
 def _cmd_workloads(args) -> int:
@@ -588,7 +629,7 @@ def _interrupt_once(signum, frame):
 
 def _interrupted(args, written: int) -> str:
     """The one line an interrupted command ends with."""
-    if args.command not in ("run", "skill", "forecast"):
+    if args.command not in ("run", "skill", "forecast", "diagnose"):
         return "interrupted"
     resume = "; --resume continues" if args.command == "run" and args.nproc == 1 and args.nnodes == 1 else ""
     return f"interrupted: {written} records written{resume}"
@@ -611,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGINT, _interrupt_once) if ours else None
     try:
         cpu_tdp_override(os.environ)  # checked before any work, not inside the workers after it
-        if args.command in ("run", "skill", "forecast"):
+        if args.command in ("run", "skill", "forecast", "diagnose"):
             from runners.records.store import locked, ready_store
 
             with locked(args.results_dir):
@@ -622,7 +663,8 @@ def main(argv: list[str] | None = None) -> int:
                     check_target(report, "html", sources)
                 for said in ready_store(args.results_dir):
                     print(f"pairbench: {said}", file=sys.stderr)
-                return {"run": _cmd_run, "skill": _cmd_skill, "forecast": _cmd_forecast}[args.command](args)
+                commands = {"run": _cmd_run, "skill": _cmd_skill, "forecast": _cmd_forecast, "diagnose": _cmd_diagnose}
+                return commands[args.command](args)
         return {
             "report": _cmd_report,
             "workloads": _cmd_workloads,

@@ -3,7 +3,7 @@ the experiments, the asv suite and the tests take them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from runners.devices import parse_device
@@ -130,3 +130,77 @@ def check_common(opts) -> None:
         raise PairbenchError(f"timeout must be a positive number of seconds, got {opts.timeout_s:g}")
     if Path(opts.results_dir).exists() and not Path(opts.results_dir).is_dir():
         raise PairbenchError(f"results directory {opts.results_dir} is a file, not a directory")
+
+
+# ``pairbench diagnose``: each side is a framework and its settings, ``framework[:key=value,...]``.
+SIDE_KEYS = ("mode", "precision", "spectral")
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a diagnosis: a framework, its mode and precision, and its spectral transform (None: the
+    workload's own)."""
+
+    framework: str
+    mode: str = "eager"
+    precision: str = "fp32"
+    spectral: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The side as ``parse_side`` reads it, every setting named."""
+        spectral = f",spectral={self.spectral}" if self.spectral else ""
+        return f"{self.framework}:mode={self.mode},precision={self.precision}{spectral}"
+
+
+def parse_side(text: str) -> Side:
+    """``framework[:key=value,...]`` (keys: SIDE_KEYS; ',' or ':' between settings) as a Side; anything else is one
+    sentence."""
+    if not str(text).isprintable():
+        raise PairbenchError("it holds characters that cannot be printed (a line break, a control character)")
+    framework, _, rest = str(text).strip().partition(":")
+    check_framework(framework.strip())
+    values: dict[str, str] = {}
+    for item in filter(None, (s.strip() for s in rest.replace(":", ",").split(","))):
+        key, eq, value = (s.strip() for s in item.partition("="))
+        if key not in SIDE_KEYS or not eq or not value:
+            raise PairbenchError(f"'{item}' is not key=value with a key of {', '.join(SIDE_KEYS)}")
+        if key in values:
+            raise PairbenchError(f"{key} is named twice")
+        values[key] = value
+    return Side(framework.strip(), **values)
+
+
+@dataclass
+class DiagnoseOptions:
+    """``pairbench diagnose``: the same weights and input batch through side ``a`` and side ``b`` (see parse_side),
+    compared layer by layer."""
+
+    workload: str = DEFAULT_WORKLOAD
+    a: str = "torch"
+    b: str = "mindspore"
+    device: str = "cpu"
+    threads: int | None = None
+    batch_size: int | None = None
+    seed: int | None = None
+    weights: str | None = None
+    results_dir: Path = Path("results")
+    timeout_s: float = 3600.0
+    model: dict = field(default_factory=dict)
+
+    def sides(self) -> tuple[Side, Side]:
+        return parse_side(self.a), parse_side(self.b)
+
+    def validate(self) -> None:
+        """This command's options, then each side's settings, by the rules of a paired run's (PairOptions)."""
+        common = PairOptions(
+            workload=self.workload, device=self.device, threads=self.threads, batch_size=self.batch_size,
+            seed=self.seed, results_dir=self.results_dir, timeout_s=self.timeout_s,
+        )  # fmt: skip
+        common.validate()
+        for name, text in (("a", self.a), ("b", self.b)):
+            try:
+                side = parse_side(text)
+                replace(common, frameworks=(side.framework,), precision=side.precision, mode=side.mode).validate()
+            except PairbenchError as exc:
+                raise PairbenchError(f"side {name} {text!r}: {exc}") from None

@@ -20,6 +20,7 @@ import numpy as np
 
 from metrics.cpu import cpu_features
 from metrics.power.collectors import cpu_name
+from runners.execution.capture import execute_diagnose
 from runners.execution.rollout import execute_forecast
 from runners.execution.tasks import execute_pair, execute_skill
 from runners.spec import PairbenchError, RunConfig, UnsupportedError, check_framework, load_object
@@ -79,6 +80,8 @@ def execute(run: RunConfig) -> tuple[dict, dict[str, np.ndarray]]:
         result, arrays = execute_pair(run, spec, runner)
     elif run.task == "forecast":
         result, arrays = execute_forecast(run, spec, runner)
+    elif run.task == "diagnose":
+        result, arrays = execute_diagnose(run, spec, runner)
     else:
         raise PairbenchError(f"unknown task '{run.task}'")
     result = {

@@ -22,12 +22,13 @@ from runners.experiments.runs import (
     run_worker,
     source_commit,
     stamped_run_dir,
+    starting_weights,
 )
 from runners.options import PairOptions
 from runners.records import schema
 from runners.records.store import append_record, read_records_lenient, records_path
 from runners.spec import PairbenchError, RunConfig, masked_objective_refusal
-from runners.weights.canonical import check_weights, load_weights, save_weights, weights_digest
+from runners.weights.canonical import save_weights, weights_digest
 from runners.workloads.registry import get_workload
 
 
@@ -168,13 +169,7 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
         raise PairbenchError(refusal)
     seed = secrets.randbits(31) if opts.seed is None else opts.seed
     batch = opts.batch_size or spec.batch_size
-    if opts.weights:  # read and checked before anything is written: a refusal leaves no run folder behind
-        tensors = load_weights(Path(opts.weights), spec.model)
-        weights_source = str(opts.weights)
-    else:
-        tensors = spec.model.init_weights(seed)
-        weights_source = f"init_weights(seed={seed})"
-    check_weights(spec.model, tensors, weights_source)
+    tensors, weights_source = starting_weights(spec, opts.weights, seed)
     hp = spec.hyper_parameters()
     ident = schema.identity(
         "run",

@@ -17,6 +17,7 @@ from runners.devices import parse_device
 from runners.execution.lifeline import PARENT_ENV, die_with_parent, parent_token
 from runners.records import schema
 from runners.spec import PairbenchError, RunConfig
+from runners.weights.canonical import check_weights, load_weights
 
 
 def utc_stamp() -> str:
@@ -28,6 +29,17 @@ def stamped_run_dir(results_dir: Path, name: str) -> tuple[str, Path]:
     """A run's time stamp and its fresh folder ``<stamp>-<name>`` in ``results_dir``."""
     stamp = utc_stamp()
     return stamp, new_run_dir(Path(results_dir), f"{stamp}-{name}")
+
+
+def starting_weights(spec, weights: str | None, seed: int) -> tuple[dict, str]:
+    """A run's starting weights and where they come from: the file ``weights`` names, read and checked before
+    anything is written (a refusal leaves no run folder behind), else a fresh init from ``seed``."""
+    if weights:
+        tensors, source = load_weights(Path(weights), spec.model), str(weights)
+    else:
+        tensors, source = spec.model.init_weights(seed), f"init_weights(seed={seed})"
+    check_weights(spec.model, tensors, source)
+    return tensors, source
 
 
 def device_profile(run: RunConfig, result: dict):

@@ -34,6 +34,10 @@ TASK_OF_KIND = {
     "run": "pair", "parity": "pair", "skill": "skill", "data_parallel": "data_parallel", "forecast": "forecast",
     "forecast_parity": "forecast",
 }  # fmt: skip
+# The diagnosis kind (pairbench diagnose, runners.experiments.diagnose): two sides compared layer by layer.
+KINDS = (*KINDS, "diagnosis")
+TASK_OF_KIND["diagnosis"] = "diagnose"
+COMPLETE_COMPARISONS = ("diagnose",)  # tasks each of whose records compares two computations on its own: never paired
 STATUSES = ("ok", "failed", "unsupported", "unavailable")
 PROVENANCE = ("measured", "estimated", "unavailable")
 VERDICTS = ("pass", "fail", "bounds not established")
@@ -196,6 +200,20 @@ PATTERNS: dict[str, list[tuple[re.Pattern, str]]] = {
     "forecast": [(re.compile(r"^(power|energy)_\w+$"), "any")],
     "forecast_parity": [],
 }
+# A diagnosis: its identity is side a's setting (precision, mode) with both sides named in ``data["sides"]``;
+# ``side_a``/``side_b`` say how each ran (framework version, how its layers were captured and whether capture
+# changed its output); ``layers`` holds one row per layer in execution order (relative L2 of the outputs, max abs
+# difference, non-finite counts on each side, the bound and whether it is exceeded, the worst parameter gradient);
+# ``gradients`` one row per parameter.
+FIELDS["diagnosis"] = [
+    *COMMON,
+    *_f("weights_source:str side_a:dict side_b:dict layers:list gradients:list unmatched:strs"),
+    *_f("tolerances:dict? bounds_source:str"),
+    *_f("first_past_bound:str? first_gradient_past_bound:str? first_nonfinite:str? first_nonfinite_side:str?"),
+    *_f("verdict:str", choices=(*VERDICTS, "not compared")),
+    *_f("reason:str", "opt"),
+]
+PATTERNS["diagnosis"] = []
 
 
 def _finite(v) -> bool:
