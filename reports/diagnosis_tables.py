@@ -76,7 +76,7 @@ def layer_frame(record: dict) -> pd.DataFrame:
     bound = (record["tolerances"] or {}).get("forward")
     rows = []
     for r in record["layers"]:
-        row = {**r, "shape": _shape(r["shape"]), "bound": bound}
+        row = {"bound": bound, **r, "shape": _shape(r["shape"])}
         row["past_bound"] = {True: "PAST", False: "ok"}.get(r["past_bound"])
         rows.append({label: row.get(key) for key, label in LAYER_COLUMNS.items()})
     return pd.DataFrame(rows, columns=list(LAYER_COLUMNS.values()))
@@ -95,6 +95,8 @@ def finding_lines(record: dict) -> list[str]:
         return [f"not compared: {record['reason']}"]
     if tol is None:
         past = f"first layer past its bound: none can be named ({record['bounds_source']})"
+    elif tol.get("per_layer"):
+        past = f"first layer past its bound (each its own, measured): {record['first_past_bound'] or 'none'}"
     else:
         past = f"first layer past its bound (relative L2 <= {tol['forward']:g}): {record['first_past_bound'] or 'none'}"
     lines = [past]
@@ -110,7 +112,7 @@ def finding_lines(record: dict) -> list[str]:
     )
     grad = record["first_gradient_past_bound"]
     if tol is not None or grad:
-        limit = f" (relative L2 <= {tol['gradients']:g})" if tol else ""
+        limit = f" (relative L2 <= {tol['gradients']:g})" if tol and not tol.get("per_layer") else ""
         lines.append(f"first parameter gradient past its bound{limit}: {grad or 'none'}")
     odd = [f"{g['parameter']} (side {g['only_on']} only)" for g in record["gradients"] if g.get("only_on")]
     if odd:
@@ -143,6 +145,13 @@ def _diagnoses(records: list[dict]) -> list[dict]:
     return [r for r in records if r["record_type"] == "diagnosis"]
 
 
+def _bound_label(record: dict) -> str:
+    tol = record["tolerances"]
+    if tol is None:
+        return record["bounds_source"]
+    return "per layer, measured on this CPU" if tol.get("per_layer") else f"{tol['forward']:g}"
+
+
 def summary_table(records: list[dict]) -> pd.DataFrame:
     """One row per diagnosis: its sides, verdict, first layer past its bound, first non-finite value, each side's
     capture, and the bound."""
@@ -160,7 +169,7 @@ def summary_table(records: list[dict]) -> pd.DataFrame:
                 else None,
                 "capture a": capture_phrase(r["side_a"]),
                 "capture b": capture_phrase(r["side_b"]),
-                "bound": r["bounds_source"] if r["tolerances"] is None else f"{r['tolerances']['forward']:g}",
+                "bound": _bound_label(r),
                 "run_id": r["run_id"],
             }
         )

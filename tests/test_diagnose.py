@@ -129,12 +129,20 @@ def test_layers_of_one_side_only_and_different_shapes_are_named_not_compared():
     assert found["first_past_bound"] is None and found["first_nonfinite"] is None
 
 
-def test_bounds_apply_at_one_precision_only_and_low_precision_has_none_assumed():
-    fp32, source = layer_bounds(Side("torch"), Side("mindspore"), "cpu")
+def test_bounds_apply_at_one_precision_only_and_low_precision_has_none_assumed(monkeypatch):
+    import runners.experiments.diagnose as diagnose
+
+    fp32, source = layer_bounds(Side("torch"), Side("mindspore"), "cpu", "fourcastnet-tiny")
     assert fp32 == {"forward": 1e-5, "gradients": 1e-4, "losses": 1e-4} and "fp32" in source
-    none, why = layer_bounds(Side("torch", precision="bf16"), Side("torch", "compiled", "bf16"), "cpu")
-    assert none is None and why.startswith("bounds not established")
-    mixed, why = layer_bounds(Side("torch"), Side("torch", precision="bf16"), "cpu")
+    monkeypatch.setattr(diagnose, "cpu_features", lambda: "avx2,fma")  # a CPU no bound was measured on
+    none, why = layer_bounds(
+        Side("torch", precision="bf16"), Side("torch", "compiled", "bf16"), "cpu", "fourcastnet-tiny"
+    )
+    assert none is None and why.startswith("bounds not established: per-layer bounds were measured on another CPU")
+    assert why.endswith("this CPU has avx2,fma")
+    none, why = layer_bounds(Side("torch", precision="bf16"), Side("torch", "compiled", "bf16"), "cpu", "toy-mlp")
+    assert none is None and "no per-layer bounds have been measured" in why
+    mixed, why = layer_bounds(Side("torch"), Side("torch", precision="bf16"), "cuda", "fourcastnet-tiny")
     assert mixed is None and "different precisions (fp32, bf16)" in why
     x = [("l", np.ones(4, np.float32)), (MODEL, np.ones(4, np.float32))]
     y = [("l", np.full(4, 1.5, np.float32)), (MODEL, np.ones(4, np.float32))]
@@ -256,3 +264,66 @@ def test_compiled_sides_say_how_they_were_captured(tmp_path):
     assert [r["layer"] for r in graph["layers"]] == [MODEL] and graph["first_past_bound"] == MODEL
     assert graph["side_b"]["per_layer"] is False and graph["side_b"]["method"].startswith("not possible in graph mode")
     assert len(graph["unmatched"]) == 5
+
+
+def _diagnosis(seed: int, rel: float, grad: float) -> dict:
+    return {
+        "workload": "w", "seed": seed, "first_nonfinite": None,
+        "side_a": {"label": "torch:mode=eager,precision=fp32"}, "side_b": {"label": "torch:mode=eager,precision=bf16"},
+        "layers": [
+            {"layer": "fc", "rel_l2": rel}, {"layer": "same", "rel_l2": 0.0},
+            {"layer": "x", "rel_l2": None, "note": "shapes differ"},
+        ],
+        "gradients": [{"parameter": "fc.weight", "rel_l2": grad}],
+    }  # fmt: skip
+
+
+def test_per_layer_bounds_are_measured_over_seeds_and_found_only_on_the_same_cpu_and_versions(tmp_path):
+    from metrics.layer_bounds import FACTOR, FLOOR, entry_from_diagnoses, load, lookup
+
+    versions = {"torch": "2.13.0+cpu"}
+    entry = entry_from_diagnoses([_diagnosis(1, 1e-3, 1e-2), _diagnosis(2, 2e-3, 5e-3)], "cpu X", "avx2", versions, "d")
+    assert entry["layers"]["fc"] == {"measured": 2e-3, "bound": FACTOR * 2e-3}
+    assert entry["layers"]["same"]["bound"] == FLOOR and "x" not in entry["layers"]  # bit-identical: the floor
+    assert entry["gradients"]["fc.weight"]["bound"] == FACTOR * 1e-2 and entry["seeds"] == [1, 2]
+    a, b = entry["side_a"], entry["side_b"]
+    bounds, source = lookup("w", a, b, "avx2", versions, [entry])
+    assert bounds["layers"]["fc"] == FACTOR * 2e-3 and "measured on cpu X (avx2)" in source
+    assert lookup("w", a, b, "avx2,amx_bf16", versions, [entry])[0] is None  # another CPU: never assumed
+    none, why = lookup("w", a, b, "avx2", {"torch": "2.14.0"}, [entry])
+    assert none is None and "other framework versions only: torch 2.13.0+cpu" in why
+    with pytest.raises(ValueError, match="non-finite"):
+        entry_from_diagnoses([{**_diagnosis(1, 1e-3, 0), "first_nonfinite": "fc"}], "c", "f", versions, "d")
+    with pytest.raises(ValueError, match="compare different things"):
+        entry_from_diagnoses([_diagnosis(1, 0, 0), {**_diagnosis(2, 0, 0), "workload": "v"}], "c", "f", versions, "d")
+    bad = tmp_path / "b.json"
+    bad.write_text('{"entries": [{"workload": 1}, ' + json.dumps(entry) + "]}")
+    assert load(bad) == [entry]  # a malformed entry is left out
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="cannot be read as layer bounds"):
+        load(bad)
+    assert load(tmp_path / "absent.json") == []
+
+
+@needs_both
+def test_bf16_eager_against_compiled_names_the_first_diverging_layer_or_none(tmp_path):
+    """Issue 22's case: fourcastnet-tiny, PyTorch bf16 eager against compiled. Where per-layer bounds were measured
+    on this CPU, every layer is held to its own; elsewhere none is assumed. Either way a non-finite value is named."""
+    from metrics.cpu import cpu_features
+    from metrics.layer_bounds import lookup
+    from runners.experiments.diagnose import framework_versions, run_diagnose
+
+    a, b = "torch:precision=bf16", "torch:precision=bf16,mode=compiled"
+    out = run_diagnose(DiagnoseOptions(a=a, b=b, seed=5, threads=1, results_dir=tmp_path), progress=lambda s: None)
+    rec = out.record
+    sides = (parse_side(a), parse_side(b))
+    measured, why = lookup(
+        "fourcastnet-tiny", sides[0].label, sides[1].label, cpu_features(), framework_versions(*sides)
+    )
+    if rec["first_nonfinite"]:  # the compiler defect of issue 22, on a CPU that has it
+        assert rec["verdict"] == "fail" and rec["first_nonfinite_side"] == "b", rec
+    elif measured is None:
+        assert rec["verdict"] == "bounds not established" and why in rec["bounds_source"]
+    else:
+        assert rec["tolerances"]["per_layer"] and rec["verdict"] == "pass", rec["first_past_bound"]
+        assert rec["first_past_bound"] is None and all(r["bound"] is not None for r in rec["layers"] if "note" not in r)

@@ -9,10 +9,13 @@ import json
 import math
 import secrets
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
+from metrics.cpu import cpu_features
+from metrics.layer_bounds import lookup
 from metrics.parity import NOT_ESTABLISHED, bounds_for, has_gradient, relative_l2
 from runners.data.synthetic import DATA_GENERATOR
 from runners.devices import parse_device
@@ -45,12 +48,41 @@ class DiagnoseOutcome:
         return self.record["verdict"] in ("pass", NOT_ESTABLISHED)
 
 
-def layer_bounds(a: Side, b: Side, device_kind: str) -> tuple[dict | None, str]:
-    """The bounds every layer is held to (metrics.parity.bounds_for: fp32's, or one measured at that precision on
-    that device kind), and where they come from; none where the sides compute at different precisions."""
+def framework_versions(*sides: Side) -> dict[str, str]:
+    """The installed version of each side's framework, read from its package metadata (nothing imported)."""
+    out = {}
+    for side in sides:
+        try:
+            out[side.framework] = metadata.version(side.framework)
+        except metadata.PackageNotFoundError:
+            out[side.framework] = "not installed"
+    return out
+
+
+def layer_bounds(a: Side, b: Side, device_kind: str, workload: str) -> tuple[dict | None, str]:
+    """The bounds the layers are held to, and where they come from: fp32's acceptance bounds (metrics.parity) for
+    every layer of an fp32 comparison; for a low-precision one on CPU, per-layer bounds measured for exactly these
+    sides on a CPU with this one's features and these framework versions (metrics.layer_bounds), never assumed
+    from another CPU; elsewhere a bound measured at that precision on that device kind, if any."""
+    if a.precision == b.precision == "fp32":
+        return bounds_for("fp32", device_kind)
+    if device_kind == "cpu":
+        per_layer, source = lookup(workload, a.label, b.label, cpu_features(), framework_versions(a, b))
+        if per_layer is None:
+            return None, f"{NOT_ESTABLISHED}: {source}"
+        return {"per_layer": True, **per_layer}, source
     if a.precision != b.precision:
         return None, f"{NOT_ESTABLISHED}: the sides compute at different precisions ({a.precision}, {b.precision})"
     return bounds_for(a.precision, device_kind)
+
+
+def _bound_of(bounds: dict | None, kind: str, name: str) -> float | None:
+    """The bound of one layer (``kind`` "layers") or parameter gradient ("gradients"); None where none applies."""
+    if bounds is None:
+        return None
+    if bounds.get("per_layer"):
+        return bounds[kind].get(name)
+    return bounds["forward" if kind == "layers" else "gradients"]
 
 
 def _finite(value: float) -> float | None:
@@ -69,6 +101,7 @@ def compare_layer(name: str, va: np.ndarray, vb: np.ndarray, bound: float | None
     both = np.isfinite(va) & np.isfinite(vb)
     diff = np.abs(vb.astype(np.float64) - va)[both]
     row.update(rel_l2=_finite(rel), max_abs_diff=float(diff.max()) if diff.size else None)
+    row["bound"] = bound
     row["past_bound"] = None if bound is None else not rel <= bound
     return row
 
@@ -100,15 +133,18 @@ def _first(rows: list[dict], test) -> dict | None:
 def compare_sides(layers: dict[str, list[tuple[str, np.ndarray]]], grads: dict[str, dict], bounds: dict | None) -> dict:
     """The diagnosis of side b against side a: a row per layer both captured (in a's order), a row per parameter,
     the layers only one side has, the first layer past its bound and the first with a non-finite value."""
-    forward, gradient = (None, None) if bounds is None else (bounds["forward"], bounds["gradients"])
     by_name = {side: dict(layers[side]) for side in SIDES}
-    rows = [compare_layer(n, v, by_name["b"][n], forward) for n, v in layers["a"] if n in by_name["b"]]
+    rows = [
+        compare_layer(n, v, by_name["b"][n], _bound_of(bounds, "layers", n))
+        for n, v in layers["a"]
+        if n in by_name["b"]
+    ]
     unmatched = [
         f"{n} (side {s} only)" for s, o in (("a", "b"), ("b", "a")) for n, _ in layers[s] if n not in by_name[o]
     ]
     order = {r["layer"]: i for i, r in enumerate(rows)}
     names = sorted(grads["a"], key=lambda p: order.get(layer_of(p), len(order)))
-    grad_rows = [compare_gradient(p, grads["a"][p], grads["b"][p], gradient) for p in names]
+    grad_rows = [compare_gradient(p, grads["a"][p], grads["b"][p], _bound_of(bounds, "gradients", p)) for p in names]
     for row in rows:
         own = [g for g in grad_rows if g["layer"] == row["layer"] and g["rel_l2"] is not None]
         worst = max(own, key=lambda g: g["rel_l2"], default=None)
@@ -183,7 +219,7 @@ def run_diagnose(opts: DiagnoseOptions, progress=print) -> DiagnoseOutcome:
     seed = secrets.randbits(31) if opts.seed is None else opts.seed
     batch = opts.batch_size or spec.batch_size
     tensors, weights_source = starting_weights(spec, opts.weights, seed)
-    bounds, source = layer_bounds(sides["a"], sides["b"], parse_device(opts.device).kind)
+    bounds, source = layer_bounds(sides["a"], sides["b"], parse_device(opts.device).kind, spec.name)
     ident = schema.identity(
         "diagnosis",
         model=spec.model.to_dict(),

@@ -190,9 +190,10 @@ _said_pending: set[Path] = set()
 
 def where_records_went(results_file: Path) -> str:
     """The closing line about this process's records: appended to ``results_file``, or kept pending and where."""
-    if not _said_pending:
+    mine = sorted(p for p in _said_pending if p.parent.parent == Path(results_file).parent)
+    if not mine:
         return f"records appended to {results_file}"
-    kept = ", ".join(str(p) for p in sorted(_said_pending))
+    kept = ", ".join(str(p) for p in mine)
     return f"records kept in {kept} ({results_file} could not take them; the next run on the folder appends them)"
 
 
