@@ -190,14 +190,21 @@ TRAJECTORIES_MEASURED = {("fp32", "cpu")}
 
 
 def compare_trajectories(
-    other: np.ndarray, reference: np.ndarray, names: tuple[str, str], precision: str, device_kind: str
-) -> dict:
+    other: np.ndarray, reference: np.ndarray, names: tuple[str, str], precision: str, device_kind: str,
+    leads: list[int] | None = None,
+) -> dict:  # fmt: skip
     """The parity of two forecasts (members, lead, channel, lat, lon) from the same initial conditions: the
-    relative L2 difference at each lead, the bounds and the verdict (``fail`` on any NaN or Inf, named)."""
+    relative L2 difference at each lead, the bounds and the verdict (``fail`` on any NaN or Inf, named).
+    ``leads``: the (1-based, increasing) lead numbers of axis 1 where only some leads were kept, the first and the
+    last among them; ``rel_l2_per_lead`` then has every lead up to the last, None at those not compared."""
     if other.shape != reference.shape or other.ndim < 2:
         raise ValueError(f"trajectories differ in shape: {other.shape} vs {reference.shape}")
-    per_lead = [relative_l2(other[:, k], reference[:, k]) for k in range(reference.shape[1])]
-    nonfinite = [f"lead {k + 1}" for k, v in enumerate(per_lead) if not math.isfinite(v)]
+    leads = list(range(1, reference.shape[1] + 1)) if leads is None else [int(k) for k in leads]
+    if len(leads) != reference.shape[1]:
+        raise ValueError(f"{len(leads)} lead numbers for {reference.shape[1]} leads")
+    compared = {k: relative_l2(other[:, i], reference[:, i]) for i, k in enumerate(leads)}
+    per_lead = [compared.get(k, math.nan) for k in range(1, max(leads, default=0) + 1)]
+    nonfinite = [f"lead {k}" for k, v in compared.items() if not math.isfinite(v)]
     bounds, source = bounds_for(precision, device_kind)
     tolerances = None
     if (precision, device_kind) not in TRAJECTORIES_MEASURED:

@@ -12,7 +12,10 @@ random moment within the time an uninterrupted sweep takes (measured first), and
     python scripts/crash_consistency.py                          # 50 trials, both frameworks (about 40 min)
     python scripts/crash_consistency.py --trials 3 --frameworks torch
 
-Prints one line per trial and a summary; exits 1 if any trial found an inconsistency."""
+Prints one line per trial and a summary: how many trials killed the parent, a worker, and nothing (the sweep had
+ended, or the process ended before the signal reached it: known from what happened, not from what was intended),
+and how many records were lost (reported done but not in the file, or written before the kill and missing after
+--resume). Exits 1 if any trial found an inconsistency or lost a record."""
 
 from __future__ import annotations
 
@@ -69,9 +72,28 @@ def lines_of(path: Path) -> tuple[list[bytes], bytes]:
     return [ln for ln in whole.split(b"\n") if ln.strip()] if whole or data.endswith(b"\n") else [], partial
 
 
+def kill_worker_of(parent: subprocess.Popen) -> str | None:
+    """SIGKILL the first live worker of ``parent``. None where there was none alive (look again); "sent" where the
+    signal was delivered; "killed" where it was delivered to a live process (not a zombie) that is then gone:
+    SIGKILL cannot be caught, so it died by it."""
+    import psutil
+
+    try:
+        kids = [p for p in psutil.Process(parent.pid).children() if WORKER in (p.cmdline() or [])]
+        kids = [p for p in kids if p.status() != psutil.STATUS_ZOMBIE]
+        if not kids:
+            return None
+        kids[0].send_signal(signal.SIGKILL)  # psutil checks the pid is still this process, not a reused one
+    except psutil.Error:  # the parent or the worker ended meanwhile
+        return None
+    gone, _ = psutil.wait_procs(kids[:1], timeout=30)  # reaped by the parent, as a killed worker is
+    return "killed" if gone else "sent"
+
+
 def kill_run(results: Path, frameworks: str, at_s: float, target: str, log: Path) -> dict:
     """Start the sweep, and at ``at_s`` seconds SIGKILL the parent, or (``target`` "worker") the first worker
-    alive at or after that moment. Returns what happened."""
+    alive at or after that moment. Returns what happened: ``killed`` is "parent" only where the parent died by
+    the signal (its exit status says so), "worker" only where a live worker received it and died, else None."""
     import psutil
 
     with open(log, "w") as out:
@@ -83,29 +105,32 @@ def kill_run(results: Path, frameworks: str, at_s: float, target: str, log: Path
         while time.monotonic() < deadline and parent.poll() is None:
             time.sleep(0.02)
         killed = None
-        while parent.poll() is None and killed is None:
+        sent = False
+        while parent.poll() is None and not sent:
             if target == "parent":
-                os.kill(parent.pid, signal.SIGKILL)
-                killed = "parent"
-            else:
                 try:
-                    kids = [p for p in psutil.Process(parent.pid).children() if WORKER in (p.cmdline() or [])]
-                    if kids:
-                        kids[0].kill()
-                        killed = "worker"
-                except psutil.Error:  # the parent or the worker ended meanwhile: look again
-                    kids = []
-                if not kids:
+                    os.kill(parent.pid, signal.SIGKILL)  # our own child, unreaped: its pid cannot be reused
+                    sent = True
+                except ProcessLookupError:
+                    break
+            else:
+                outcome = kill_worker_of(parent)
+                sent = outcome is not None
+                killed = "worker" if outcome == "killed" else None
+                if not sent:
                     time.sleep(0.05)
         parent.wait()
+    if target == "parent" and sent and parent.returncode == -signal.SIGKILL:
+        killed = "parent"  # not where it had exited by itself between the last poll and the signal
     lingering = []
     if killed == "parent":
         _, lingering = psutil.wait_procs(workers_of(results), timeout=15)
     return {"killed": killed, "exit": parent.returncode, "lingering": lingering}
 
 
-def check_trial(results: Path, frameworks: str, at_s: float, target: str) -> tuple[str, list[str]]:
-    """Run one trial; returns (a summary, the problems found)."""
+def check_trial(results: Path, frameworks: str, at_s: float, target: str) -> tuple[str, list[str], str | None, int]:
+    """Run one trial; returns (a summary, the problems found, what it killed: "parent", "worker" or None, the number
+    of records lost)."""
     problems = []
     log = results.parent / f"{results.name}.log"
     what = kill_run(results, frameworks, at_s, target, log)
@@ -118,7 +143,8 @@ def check_trial(results: Path, frameworks: str, at_s: float, target: str) -> tup
     problems += [f"invalid line after the kill: {s}" for s in skipped]
     reported = STATUS_LINE.findall(log.read_text(errors="replace"))
     runs = [r for r in records if r["record_type"] == "run"]
-    if len(runs) < len(reported):
+    lost = max(0, len(reported) - len(runs))
+    if lost:
         problems.append(f"{len(reported)} run(s) reported done but only {len(runs)} recorded")
     if what["lingering"]:
         problems.append(f"{len(what['lingering'])} worker(s) still alive 15 s after the parent was killed")
@@ -136,8 +162,10 @@ def check_trial(results: Path, frameworks: str, at_s: float, target: str) -> tup
     except Exception as exc:  # noqa: BLE001 - any failure to read is the finding
         problems.append(f"records unreadable after --resume: {exc}")
         after = []
-    if [r for r in after[: len(records)]] != records:
-        problems.append("a record written before the kill is missing or changed after --resume")
+    missing = sum(1 for r in records if r not in after)
+    if missing or after[: len(records)] != records:
+        problems.append(f"{missing} record(s) written before the kill missing after --resume, or moved or changed")
+    lost += missing
     if partial:
         aside = path.with_name(path.name + TORN_SUFFIX)
         if not aside.is_file() or partial not in aside.read_bytes():
@@ -152,12 +180,13 @@ def check_trial(results: Path, frameworks: str, at_s: float, target: str) -> tup
             ]  # fmt: skip
             if not ok:
                 problems.append(f"after --resume, no successful {fw} run at batch {batch}")
+    victim = what["killed"] or f"nothing (the sweep exited with {what['exit']})"
     summary = (
-        f"kill {target} at {at_s:5.1f} s: killed {what['killed'] or 'nothing (the sweep had ended)'}, "
+        f"kill {target} at {at_s:5.1f} s: killed {victim}, "
         f"{len(runs)} run record(s) before, partial line: {'yes' if partial else 'no'}, "
         f"{len(after)} record(s) after --resume"
     )
-    return summary, problems
+    return summary, problems, what["killed"], lost
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,14 +212,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"crash_consistency: the uninterrupted sweep failed:\n{calibration.stdout[-2000:]}", file=sys.stderr)
         return 2
     print(f"uninterrupted sweep ({args.frameworks}, batches {BATCHES}): {span:.1f} s; files in {work}")
-    bad = 0
+    bad, lost, killed = 0, 0, {"parent": 0, "worker": 0, None: 0}
     for i in range(args.trials):
         target = ("parent", "worker")[i % 2]  # both, in turn; the moment is random
-        summary, problems = check_trial(work / f"trial-{i:03d}", args.frameworks, rng.uniform(0.2, span), target)
+        at_s = rng.uniform(0.2, span)
+        summary, problems, what, n_lost = check_trial(work / f"trial-{i:03d}", args.frameworks, at_s, target)
         bad += bool(problems)
+        lost += n_lost
+        killed[what] += 1
         print(f"trial {i + 1:3d}: {summary}: " + ("consistent" if not problems else "; ".join(problems)), flush=True)
+    print(f"killed the parent: {killed['parent']}, a worker: {killed['worker']}, nothing: {killed[None]}")
+    print(f"lost records: {lost}")
     print(f"{args.trials - bad}/{args.trials} trials consistent")
-    return 1 if bad else 0
+    return 1 if bad or lost else 0
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -90,14 +91,37 @@ def plan(device: str, results: Path, large: str = LARGE_WORKLOADS[0]) -> list[tu
     ]
 
 
-# What a run that did not fit says: the frameworks' own messages, or the kernel's OOM killer (SIGKILL).
-OOM_SIGNS = ("out of memory", "outofmemory", "oom", "memory allocation", "memory isn't enough", "not enough memory",
-             "killed by signal 9")  # fmt: skip
+# What a run that did not fit says, in the frameworks' own words (a failed record's reason is the worker's
+# "<exception type>: <first line of its message>"). PyTorch: torch.OutOfMemoryError (torch.cuda.OutOfMemoryError is
+# the same class) "CUDA out of memory. Tried to allocate ...", its host allocator's "DefaultCPUAllocator: can't
+# allocate memory" / "not enough memory". MindSpore 2.10 (the wording in its libraries): its memory pool's "Memory
+# not enough: ...", "Device(id:0) memory isn't enough and alloc failed, ...", "Malloc for kernel output failed,
+# Memory isn't enough, ...", and on Ascend "Malloc device memory failed, size[...]", "Out of Memory!!! Request
+# memory size ...", "Out of memory, Alloc GE memory failed". Nothing else counts: not a worker killed by a signal
+# (which the kernel's OOM killer is only one cause of), never a word inside a path.
+OOM_MESSAGES = re.compile(
+    r"^(?:torch\.(?:cuda\.)?)?OutOfMemoryError:"
+    r"|\bCUDA out of memory\b"
+    r"|\bDefaultCPUAllocator: (?:can't allocate memory|not enough memory)"
+    r"|\bMemory not enough:"
+    r"|\bDevice\(id:\d+\) memory isn't enough and alloc failed"
+    r"|\bMalloc for kernel (?:input|output) failed, Memory isn't enough"
+    r"|\bMalloc device memory failed, size\["
+    r"|\bOut of Memory!!! Request memory size"
+    r"|\bOut of memory, Alloc GE memory failed"
+)
+# Where a reason names a file: the worker's log, "(log: PATH)" at its end, a quoted path (as an OSError gives it),
+# and any other word holding a slash.
+_PATHS = re.compile(r"\s*\(log: .*\)\s*$|'[^']*/[^']*'|\"[^\"]*/[^\"]*\"|\S*/\S*")
 
 
 def out_of_memory(records: list[dict], workload: str) -> bool:
-    reasons = " ".join(r.get("reason") or "" for r in records if r.get("workload") == workload)
-    return any(sign in reasons.lower() for sign in OOM_SIGNS)
+    """Whether a run of ``workload`` failed for want of memory, as its framework said (:data:`OOM_MESSAGES`)."""
+    return any(
+        OOM_MESSAGES.search(_PATHS.sub(" ", r.get("reason") or ""))
+        for r in records
+        if r.get("workload") == workload and r.get("status") == "failed"
+    )
 
 
 def summarize(records: list[dict], device: str, elapsed_s: float) -> list[str]:

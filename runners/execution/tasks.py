@@ -14,7 +14,7 @@ from metrics.timing import time_steps
 from runners.data.synthetic import synthetic_batch
 from runners.execution.rollout import data_reader, data_rollout, window_collector
 from runners.records.schema import POWER_WINDOWS
-from runners.spec import RunConfig, UnsupportedError, masked_objective_refusal, scored_mask
+from runners.spec import PairbenchError, RunConfig, UnsupportedError, masked_objective_refusal, scored_mask
 
 # The timed steps' inputs are staged on the device before the power window opens when they take at most this
 # much memory, so that the window holds the timed steps only; larger inputs are prepared step by step inside it.
@@ -118,6 +118,20 @@ def execute_pair(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.ndarr
     return result, arrays
 
 
+def training_order(train, breaks, seed: int, size: tuple[int, int]) -> np.ndarray:
+    """The time of each training pair's input, (steps, batch): the pair is (t, t + 1), both inside ``train``
+    ([start, end)), none crossing from one data file to the next (``breaks``, see
+    runners.data.dataset.Dataset.breaks); drawn from ``seed``, so the same batch order in every framework."""
+    t0, t1 = train
+    rng = np.random.default_rng([seed, 1])
+    if breaks:
+        starts = np.setdiff1d(np.arange(t0, t1 - 1), breaks)
+        if starts.size == 0:
+            raise PairbenchError(f"the training split {tuple(train)} holds no two consecutive times of one data file")
+        return starts[rng.integers(0, starts.size, size=size)]
+    return rng.integers(t0, t1 - 1, size=size)
+
+
 def execute_skill(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.ndarray]]:
     """Train on the data set for the budget (or until the target, ``data["target"]``), then roll out; forecasts
     are returned normalised.
@@ -129,14 +143,7 @@ def execute_skill(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.ndar
     d = run.data
     fields, data_mask = data_reader(d)
     n_out = spec.model.out_chans
-    t0, t1 = d["train"]
-    rng = np.random.default_rng([run.seed, 1])  # the same batch order in every framework
-    size = (run.warmup_steps + run.train_steps, run.batch_size)
-    if d.get("breaks"):  # no pair crosses from one data file to the next (see runners.data.dataset.Dataset.breaks)
-        starts = np.setdiff1d(np.arange(t0, t1 - 1), d["breaks"])
-        order = starts[rng.integers(0, starts.size, size=size)]
-    else:
-        order = rng.integers(t0, t1 - 1, size=size)
+    order = training_order(d["train"], d.get("breaks"), run.seed, (run.warmup_steps + run.train_steps, run.batch_size))
 
     def batch(i: int):
         return fields(order[i]), np.ascontiguousarray(fields(order[i] + 1)[:, :n_out])

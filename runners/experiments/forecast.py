@@ -58,6 +58,23 @@ def lead_steps(n_lead: int | None, time_step_hours: float) -> int:
     return int(round(steps))
 
 
+def kept_alike(*paths: Path) -> tuple[list[np.ndarray], list[int], list[int]]:
+    """The trajectories of the workers' files ``paths`` at the members and leads that all of them kept (see
+    runners.execution.rollout.kept_trajectory; a file without ``members`` and ``leads`` kept all), so that like is
+    compared with like; with those members (0-based) and leads (1-based)."""
+    kept = []
+    for path in paths:
+        with np.load(path) as f:
+            traj = f["trajectory"]
+            members = f["members"].tolist() if "members" in f else list(range(traj.shape[0]))
+            leads = f["leads"].tolist() if "leads" in f else list(range(1, traj.shape[1] + 1))
+        kept.append((traj, members, leads))
+    members = sorted(set.intersection(*(set(m) for _, m, _ in kept)))
+    leads = sorted(set.intersection(*(set(k) for _, _, k in kept)))
+    arrays = [t[[m.index(i) for i in members]][:, [k.index(j) for j in leads]] for t, m, k in kept]
+    return arrays, members, leads
+
+
 def forecast_fields(run, spec, result: dict, lead_hours: float) -> dict:
     """The measured fields of a successful forecast's record, from its worker's result."""
     n_lead, batch = run.data["n_lead"], run.batch_size
@@ -83,7 +100,7 @@ def forecast_fields(run, spec, result: dict, lead_hours: float) -> dict:
             "provenance": {
                 "timings": "measured",
                 "lead_ms_p50": "measured: one more forecast, synchronised after every lead",
-                "compile_s": "first forecast's excess over the median (it also keeps every lead on the host)",
+                "compile_s": "first forecast's excess over the median (it also keeps the compared trajectory)",
                 "energy": result.get("power_provenance"),
                 "flops": "analytic (matmul exact, FFT estimated)",
             },
@@ -167,12 +184,10 @@ def run_forecast(opts: ForecastOptions, progress=print) -> ForecastOutcome:
     if len(done) >= 2:
         reference = "torch" if "torch" in done else done[0]
         other = next(fw for fw in done if fw != reference)
-        trajectories = {fw: np.load(run_dir / f"{fw}.npz")["trajectory"] for fw in (other, reference)}
-        found = compare_trajectories(
-            trajectories[other], trajectories[reference], (other, reference), opts.precision,
-            parse_device(opts.device).kind,
-        )  # fmt: skip
-        (run_dir / "forecast_parity.json").write_text(json.dumps(found, indent=1))
+        (a, b), members, leads = kept_alike(run_dir / f"{other}.npz", run_dir / f"{reference}.npz")
+        found = compare_trajectories(a, b, (other, reference), opts.precision, parse_device(opts.device).kind, leads)
+        found_here = {**found, "compared_members": members, "compared_leads": leads}
+        (run_dir / "forecast_parity.json").write_text(json.dumps(found_here, indent=1))
         parity_record = schema.record(head, "forecast_parity", **found)
         append_record(records_file, parity_record)
     return ForecastOutcome(run_dir, records, parity_record)
