@@ -38,6 +38,11 @@ class UnsupportedError(PairbenchError):
     """A combination a framework truly lacks here (a run then records status "unsupported")."""
 
 
+def first_line(text: str) -> str:
+    """The first line of an error message that says something: MindSpore's messages open with a rule of dashes."""
+    return next((ln.strip() for ln in str(text).splitlines() if ln.strip().strip("-=*#_ ")), "")
+
+
 def check_framework(framework: str) -> str:
     if framework not in FRAMEWORKS:
         raise PairbenchError(f"unknown framework '{framework}'; known frameworks: {', '.join(FRAMEWORKS)}")

@@ -614,3 +614,12 @@ def test_killed_runs_leave_valid_records_and_resume_completes_the_sweep(tmp_path
     assert counts, proc.stdout
     parent, worker, nothing = map(int, counts.groups())
     assert parent + worker + nothing == 3 and parent >= 1 and worker >= 1, proc.stdout
+
+
+def test_a_failure_reason_is_the_first_line_that_says_something():
+    from runners.spec import first_line
+
+    ms_style = "----------------------------------------------------\n- Kernel select failed:\n---\nOut of memory\n"
+    assert first_line(ms_style) == "- Kernel select failed:"
+    assert first_line("\n\n  RuntimeError text  \nmore") == "RuntimeError text"
+    assert first_line("-----\n=====\n") == ""

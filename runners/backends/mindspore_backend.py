@@ -11,7 +11,15 @@ from mindspore import Tensor, amp, nn, ops
 from metrics.parity import worst_repeat_difference
 from runners.backends.mindspore_adam import TorchRuleAdam
 from runners.devices import parse_device
-from runners.spec import PairbenchError, RunConfig, UnsupportedError, WorkloadSpec, load_object, loss_mask
+from runners.spec import (
+    PairbenchError,
+    RunConfig,
+    UnsupportedError,
+    WorkloadSpec,
+    first_line,
+    load_object,
+    loss_mask,
+)
 
 _TARGETS = {"cpu": "CPU", "cuda": "GPU", "ascend": "Ascend"}
 LOW_PRECISION = {"fp32": None, "fp16": ms.float16, "bf16": ms.bfloat16}
@@ -64,7 +72,7 @@ def _check_cpu_bf16_matmul() -> None:
     try:
         ops.matmul(x, x).asnumpy()
     except (TypeError, RuntimeError) as exc:
-        said = next((line.strip() for line in str(exc).splitlines() if line.strip().strip("-")), type(exc).__name__)
+        said = first_line(str(exc)) or type(exc).__name__
         raise UnsupportedError(
             f"MindSpore {ms.__version__} has no bfloat16 Dense/Conv2d kernels on CPU ({said})"
         ) from None

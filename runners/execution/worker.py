@@ -23,7 +23,7 @@ from metrics.power.collectors import cpu_name
 from runners.execution.capture import execute_diagnose
 from runners.execution.rollout import execute_forecast
 from runners.execution.tasks import execute_pair, execute_skill
-from runners.spec import PairbenchError, RunConfig, UnsupportedError, check_framework, load_object
+from runners.spec import PairbenchError, RunConfig, UnsupportedError, check_framework, first_line, load_object
 from runners.weights.canonical import load_weights
 from runners.workloads.registry import get_workload
 
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         result, arrays = {"status": "unavailable", "reason": str(exc)}, None
     except Exception as exc:  # any failure becomes a record with its reason
         traceback.print_exc()
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        first = first_line(str(exc))
         result, arrays = {"status": "failed", "reason": f"{type(exc).__name__}: {first}"}, None
     if arrays is not None:
         _atomic_write(out.with_suffix(".npz"), lambda p: _save_npz(p, arrays))
