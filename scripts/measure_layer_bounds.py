@@ -3,7 +3,7 @@
 largest relative L2 difference and the bound it gives, with this CPU's model name and features and the framework
 versions. Entries for the same comparison, CPU features and versions are replaced; others are kept.
 
-    python scripts/measure_layer_bounds.py [--seeds 1,2,3] [--workload fourcastnet-tiny] [--out FILE]
+    python scripts/measure_layer_bounds.py [--seeds 1,2,3,4,5] [--workload fourcastnet-tiny] [--out FILE]
 
 Prints one line per comparison: the largest layer and gradient differences measured. A comparison whose side is
 unsupported here (MindSpore bf16 on CPU) is skipped, saying why."""
@@ -35,7 +35,7 @@ COMPARISONS = (
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--seeds", default="1,2,3,4,5")
     ap.add_argument("--workload", default="fourcastnet-tiny")
     ap.add_argument("--out", type=Path, default=FILE)
     args = ap.parse_args()

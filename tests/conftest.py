@@ -66,6 +66,14 @@ IDENTITY_DEFAULTS = {
 }  # fmt: skip
 
 
+# How quiet the machine was in a fake record's window (metrics.load): quiet, with every figure read.
+LOAD_FIELDS = {
+    "load_verdict": "quiet", "load_verdict_reason": "nothing else ran and the timed samples vary by 1.0% of their mean",
+    "load_window_s": 0.2, "load_other_cpu_frac": 0.01, "load_steal_frac": 0.0, "load_avg_1m": 1.0,
+    "load_throttle_events": None, "load_cv": 0.01, "load_reason": "no thermal throttle counters",
+}  # fmt: skip
+
+
 def run_record(framework: str, device: str = "cpu", steps: list[float] | None = None, **over) -> dict:
     """A complete, valid run record (runners.records.schema) for report tests: identity fields in ``over`` change the
     fingerprint, other fields in ``over`` replace measured values; ``status`` other than ok makes a failure."""
@@ -84,7 +92,7 @@ def run_record(framework: str, device: str = "cpu", steps: list[float] | None = 
     fields = {
         "framework_version": "x", "device_name": device, "cpu_name": "cpu", "cpu_features": "avx2", "threads_used": "2",
         "execution_mode": "eager", "python": "3.11", "host": "h", "param_count": 10, "build_s": 1.0,
-        "host_peak_rss_mb": 300.0, "power_source": "estimate", "power_provenance": "estimated",
+        "host_peak_rss_mb": 300.0, **LOAD_FIELDS, "power_source": "estimate", "power_provenance": "estimated",
         "power_window": "timed steps", "power_window_s": 0.2, "energy_j": 4.0, "power_w_mean": 15.0,
         "power_w_peak": 16.0, "power_reason": None, "power_samples": [[0.0, 14.0], [0.1, 16.0]],
         "energy_j_per_sample": 0.1, "samples_per_j": 10.0, "power_scope": "model-estimate",

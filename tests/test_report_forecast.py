@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import IDENTITY_DEFAULTS
+from conftest import IDENTITY_DEFAULTS, LOAD_FIELDS
 
 from reports import MISSING as DASH
 from reports.build import render, write_report
@@ -47,7 +47,7 @@ def _environment(device: str, rss: float) -> dict:
     return {
         "framework_version": "x", "device_name": device, "cpu_name": "cpu", "cpu_features": "avx2", "threads_used": "2",
         "execution_mode": "eager", "python": "3.11", "host": "h", "param_count": 10, "build_s": 1.0,
-        "host_peak_rss_mb": rss,
+        "host_peak_rss_mb": rss, **LOAD_FIELDS,
     }  # fmt: skip
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from metrics.load import LoadWatch
 from metrics.power.collectors import collector_for
 from runners.data.synthetic import synthetic_batch
 from runners.devices import parse_device
@@ -175,8 +176,9 @@ def execute_forecast(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.n
     first_ms = (time.perf_counter() - t0) * 1e3
     for _ in range(run.warmup_steps):
         roll.run(runner, x0, n_lead)
-    collector = window_collector(run)
+    collector, load = window_collector(run), LoadWatch()
     runner.synchronize()
+    load.start()
     collector.start()
     forecast_ms: list[float] = []
     start = time.perf_counter()
@@ -197,6 +199,7 @@ def execute_forecast(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.n
         "trajectory_leads": [k + 1 for k in leads],
         **runner.device_memory(),
         **power.to_record(samples_in_window=run.batch_size * len(forecast_ms)),
+        **load.stop(forecast_ms),
         "power_window": POWER_WINDOWS[2],
     }
     kept = {"members": np.asarray(members), "leads": np.asarray(leads) + 1}

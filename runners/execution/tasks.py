@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from metrics.load import LoadWatch
 from metrics.memory import RssPeak
 from metrics.parity import has_gradient
 from metrics.timing import time_steps
@@ -46,9 +47,10 @@ def timed_training(run: RunConfig, runner, batch, n_steps: int, samples_per_step
     timed_steps = range(run.warmup_steps, run.warmup_steps + n_steps)
     staged = sum(a.nbytes for a in batch(timed_steps[0])) * n_steps <= STAGE_BYTES
     ready = [stage(i) for i in timed_steps] if staged else []
-    collector = window_collector(run)
-    # Power and timings come from the same window, fenced by synchronisation.
+    collector, load = window_collector(run), LoadWatch()
+    # Power, the machine's load and timings come from the same window, fenced by synchronisation.
     runner.synchronize()
+    load.start()
     collector.start()
     timed = []
     for k, i in enumerate(timed_steps):
@@ -56,10 +58,12 @@ def timed_training(run: RunConfig, runner, batch, n_steps: int, samples_per_step
         timed.append((*step(inputs, i), input_ms))
     runner.synchronize()
     power = collector.stop()
+    step_ms = [t for _, t, _ in timed]
     return {
+        **load.stop(step_ms),
         "losses": [loss for loss, _ in warmup] + [loss for loss, _, _ in timed],
         "input_ms": [t for _, _, t in timed],
-        "step_ms": [t for _, t, _ in timed],
+        "step_ms": step_ms,
         "first_step_ms": warmup[0][1] if warmup else None,
         **runner.device_memory(),
         **power.to_record(samples_in_window=samples_per_step * n_steps),
@@ -183,8 +187,9 @@ def train_to_target(run: RunConfig, runner, batch, d: dict, fields, spec, data_m
         pred = kept[-1][:, c : c + 1] * scale + shift
         return float(metric.compute(pred, truth, np.asarray(t["lats_deg"]), mask=mask)[0])
 
-    collector = window_collector(run)
+    collector, load = window_collector(run), LoadWatch()
     runner.synchronize()
+    load.start()
     collector.start()
     start = time.perf_counter()
     losses, step_ms, checks, reached = [], [], [], None
@@ -206,7 +211,7 @@ def train_to_target(run: RunConfig, runner, batch, d: dict, fields, spec, data_m
             break
     runner.synchronize()
     power = collector.stop()
-    power_fields = power.to_record(samples_in_window=run.batch_size * len(step_ms))
+    power_fields = {**power.to_record(samples_in_window=run.batch_size * len(step_ms)), **load.stop(step_ms)}
     finite = [v for _, v in checks if v is not None]
     return {
         "losses": losses,

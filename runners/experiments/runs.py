@@ -127,7 +127,7 @@ def environment_fields(result: dict) -> dict:
     if env["device_name"] == "cpu":
         env["device_name"] = result["cpu_name"]
     env.update({k: result[k] for k in _ENVIRONMENT_OPT if result.get(k) is not None})
-    env.update({k: v for k, v in result.items() if k.startswith(("power_", "energy_", "samples_per_j"))})
+    env.update({k: v for k, v in result.items() if k.startswith(("power_", "energy_", "samples_per_j", "load_"))})
     return env
 
 

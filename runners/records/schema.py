@@ -25,6 +25,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from metrics.load import VERDICTS as LOAD_VERDICTS
 from metrics.power.window import SCOPES
 from runners.spec import MODES, OBJECTIVES, PRECISIONS, PairbenchError
 
@@ -114,6 +115,12 @@ POWER = [
     *_f("power_scope_label:str power_rate_hz:num? power_rate_hz_achieved:num?", "ok"),
     *_f("power_window_ok:bool? power_window_reason:str?", "ok"),
 ]
+# How quiet the machine was over the timed window (metrics.load): the verdict, its reason and its figures.
+LOAD = [
+    *_f("load_verdict:str", "ok", LOAD_VERDICTS),
+    *_f("load_verdict_reason:str load_window_s:num load_other_cpu_frac:num? load_steal_frac:num?", "ok"),
+    *_f("load_avg_1m:num? load_throttle_events:int? load_cv:num? load_reason:str?", "ok"),
+]
 FIELDS: dict[str, list[Field]] = {
     "run": [
         *COMMON,
@@ -121,6 +128,7 @@ FIELDS: dict[str, list[Field]] = {
         *_f("weights_source:str forward_steps:int"),
         *ENVIRONMENT,
         *POWER,
+        *LOAD,
         *_f(
             "loss_initial:num losses:nums forward_ms:times step_ms:times input_ms:nums first_step_ms:num? "
             "compile_s:num forward_first_ms:num first_backward_ms:num backward_rss_growth_mb:num "
@@ -137,6 +145,7 @@ FIELDS: dict[str, list[Field]] = {
         *_f("weights_convention:str rmse_order:str scored_cells:str"),
         *ENVIRONMENT,
         *POWER,
+        *LOAD,
         *_f("losses:nums step_ms:times step_ms_p50:num rollout_ms_p50:num", "ok"),
         # Trained to a target (--target-rmse): whether and when the validation RMSE reached it; each check is
         # [steps done, the RMSE then (None where not finite)]. Times and energy are from the start of training.
@@ -149,6 +158,7 @@ FIELDS: dict[str, list[Field]] = {
         *_f("weights_source:str initial_conditions:str n_lead:int lead_hours:num forecast_hours:num"),
         *ENVIRONMENT,
         *POWER,
+        *LOAD,
         *_f(
             "forecast_ms:times lead_ms_p50:num first_forecast_ms:num compile_s:num forecast_days_per_s:num "
             "energy_j_per_forecast:num? energy_j_per_forecast_day:num? device_peak_mem_mb:num? "
