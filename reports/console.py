@@ -41,13 +41,23 @@ def run_table(records: list[dict]) -> str:
         row = {label: r.get(key, "-") for key, label in _COLUMNS.items()}
         if r["status"] == "ok":
             row["power W"], row["J/sample"] = _power(r), _energy(r)
+            row["machine"] = r.get("load_verdict", "-")
         if r["status"] != "ok":
             row["status"] = f"{r['status']}: {r.get('reason', '')}"
         rows.append(row)
     frame = pd.DataFrame(rows).set_index("framework")
     table = frame.to_string(float_format=lambda v: f"{v:.4g}", na_rep="-")
     notes = sorted({_power_note(r) for r in records if r["status"] == "ok"} - {None})
-    return "\n".join([table, *notes])
+    return "\n".join([table, *notes, *load_notes(records)])
+
+
+def load_notes(records: list[dict]) -> list[str]:
+    """One line per run whose machine was not quiet while it was timed (metrics.load), saying why."""
+    return [
+        f"machine ({r['framework']}): {r['load_verdict']} while timed: {r['load_verdict_reason']}"
+        for r in records
+        if r["status"] == "ok" and r.get("load_verdict") not in (None, "quiet")
+    ]
 
 
 def _power_note(r: dict) -> str | None:
@@ -144,8 +154,9 @@ def forecast_lines(records: list[dict], parity: dict | None) -> list[str]:
         lines.append(
             f"{r['framework']:<10} forecast ms p50 {r['forecast_ms_p50']:.4g}, p90 {r['forecast_ms_p90']:.4g} "
             f"(batch {r['batch_size']}, {r['n_lead']} x {r['lead_hours']:g} h)  "
-            f"{r['forecast_days_per_s']:.4g} forecast-days/s  {_forecast_energy(r)}"
+            f"{r['forecast_days_per_s']:.4g} forecast-days/s  {_forecast_energy(r)}  machine {r.get('load_verdict')}"
         )
+    lines += load_notes(records)
     if parity:
         worst = _num(parity["rel_l2_max"], ".3e", "not finite" if parity["nonfinite"] else "no value")
         first = _num(parity["rel_l2_first_lead"], ".3e", "not finite" if parity["nonfinite"] else "no value")
