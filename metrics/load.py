@@ -158,3 +158,31 @@ class LoadWatch:
             "load_window_s": wall,
             "load_reason": "; ".join(reasons) or None,
         }
+
+
+def others_share(seconds: float, read_stat=_read_proc_stat, own_cpu=_own_cpu_s, sleep=time.sleep) -> float | None:
+    """Other processes' share of the machine's CPU time over the next ``seconds`` (this process sleeps), or None
+    where /proc/stat is unreadable."""
+    stat0, own0 = read_stat(), own_cpu()
+    sleep(seconds)
+    stat1, own = read_stat(), own_cpu() - own0
+    if stat0 is None or stat1 is None or stat1.total <= stat0.total:
+        return None
+    capacity = stat1.total - stat0.total
+    busy = capacity - (stat1.idle - stat0.idle) - (stat1.steal - stat0.steal)
+    return min(max((busy - own) / capacity, 0.0), 1.0)
+
+
+def wait_until_quiet(limit_s: float, probe_s: float = 1.0, share=others_share, clock=time.monotonic) -> str:
+    """Wait, probing ``probe_s`` at a time, until other processes take at most BUSY_OTHER_CPU of the machine, for at
+    most ``limit_s``; returns what happened in words (``quiet after N s``, or why it stopped waiting)."""
+    start = clock()
+    while True:
+        value = share(probe_s)
+        waited = clock() - start
+        if value is None:
+            return "not waited: /proc/stat is not readable"
+        if value <= BUSY_OTHER_CPU:
+            return f"quiet after {waited:.0f} s"
+        if waited >= limit_s:
+            return f"still busy after {waited:.0f} s (other processes used {value:.0%} of the CPU time)"

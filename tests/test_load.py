@@ -112,3 +112,31 @@ def test_a_cpu_burner_beside_the_window_makes_it_busy_and_alone_it_is_quiet():
     if alone["load_verdict"] != "quiet":
         pytest.skip(f"this machine was not quiet without the burner: {alone['load_verdict_reason']}")
     assert alone["load_other_cpu_frac"] < BUSY_OTHER_CPU
+
+
+def test_waiting_for_quiet_stops_when_quiet_or_at_the_limit():
+    from metrics.load import others_share, wait_until_quiet
+
+    t = [0.0]
+
+    def clock():
+        return t[0]
+
+    def share_from(values):
+        it = iter(values)
+
+        def share(probe_s):
+            t[0] += probe_s
+            return next(it)
+
+        return share
+
+    assert wait_until_quiet(10, share=share_from([0.5, 0.3, 0.05]), clock=clock) == "quiet after 3 s"
+    t[0] = 0.0
+    said = wait_until_quiet(2, share=share_from([0.5, 0.6, 0.7]), clock=clock)
+    assert said == "still busy after 2 s (other processes used 60% of the CPU time)"
+    assert wait_until_quiet(5, share=lambda s: None, clock=clock) == "not waited: /proc/stat is not readable"
+    stats = iter([CpuTimes(10.0, 5.0, 0.0), CpuTimes(12.0, 5.5, 0.5)])
+    own = iter([1.0, 1.5])
+    share = others_share(0, read_stat=lambda: next(stats), own_cpu=lambda: next(own), sleep=lambda s: None)
+    assert share == pytest.approx((2.0 - 0.5 - 0.5 - 0.5) / 2.0)
