@@ -1,8 +1,10 @@
-"""Device profiles (peak FLOP/s, memory, bandwidth, TDP, power source), one YAML file per device, and
-MFU against them. Figures are datasheet leads; each file names its sources."""
+"""Device profiles (peak FLOP/s, memory, bandwidth, TDP, power source, and optionally a price per hour), one YAML
+file per device, and MFU against them. Figures are datasheet leads; each file names its sources, and a price its own
+(``price_source``: where and when it was read)."""
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -27,13 +29,16 @@ class HardwareProfile:
     sources: str = ""
     notes: str = ""
     tdp_w_per_logical_core_assumed: float | None = None
+    price_usd_per_hour: float | None = None  # what one device costs per hour (a rental price), for the report's cost
+    price_source: str = ""
 
     def peak_flops(self, precision: str) -> float | None:
         value = self.peak_tflops.get(PRECISION_DTYPE.get(precision, precision))
         return value * 1e12 if value else None
 
 
-def _load(path: Path) -> HardwareProfile:
+def load_profile(path: Path) -> HardwareProfile:
+    """One profile file, checked: a mapping with an id, known keys only, a price only with its source."""
     import yaml
 
     data = yaml.safe_load(path.read_text())
@@ -44,12 +49,19 @@ def _load(path: Path) -> HardwareProfile:
         raise ValueError(f"hardware profile {path} has unknown keys: {', '.join(sorted(unknown))}")
     data["match"] = tuple(data.get("match") or ())
     data["peak_tflops"] = {k: float(v) for k, v in (data.get("peak_tflops") or {}).items()}
+    price = data.get("price_usd_per_hour")
+    if price is not None:
+        if isinstance(price, bool) or not isinstance(price, (int, float)) or not (math.isfinite(price) and price > 0):
+            raise ValueError(f"hardware profile {path}: price_usd_per_hour must be a positive number, not {price!r}")
+        if not str(data.get("price_source") or "").strip():
+            raise ValueError(f"hardware profile {path}: a price_usd_per_hour needs its price_source")
+        data["price_usd_per_hour"] = float(price)
     return HardwareProfile(**data)
 
 
 @lru_cache(maxsize=1)
 def load_profiles() -> dict[str, HardwareProfile]:
-    profiles = [_load(p) for p in sorted(HERE.glob("*.yaml"))]
+    profiles = [load_profile(p) for p in sorted(HERE.glob("*.yaml"))]
     return {p.id: p for p in profiles}
 
 

@@ -1,4 +1,5 @@
-"""Open a self-contained HTML report in headless Chromium and check that it loads cleanly and every figure renders."""
+"""Open a self-contained HTML report in headless Chromium at a 1280 px wide viewport and check that it loads cleanly,
+every figure renders, the Summary is its first section, and no table is wider than the page."""
 
 # Driver: Playwright's Python package, pointed at Debian's /usr/bin/chromium (its bundled browsers are never
 # downloaded). Console messages, uncaught page errors and network requests arrive as callbacks registered before
@@ -49,6 +50,38 @@ _IMAGES_JS = """() => Array.from(document.images).map(img => ({
 }))"""
 
 
+# The page's section titles in order, and every table wider than the viewport or than the box that holds it (it would
+# scroll or be cut), named by the heading above it, with its width.
+_LAYOUT_JS = """() => {
+    const viewport = document.documentElement.clientWidth;
+    const heading = (table) => {
+        for (let node = table; node && node !== document.body; node = node.parentElement) {
+            for (let el = node.previousElementSibling; el; el = el.previousElementSibling) {
+                if (/^H[1-3]$/.test(el.tagName)) return el.textContent.trim();
+            }
+        }
+        return 'a table';
+    };
+    const wide = [];
+    for (const table of document.querySelectorAll('table')) {
+        const box = table.parentElement;
+        const right = table.getBoundingClientRect().right;
+        if (right > viewport + 0.5 || table.scrollWidth > box.clientWidth + 0.5) {
+            wide.push(`${heading(table)} (${Math.ceil(table.scrollWidth)} px)`);
+        }
+    }
+    return {
+        viewport: viewport,
+        page: document.documentElement.scrollWidth,
+        sections: Array.from(document.querySelectorAll('h2')).map(h => h.textContent.trim()),
+        wide: wide,
+    };
+}"""
+VIEWPORT = {"width": 1280, "height": 800}
+"""The viewport a report is checked at: a laptop's browser window."""
+FIRST_SECTION = "Summary"
+
+
 class BrowserUnavailable(Exception):
     """Headless Chromium or the Playwright Python package is missing or does not start."""
 
@@ -70,6 +103,13 @@ class BrowserCheck:
     failed_requests : list of str
         Every network request the page attempted, with the failure reason where it failed; a self-contained report
         makes none (``data:`` URLs and the page's own ``file://`` URL are not counted).
+    sections : list of str
+        The titles of the page's sections (``<h2>``), in order.
+    wide_tables : list of str
+        Every table wider than the viewport or than the box that holds it, named by the heading above it, with its
+        width in CSS pixels.
+    viewport_width, page_width : int
+        The viewport's width and the page's (wider than the viewport: the page scrolls sideways).
     """
 
     title: str
@@ -77,11 +117,27 @@ class BrowserCheck:
     images: int = 0
     broken_images: list[str] = field(default_factory=list)
     failed_requests: list[str] = field(default_factory=list)
+    sections: list[str] = field(default_factory=list)
+    wide_tables: list[str] = field(default_factory=list)
+    viewport_width: int = VIEWPORT["width"]
+    page_width: int = 0
+
+    @property
+    def summary_first(self) -> bool:
+        """True when the first section is the Summary."""
+        return bool(self.sections) and self.sections[0] == FIRST_SECTION
+
+    @property
+    def fits(self) -> bool:
+        """True when no table, and not the page, is wider than the viewport."""
+        return not self.wide_tables and self.page_width <= self.viewport_width
 
     @property
     def ok(self) -> bool:
-        """True when there are no console errors, no broken images, no requests, and at least one image."""
-        return not self.console_errors and not self.broken_images and not self.failed_requests and self.images > 0
+        """True when there are no console errors, no broken images, no requests, at least one image, the Summary
+        first, and nothing wider than the viewport."""
+        clean = not self.console_errors and not self.broken_images and not self.failed_requests and self.images > 0
+        return clean and self.summary_first and self.fits
 
 
 def _chromium() -> str:
@@ -157,6 +213,7 @@ def check_html(path: str | Path, screenshot: Path | None = None, timeout_s: floa
                 executable_path=binary,
                 headless=True,
                 args=chromium_flags(),
+                viewport=VIEWPORT,
                 timeout=timeout_ms,
             )
         except PlaywrightError as exc:
@@ -170,6 +227,7 @@ def check_html(path: str | Path, screenshot: Path | None = None, timeout_s: floa
             page.on("requestfailed", on_request_failed)
             page.goto(page_url, wait_until="load", timeout=timeout_ms)
             images = page.evaluate(_IMAGES_JS)
+            layout = page.evaluate(_LAYOUT_JS)
             title = page.title()
             if screenshot is not None:
                 Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
@@ -183,6 +241,10 @@ def check_html(path: str | Path, screenshot: Path | None = None, timeout_s: floa
         images=len(images),
         broken_images=[img["name"] for img in images if not img["ok"]],
         failed_requests=[f"{url} ({failures[url]})" if url in failures else url for url in requests],
+        sections=layout["sections"],
+        wide_tables=layout["wide"],
+        viewport_width=layout["viewport"],
+        page_width=layout["page"],
     )
 
 
@@ -190,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: check one report; exit 0 when ok, 1 when not, 2 when the browser is unavailable."""
     parser = argparse.ArgumentParser(
         prog="python -m reports.browser_check",
-        description="Open a pairbench HTML report in headless Chromium: no console errors, every figure renders.",
+        description="Open a pairbench HTML report in headless Chromium at 1280 px: no console errors, every figure "
+        "renders, the Summary first, no table wider than the page.",
     )
     parser.add_argument("report", type=Path, help="the HTML report")
     parser.add_argument("--screenshot", type=Path, default=None, help="write a full-page PNG screenshot here")
@@ -215,6 +278,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"    {url}")
     if result.images == 0:
         print("  no <img> elements: a report should embed at least one figure")
+    first = result.sections[0] if result.sections else "none"
+    print(f"  first section: {first}" + ("" if result.summary_first else f" (the {FIRST_SECTION} should be)"))
+    print(f"  at {result.viewport_width} px: page {result.page_width} px, tables wider: {len(result.wide_tables)}")
+    for name in result.wide_tables:
+        print(f"    wider than the page: {name}")
     if args.screenshot is not None:
         print(f"  screenshot: {args.screenshot}")
     return 0 if result.ok else 1

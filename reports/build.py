@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
 from reports import MISSING, figures
+from reports.costs import COST_TEXT, cost_table
+from reports.costs import carbon_intensity as carbon_intensity_of
 from reports.diagnosis_tables import diagnosis_sections
-from reports.forecast_tables import FORECAST_SETTING, forecast_table
-from reports.output import REPORT_TITLE, check_target, write_file
+from reports.energy import ENERGY_SCOPE, ENERGY_TEXT, energy_table, flag_style
+from reports.forecast_tables import FORECAST_GROUPS, FORECAST_KEYS, FORECAST_SETTING, forecast_table
+from reports.machine import MACHINE_TEXT, machine_table, verdict_style
+from reports.output import check_target, write_file
 from reports.pairing import pair_records
+from reports.render import Section, html, markdown, text_cells
+from reports.render import md_escape as _md  # noqa: F401 (the name Markdown escaping is known by)
 from reports.scorecard import SATURATION, SCORECARD_SETTING, cell_colour, scorecard_table
+from reports.summary import NOTHING, SUMMARY_TEXT, summary
 from reports.tables import (
+    RUN_GROUPS,
+    RUN_KEYS,
     data_parallel_table,
     failures_table,
     parity_table,
@@ -24,25 +30,9 @@ from reports.tables import (
     skill_long,
     skill_table,
 )
+from reports.tta import TTA_SETTING, TTA_TEXT, tta_table
 from runners.records.store import os_error, read_records, read_records_lenient, records_path
 from runners.spec import PairbenchError
-
-
-@dataclass
-class Section:
-    """One section of the report. A frame with ``split_by`` columns is shown as one table per distinct value of
-    them (named above it; CSV keeps the one frame), without, where ``drop_empty``, the columns that no row of that
-    table fills; ``missing`` stands in for an absent value; ``cell_style`` gives the CSS of an
-    HTML cell from its value (None: no style)."""
-
-    title: str
-    frame: pd.DataFrame | None = None
-    text: str = ""
-    figures: list[dict] = field(default_factory=list)
-    split_by: list[str] = field(default_factory=list)
-    missing: str = ""
-    cell_style: Callable[[object], str | None] | None = None
-    drop_empty: bool = False
 
 
 def load(paths: list[Path], skip_invalid: bool) -> tuple[list[dict], list[str]]:
@@ -59,7 +49,8 @@ def load(paths: list[Path], skip_invalid: bool) -> tuple[list[dict], list[str]]:
     return records, skipped
 
 
-def sections(records: list[dict], with_figures: bool) -> tuple[list[Section], list[str], int]:
+def sections(records: list[dict], with_figures: bool, intensity=None) -> tuple[list[Section], list[str], int]:
+    """The report's sections, the Summary first (``intensity``: the grid's carbon intensity, or None)."""
     pairing = pair_records(records)
     fig = (lambda f, *a: f(*a)) if with_figures else (lambda f, *a: None)
     runs, ratios, skill, parity, failed = (
@@ -69,7 +60,12 @@ def sections(records: list[dict], with_figures: bool) -> tuple[list[Section], li
         parity_table(pairing),
         failures_table(pairing),
     )
+    answer, sentences = summary(pairing)
+    costs, not_given = cost_table(pairing, intensity)
     out = [
+        Section(
+            "Summary", answer, SUMMARY_TEXT if sentences else NOTHING, notes=sentences, missing=MISSING, always=True
+        ),
         Section(
             "Numerical parity",
             parity,
@@ -84,7 +80,9 @@ def sections(records: list[dict], with_figures: bool) -> tuple[list[Section], li
             runs,
             "Training step and forward latencies are medians and percentiles of every timed step "
             "(warm-up excluded, device synchronised around each step). MFU is empty where the device's profile "
-            "has no peak for the precision.",
+            "has no peak for the precision. Each run's table continues in the next ones, led by the same columns.",
+            column_groups=RUN_GROUPS,
+            keys=RUN_KEYS,
         ),
         Section(
             "Ratios",
@@ -102,11 +100,15 @@ def sections(records: list[dict], with_figures: bool) -> tuple[list[Section], li
                 _fig(fig(figures.memory, pairing), "memory", "Peak host memory (RSS) of each run's process."),
             ],
         ),
+        Section("How quiet the machine was", machine_table(pairing), MACHINE_TEXT, cell_style=verdict_style),
         Section(
-            "Power and energy",
-            None,
-            "Power over the same window as the timed steps.",
+            "What each watt covers",
+            energy_table(pairing),
+            ENERGY_TEXT + (f" {not_given}" if not_given and costs.empty else ""),
             [_fig(fig(figures.power, pairing), "power", "Samples as taken; provenance in the legend.")],
+            split_by=ENERGY_SCOPE,
+            missing=MISSING,
+            cell_style=flag_style,
         ),
         Section(
             "Forecasts",
@@ -122,6 +124,8 @@ def sections(records: list[dict], with_figures: bool) -> tuple[list[Section], li
             ],
             split_by=FORECAST_SETTING,
             missing=MISSING,
+            column_groups=FORECAST_GROUPS,
+            keys=FORECAST_KEYS,
         ),
         Section(
             "Skill",
@@ -145,6 +149,16 @@ def sections(records: list[dict], with_figures: bool) -> tuple[list[Section], li
             drop_empty=True,
         ),
         Section(
+            "Time to accuracy",
+            tta_table(pairing),
+            TTA_TEXT,
+            split_by=TTA_SETTING,
+            missing=MISSING,
+            cell_style=verdict_style,
+            drop_empty=True,
+        ),
+        Section("Cost and carbon", costs, f"{COST_TEXT} {not_given}".strip(), missing=MISSING),
+        Section(
             "Data parallel",
             data_parallel_table(records),
             "Each framework over N processes (torchrun with "
@@ -155,7 +169,7 @@ def sections(records: list[dict], with_figures: bool) -> tuple[list[Section], li
     ]
     for s in out:
         s.figures = [f for f in s.figures if f["src"]]
-    kept = [s for s in out if (s.frame is not None and not s.frame.empty) or s.figures]
+    kept = [s for s in out if s.shown]
     return kept, pairing.refusals, len(pairing.groups)
 
 
@@ -164,28 +178,41 @@ def _fig(src, alt, caption) -> dict:
 
 
 def write_report(
-    paths: list[Path], out: Path, fmt: str = "html", skip_invalid: bool = False, notice=None
+    paths: list[Path],
+    out: Path,
+    fmt: str = "html",
+    skip_invalid: bool = False,
+    notice=None,
+    carbon_intensity: str | float | None = None,
 ) -> list[Path]:
     """Write the report of the records in ``paths``; returns the files written. What the report could not show
-    (lines skipped as invalid, runs not compared) is listed in it and, one sentence each, passed to ``notice``."""
-    check_target(out, fmt, paths)
+    (lines skipped as invalid, runs not compared) is listed in it and, one sentence each, passed to ``notice``.
+    ``carbon_intensity`` (gCO2/kWh; else PAIRBENCH_CARBON_INTENSITY) gives CO2 from the records' energy."""
+    check_target(out, fmt, paths, carbon_intensity)
     records, skipped = load(paths, skip_invalid)
-    return render(records, out, fmt, [str(p) for p in paths], skipped, notice)
+    return render(records, out, fmt, [str(p) for p in paths], skipped, notice, carbon_intensity)
 
 
 def render(
-    records: list[dict], out: Path, fmt: str, sources: list[str], skipped: list[str] = (), notice=None
+    records: list[dict],
+    out: Path,
+    fmt: str,
+    sources: list[str],
+    skipped: list[str] = (),
+    notice=None,
+    carbon_intensity: str | float | None = None,
 ) -> list[Path]:
     """Write the report of ``records`` (already read) as ``fmt``; returns the files written."""
-    check_target(out, fmt, sources)
-    secs, refusals, n_groups = sections(records, with_figures=fmt == "html")
+    check_target(out, fmt, sources, carbon_intensity)
+    intensity = carbon_intensity_of(carbon_intensity)
+    secs, refusals, n_groups = sections(records, fmt == "html", intensity)
     for line in [f"not shown: {s}" for s in skipped] + [f"not compared: {r}" for r in refusals]:
         (notice or (lambda _: None))(line)
     out = Path(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "csv":
-            tables = [s for s in secs if s.frame is not None and not s.frame.empty]
+            tables = [s for s in secs if s.has_table]
             if not tables:
                 raise PairbenchError("the records hold no table to write as CSV")
             out.mkdir(parents=True, exist_ok=True)
@@ -198,9 +225,9 @@ def render(
     except OSError as exc:
         raise PairbenchError(os_error(exc, "write the report")) from None
     if fmt == "md":
-        text = _markdown(secs, refusals, list(skipped))
+        text = markdown(secs, refusals, list(skipped))
     else:
-        text = _html(secs, refusals, list(skipped), sources, len(records), n_groups)
+        text = html(secs, refusals, list(skipped), sources, len(records), n_groups)
     write_file(out, text)
     return [out]
 
@@ -208,110 +235,7 @@ def render(
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): such text cells get a
 # leading apostrophe, as OWASP advises; numbers are left as they are.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-# Markdown syntax a text may carry: HTML and autolinks (entities), table cells (pipes, line breaks), links, images
-# and references (brackets: without them parentheses are text), code spans and emphasis, and the backslash itself.
-_MD_ESCAPES = str.maketrans(
-    {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\n": " ", "\r": " "} | {c: "\\" + c for c in "\\|[]`*"}
-)
-
-
-def _text_cells(frame: pd.DataFrame, fix) -> pd.DataFrame:
-    """``frame`` with ``fix`` applied to every text cell and column name."""
-    out = frame.copy()
-    out.columns = [fix(str(c)) for c in out.columns]
-    for c in out.columns:
-        if any(isinstance(v, str) for v in out[c]):
-            # object dtype: pandas 3 would infer a string column and turn its None into NaN ("nan" in Markdown)
-            out[c] = pd.Series([fix(v) if isinstance(v, str) else v for v in out[c]], index=out.index, dtype=object)
-    return out
 
 
 def _csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
-    return _text_cells(frame, lambda v: "'" + v if v.startswith(_FORMULA_START) else v)
-
-
-def _md(text: str) -> str:
-    """Text as Markdown shows it: HTML, link, image, code and table syntax escaped, one line."""
-    return str(text).translate(_MD_ESCAPES)
-
-
-def _parts(s: Section) -> list[tuple[str, pd.DataFrame]]:
-    """(heading, table) of each table of a section: its frame, or one per distinct value of ``split_by`` (those
-    columns named in the heading instead); see :class:`Section`."""
-    if not s.split_by:
-        return [("", s.frame)]
-    keys: dict[tuple, list] = {}
-    for i, row in enumerate(s.frame[s.split_by].astype(object).itertuples(index=False)):
-        keys.setdefault(tuple(row), []).append(i)
-    out = []
-    for key, rows in keys.items():
-        table = s.frame.iloc[rows]
-        shown = [c for c in s.frame.columns if c not in s.split_by and (not s.drop_empty or table[c].notna().any())]
-        heading = "; ".join(f"{c}: {_cell(v, '')}" for c, v in zip(s.split_by, key, strict=True))
-        out.append((heading, table[shown]))
-    return out
-
-
-def _cell(value, missing: str) -> str:
-    """A table cell as text: floats to 4 significant digits, ``missing`` for None or NaN."""
-    if value is None or (isinstance(value, float) and value != value):
-        return missing
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _markdown(secs, refusals, skipped) -> str:
-    parts = [f"# {REPORT_TITLE}", ""]
-    parts += [f"- not compared: {_md(r)}" for r in refusals] + [f"- skipped: {_md(s)}" for s in skipped]
-    for s in secs:
-        if s.frame is None or s.frame.empty:
-            continue
-        parts += ["", f"## {s.title}", "", s.text]
-        for heading, frame in _parts(s):
-            parts += ["", f"### {_md(heading)}"] * bool(heading) + [
-                "",
-                _text_cells(_blank_missing(frame), _md).to_markdown(index=False, floatfmt=".4g", missingval=s.missing),
-            ]
-    return "\n".join(parts) + "\n"
-
-
-def _blank_missing(frame: pd.DataFrame) -> pd.DataFrame:
-    """Missing values as None, which tabulate leaves blank (a NaN would print as 'nan')."""
-    return frame.astype(object).where(frame.notna(), None)
-
-
-def _html(secs, refusals, skipped, paths, n_records, n_groups) -> str:
-    import jinja2
-
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True)
-    rendered = []
-    for s in secs:
-        tables = []
-        if s.frame is not None and not s.frame.empty:
-            tables = [{"heading": h, "html": _table_html(f, s.missing, s.cell_style)} for h, f in _parts(s)]
-        rendered.append({"title": s.title, "text": s.text, "tables": tables, "figures": s.figures})
-    return env.get_template("report.html.j2").render(
-        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        sources=[str(p) for p in paths],
-        n_records=n_records,
-        n_groups=n_groups,
-        sections=rendered,
-        refusals=refusals,
-        skipped=skipped,
-    )
-
-
-def _table_html(frame: pd.DataFrame, missing: str, cell_style) -> str:
-    """A table as HTML: every header, cell and style escaped (markupsafe, as jinja's autoescape does), so the markup
-    is safe to embed."""
-    from markupsafe import Markup, escape
-
-    head = "".join(f"<th>{escape(str(c))}</th>" for c in frame.columns)
-    body = []
-    for row in frame.astype(object).itertuples(index=False):
-        cells = []
-        for v in row:
-            style = cell_style(v) if cell_style else None
-            attr = f' style="{escape(style)}"' if style else ""
-            cells.append(f"<td{attr}>{escape(_cell(v, missing))}</td>")
-        body.append(f"<tr>{''.join(cells)}</tr>")
-    return Markup(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+    return text_cells(frame, lambda v: "'" + v if v.startswith(_FORMULA_START) else v)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from reports.energy import energy_ratio
+from reports.naming import FRAMEWORK_LABEL, REFERENCE, unavailable
 from reports.pairing import Group, Pairing
 from reports.stats import bootstrap_ratio
-from reports.tables import FRAMEWORK_LABEL
 
 # What tells one forecast table from another (the report draws one table per distinct value of these).
 FORECAST_SETTING = [
@@ -18,12 +19,14 @@ FORECAST_COLUMNS = [
     "energy_ratio", "power_provenance", "parity", "rel_l2_first_lead", "rel_l2_max", "rel_l2_bound",
     "device_peak_mem_mb", "host_peak_rss_mb",
 ]  # fmt: skip
-REFERENCE = "torch"  # the denominator of every ratio and the reference of the parity records
-
-
-def unavailable(reason: str | None) -> str:
-    """What stands in a figure's place when it could not be obtained: never 0, never a blank."""
-    return f"unavailable ({reason or 'no reason recorded'})"
+# The forecast table in the report: two narrower tables per setting, each led by the framework (CSV: one table).
+FORECAST_KEYS = ["framework"]
+FORECAST_GROUPS = [
+    ("latency and memory", ["forecast_ms_p50", "forecast_ms_p90", "latency_ratio", "latency_ratio_ci_low",
+                            "latency_ratio_ci_high", "forecast_days_per_s", "device_peak_mem_mb", "host_peak_rss_mb"]),
+    ("energy and parity", ["energy_j_per_forecast", "energy_j_per_forecast_day", "energy_ratio", "power_provenance",
+                           "parity", "rel_l2_first_lead", "rel_l2_max", "rel_l2_bound"]),
+]  # fmt: skip
 
 
 def energy_cell(run: dict, key: str):
@@ -75,9 +78,7 @@ def _compare(row: dict, run: dict, reference: dict) -> None:
         row.update(latency_ratio=r.value, latency_ratio_ci_low=r.low, latency_ratio_ci_high=r.high)
     else:  # one repeat has no spread: the ratio of the two latencies, with no interval
         row.update(latency_ratio=run["forecast_ms_p50"] / reference["forecast_ms_p50"])
-    e_run, e_ref = run.get("energy_j_per_forecast"), reference.get("energy_j_per_forecast")
-    if e_run and e_ref:
-        row["energy_ratio"] = e_run / e_ref
+    row["energy_ratio"] = energy_ratio(run, reference, "energy_j_per_forecast")[0]
 
 
 def forecast_table(pairing: Pairing) -> pd.DataFrame:

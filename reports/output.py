@@ -9,18 +9,21 @@ import stat
 from pathlib import Path
 
 from reports import FORMATS
+from reports.costs import carbon_intensity as parse_intensity
 from runners.records.store import STORE_FILES, TORN_SUFFIX, open_regular, records_path
 from runners.spec import PairbenchError
 
 REPORT_TITLE = "pairbench report"  # the HTML report's title and the Markdown report's heading: how one is known
 
 
-def check_target(out: Path, fmt: str, sources) -> None:
+def check_target(out: Path, fmt: str, sources, carbon_intensity: str | float | None = None) -> None:
     """Refuse, in one sentence and before any work, a report target ``out`` that is not a report's to take: a
     records file (by name, or any of ``sources`` however it is reached), a folder (a file for csv), a device
-    or FIFO, a file that is not a pairbench report, or a place that cannot be written."""
+    or FIFO, a file that is not a pairbench report, or a place that cannot be written; and a carbon intensity
+    (``carbon_intensity``, else PAIRBENCH_CARBON_INTENSITY) that is not a finite number above 0."""
     if fmt not in FORMATS:
         raise PairbenchError(f"unknown report format '{fmt}'; choose from {', '.join(FORMATS)}")
+    parse_intensity(carbon_intensity)
     out = Path(out)
     stores = {_resolved(records_path(p) if Path(p).is_dir() else Path(p)) for p in sources}
     if out.name in STORE_FILES or out.name.endswith(TORN_SUFFIX) or _resolved(out) in stores:

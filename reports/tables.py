@@ -7,6 +7,8 @@ import re
 import numpy as np
 import pandas as pd
 
+from reports.energy import energy_ratio
+from reports.naming import FRAMEWORK_LABEL, load_mark, setting, target_of
 from reports.pairing import Pairing, device_kind
 from reports.stats import bootstrap_ratio, factor_split
 
@@ -14,11 +16,23 @@ RUN_COLUMNS = [
     "workload", "framework", "framework_version", "device", "device_name", "precision", "mode", "recompute",
     "threads", "objective", "batch_size",
     "samples_per_s", "step_ms_p50", "step_ms_p90", "step_ms_p99", "forward_ms_p50", "forward_ms_p90",
-    "forward_ms_p99", "build_s", "host_peak_rss_mb", "power_w_mean", "power_provenance", "energy_j_per_sample",
-    "samples_per_j", "mfu_train", "hardware_profile", "host", "workload_fingerprint",
+    "forward_ms_p99", "build_s", "host_peak_rss_mb", "power_w_mean", "power_provenance", "power_scope",
+    "energy_j_per_sample", "samples_per_j", "mfu_train", "load_verdict", "hardware_profile", "host",
+    "workload_fingerprint",
 ]  # fmt: skip
-FRAMEWORK_LABEL = {"torch": "PyTorch", "mindspore": "MindSpore"}
-KIND_LABEL = {"cuda": "GPU", "ascend": "NPU", "cpu": "CPU"}
+RATIO_COLUMNS = [
+    "workload", "setting", "comparison", "metric", "ratio", "ci_low", "ci_high", "within_noise", "machine", "basis",
+]  # fmt: skip
+# The runs table in the report: one narrower table per group, each led by the same columns (CSV: one table).
+RUN_KEYS = ["workload", "framework", "device", "batch_size"]
+RUN_GROUPS = [
+    ("what ran", ["framework_version", "device_name", "precision", "mode", "recompute", "threads", "objective",
+                  "hardware_profile", "host", "workload_fingerprint"]),
+    ("timings", ["samples_per_s", "step_ms_p50", "step_ms_p90", "step_ms_p99", "forward_ms_p50", "forward_ms_p90",
+                 "forward_ms_p99", "build_s", "mfu_train", "load_verdict"]),
+    ("memory, power and energy", ["host_peak_rss_mb", "power_w_mean", "power_provenance", "power_scope",
+                                  "energy_j_per_sample", "samples_per_j"]),
+]  # fmt: skip
 
 
 def runs_table(pairing: Pairing) -> pd.DataFrame:
@@ -43,17 +57,6 @@ def failures_table(pairing: Pairing) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["workload", "task", "framework", "device", "status", "reason"])
 
 
-def setting(identity: dict) -> str:
-    """How a group's runs were executed, in a few words: what tells two groups of one workload apart."""
-    parts = [identity["precision"], identity["mode"], f"batch {identity['batch_size']}", f"seed {identity['seed']}"]
-    parts += ["recompute"] * bool(identity["recompute"])
-    threads = identity["threads"]
-    parts += [f"{threads} thread{'s' * (threads != 1)}"] * (threads is not None)
-    parts += [identity["objective"]] * (identity["objective"] != "forecast")
-    parts += [f"{identity['nproc']} processes"] * (identity["nproc"] != 1)
-    return ", ".join(parts)
-
-
 def _ratio_rows(workload: str, comparison: str, num: dict, den: dict) -> list[dict]:
     rows = []
     for metric, key in (("train step time", "step_ms"), ("forward latency", "forward_ms")):
@@ -69,23 +72,24 @@ def _ratio_rows(workload: str, comparison: str, num: dict, den: dict) -> list[di
                     "ci_low": r.low,
                     "ci_high": r.high,
                     "within_noise": r.within_noise,
+                    "machine": load_mark(num, den),
                     "basis": "median of per-step times, 95% bootstrap interval",
                 }
             )
-    e_num, e_den = num.get("energy_j_per_sample"), den.get("energy_j_per_sample")
-    if e_num and e_den:
-        kinds = {num.get("power_provenance"), den.get("power_provenance")}
+    value, basis = energy_ratio(num, den, "energy_j_per_sample")
+    if num.get("energy_j_per_sample") and den.get("energy_j_per_sample"):
         rows.append(
             {
                 "workload": workload,
                 "setting": setting(num),
                 "comparison": comparison,
                 "metric": "energy per sample",
-                "ratio": e_num / e_den,
+                "ratio": value,
                 "ci_low": None,
                 "ci_high": None,
                 "within_noise": None,
-                "basis": "one energy window per run; " + " / ".join(sorted(k for k in kinds if k)),
+                "machine": load_mark(num, den),
+                "basis": f"one energy window per run; {basis}",
             }
         )
     return rows
@@ -126,12 +130,13 @@ def ratios_table(pairing: Pairing) -> pd.DataFrame:
                     "ci_low": None,
                     "ci_high": None,
                     "within_noise": None,
+                    "machine": load_mark(*g.runs.values()),
                     "basis": "geometric mean of both paths; framework x hardware = gap",
                 }
             )
     return pd.DataFrame(
         rows,
-        columns=["workload", "setting", "comparison", "metric", "ratio", "ci_low", "ci_high", "within_noise", "basis"],
+        columns=RATIO_COLUMNS,
     )
 
 
@@ -155,10 +160,11 @@ def skill_subject(group) -> str:
 
 def skill_long(pairing: Pairing) -> pd.DataFrame:
     """RMSE and ACC in long form: workload, forecast source (each framework with its device,
-    persistence, climatology), variable, lead time. Each skill group (one fingerprint) has rows of its own: where a
+    persistence, climatology), variable, lead time; runs trained to a target are not here (reports.tta: each
+    stopped at its own step). Each skill group (one fingerprint) has rows of its own: where a
     workload has several, the workload is named with the fingerprint's first characters."""
     values: dict[tuple, dict] = {}
-    groups = [g for g in pairing.groups if g.task == "skill"]
+    groups = [g for g in pairing.groups if g.task == "skill" and not target_of(g.identity)]
     subjects = [skill_subject(g) for g in groups]
     for g, subject in zip(groups, subjects, strict=True):
         if subjects.count(subject) > 1:

@@ -265,6 +265,11 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     rp.add_argument("--format", choices=FORMATS, default="html")
     rp.add_argument("--skip-invalid", action="store_true", help="report the valid records of a damaged file")
+    rp.add_argument(
+        "--carbon-intensity", default=None, metavar="G",
+        help="the grid's carbon intensity in gCO2/kWh, for CO2 from the records' energy (default: "
+        "PAIRBENCH_CARBON_INTENSITY, else none shown)",
+    )  # fmt: skip
 
     dv = sub.add_parser("devices", help="list CUDA GPUs, Ascend NPUs and the CPU with profiles and power")
     dv.add_argument("--json", action="store_true")
@@ -414,7 +419,7 @@ def _cmd_report(args) -> int:
 
     notices = []
     out = args.output or Path(DEFAULT_OUTPUT[args.format])
-    written = write_report(args.results, out, args.format, args.skip_invalid, notices.append)
+    written = write_report(args.results, out, args.format, args.skip_invalid, notices.append, args.carbon_intensity)
     for line in notices:
         print(line, file=sys.stderr)
     for path in written:

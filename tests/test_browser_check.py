@@ -44,7 +44,7 @@ def _check(path: Path, **kwargs) -> BrowserCheck:
 def good_page(tmp_path: Path) -> Path:
     """A self-contained report: two embedded figures, tall enough to need scrolling."""
     body = (
-        f"<h1>pairbench</h1><img alt='parity' src='data:image/png;base64,{_png('C0')}'>"
+        f"<h1>pairbench</h1><h2>Summary</h2><img alt='parity' src='data:image/png;base64,{_png('C0')}'>"
         f"<div style='height:2500px'></div><img alt='step times' src='data:image/png;base64,{_png('C1')}'>"
     )
     return _page(tmp_path, "good.html", body, title="pairbench report")
@@ -63,6 +63,27 @@ def test_good_page_is_ok_and_screenshot_is_full_page(good_page: Path, tmp_path: 
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", data[16:24])  # IHDR
     assert width > 0 and height >= 2500  # the whole page, not just the viewport
+
+
+def test_a_table_wider_than_the_page_and_a_summary_not_first_are_caught(tmp_path: Path):
+    """At 1280 px: a table that would scroll sideways inside its box, or push the page wider, is named by the heading
+    above it; the first section must be the Summary."""
+    img = f"<img alt='fine' src='data:image/png;base64,{_png('C0')}'>"
+    cells = "".join(f"<td>{'x' * 40}</td>" for _ in range(12))  # unbreakable words: 12 x 40 characters
+    wide = f"<table><tr>{cells}</tr></table>"
+    box = f"<div style='overflow-x:auto'>{wide}</div>"
+    scrolled = _page(tmp_path, "scrolled.html", f"<h2>Summary</h2>{img}<h3>runs</h3>{box}")
+    result = _check(scrolled)
+    assert result.viewport_width <= 1280 and result.summary_first and result.page_width <= 1280
+    assert len(result.wide_tables) == 1 and result.wide_tables[0].startswith("runs (")
+    assert not result.fits and not result.ok
+    pushed = _check(_page(tmp_path, "pushed.html", f"<h2>Summary</h2>{img}<h2>Ratios</h2>{wide}"))
+    assert pushed.wide_tables[0].startswith("Ratios (") and pushed.page_width > 1280 and not pushed.ok
+    narrow = "<table><tr><td>1.0</td><td>PyTorch</td></tr></table>"
+    late = _check(_page(tmp_path, "late.html", f"<h2>Runs</h2>{img}{narrow}<h2>Summary</h2>"))
+    assert late.sections == ["Runs", "Summary"] and late.fits and not late.summary_first and not late.ok
+    fine = _check(_page(tmp_path, "fine.html", f"<h2>Summary</h2>{img}{narrow}<h2>Runs</h2>"))
+    assert fine.sections == ["Summary", "Runs"] and fine.fits and fine.ok
 
 
 def test_broken_embedded_image_is_named(tmp_path: Path):
@@ -91,7 +112,8 @@ def test_thrown_error_and_console_error_are_captured(tmp_path: Path):
 
 
 def test_console_log_is_not_an_error(tmp_path: Path):
-    body = f"<img alt='fine' src='data:image/png;base64,{_png('C0')}'><script>console.log('hello')</script>"
+    img = f"<img alt='fine' src='data:image/png;base64,{_png('C0')}'>"
+    body = f"<h2>Summary</h2>{img}<script>console.log('hello')</script>"
     result = _check(_page(tmp_path, "log.html", body))
     assert result.console_errors == []
     assert result.ok
@@ -106,7 +128,7 @@ def test_external_resource_is_reported(tmp_path: Path):
 
 
 def test_page_without_images_is_not_ok(tmp_path: Path):
-    result = _check(_page(tmp_path, "empty.html", "<p>no figures</p>"))
+    result = _check(_page(tmp_path, "empty.html", "<h2>Summary</h2><p>no figures</p>"))
     assert result.images == 0
     assert result.console_errors == [] and result.failed_requests == []
     assert not result.ok
@@ -146,11 +168,16 @@ def test_missing_playwright_is_unavailable_and_module_still_imports(good_page: P
 
 
 def test_ok_property():
-    assert BrowserCheck(title="t", images=1).ok
-    assert not BrowserCheck(title="t", images=1, console_errors=["x"]).ok
-    assert not BrowserCheck(title="t", images=1, broken_images=["x"]).ok
-    assert not BrowserCheck(title="t", images=1, failed_requests=["x"]).ok
-    assert not BrowserCheck(title="t", images=0).ok
+    good = {"title": "t", "images": 1, "sections": ["Summary"]}
+    assert BrowserCheck(**good).ok
+    assert not BrowserCheck(**good, console_errors=["x"]).ok
+    assert not BrowserCheck(**good, broken_images=["x"]).ok
+    assert not BrowserCheck(**good, failed_requests=["x"]).ok
+    assert not BrowserCheck(**{**good, "images": 0}).ok
+    assert not BrowserCheck(**good, wide_tables=["Runs (1400 px)"]).ok
+    assert not BrowserCheck(**good, page_width=1400).ok
+    assert not BrowserCheck(**{**good, "sections": ["Runs", "Summary"]}).ok
+    assert not BrowserCheck(**{**good, "sections": []}).ok
 
 
 def test_missing_file_raises(tmp_path: Path):

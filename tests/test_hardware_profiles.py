@@ -63,3 +63,24 @@ def test_cpu_tdp_sources():
     assert cpu_tdp(generic, 2, environ={"PAIRBENCH_CPU_TDP_W": "125"})[0] == 125.0
     bare = HardwareProfile(id="x", vendor="v", kind="cpu", description="", match=())
     assert cpu_tdp(bare, 4, environ={}) == (None, "profile x gives no TDP")
+
+
+def test_a_price_per_hour_is_optional_and_needs_its_source(tmp_path):
+    from hardware_profiles import load_profile
+
+    base = "id: x\nvendor: v\nkind: cpu\ndescription: d\nmatch: [x]\n"
+    assert all(p.price_usd_per_hour is None or p.price_source for p in load_profiles().values())
+    (tmp_path / "plain.yaml").write_text(base)
+    assert load_profile(tmp_path / "plain.yaml").price_usd_per_hour is None
+    (tmp_path / "priced.yaml").write_text(base + "price_usd_per_hour: 2.5\nprice_source: a price list, 2026-01\n")
+    priced = load_profile(tmp_path / "priced.yaml")
+    assert (priced.price_usd_per_hour, priced.price_source) == (2.5, "a price list, 2026-01")
+    for bad, message in (
+        ("price_usd_per_hour: 2.5\n", "needs its price_source"),
+        ("price_usd_per_hour: -1\nprice_source: s\n", "must be a positive number"),
+        ("price_usd_per_hour: .nan\nprice_source: s\n", "must be a positive number"),
+        ("price_usd_per_hour: cheap\nprice_source: s\n", "must be a positive number"),
+    ):
+        (tmp_path / "bad.yaml").write_text(base + bad)
+        with pytest.raises(ValueError, match=message):
+            load_profile(tmp_path / "bad.yaml")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import re
+from html import unescape
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ from reports import MISSING as DASH
 from reports.build import render, write_report
 from reports.console import forecast_lines
 from reports.forecast_tables import forecast_table
+from reports.labels import LABELS
 from reports.pairing import pair_records
 from reports.scorecard import BETTER, SATURATION, WORSE, cell_colour, relative_difference, scorecard_table
 from reports.tables import failures_table, parity_table
@@ -125,14 +127,21 @@ def _row(table, framework, **where):
 
 
 def _html_rows(html: str, first_cell: str) -> list[dict]:
-    """Every row of the report's tables whose first cell is ``first_cell``, as {header: cell text}."""
+    """Every row of the report's tables whose first cell is ``first_cell``, as {field: cell text} (headers are
+    labels, reports.labels); a row continued in the next table (a table cut into column groups, each led by the
+    same first column) is one row."""
     out = []
+    fields = {label: name for name, label in LABELS.items()}
     for table in re.findall(r"<table>.*?</table>", html, re.S):
-        heads = re.findall(r"<th>(.*?)</th>", table)
+        heads = [fields.get(unescape(h), h) for h in re.findall(r"<th>(.*?)</th>", table)]
         for row in re.findall(r"<tr>(<td.*?)</tr>", table):
             cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
             if cells[0] == first_cell:
-                out.append(dict(zip(heads, cells, strict=True)))
+                new = dict(zip(heads, cells, strict=True))
+                if out and not (set(new) - {heads[0]}) & set(out[-1]):
+                    out[-1].update(new)
+                else:
+                    out.append(new)
     return out
 
 
@@ -194,7 +203,7 @@ def test_unavailable_energy_says_why_and_is_never_zero(tmp_path):
     text = render(recs, tmp_path / "r.md", "md", ["x"])[0].read_text()
     assert f"unavailable ({why})" in text and not re.search(r"\bnan\b", text)
     (line,) = [ln for ln in forecast_lines(recs, None) if ln.startswith("mindspore")]
-    assert line.endswith(f"energy unavailable ({why})")
+    assert f"energy unavailable ({why})  machine quiet" in line
 
 
 def test_missing_relative_l2_shows_a_dash_never_nan(tmp_path):
@@ -316,8 +325,8 @@ def test_scorecard_in_html_markdown_and_csv(tmp_path):
     card = html.split("<h2>Scorecard</h2>")[1].split("<h2>")[0]
     assert card.count("<table>") == 3  # MindSpore vs PyTorch, each framework vs persistence
     blue = "#{:02x}{:02x}{:02x}".format(*BETTER)
-    assert f'<td style="background:{blue};color:#fff">-0.2</td>' in card  # PyTorch vs persistence, z500 24 h
-    assert re.search(r'<td style="background:#[0-9a-f]{6};color:#[0-9a-f]{3}">0.1</td>', card)
+    assert f'<td style="background:{blue};color:#fff" class="num">-0.2</td>' in card  # PyTorch vs persistence
+    assert re.search(r'<td style="background:#[0-9a-f]{6};color:#[0-9a-f]{3}" class="num">0.1</td>', card)
     assert f"<td>{DASH}</td>" in card and not re.search(r"\bnan\b", card, re.I)
     assert not re.search(rf'style="[^"]*">{DASH}<', card)  # a missing value has no colour
     md = render(recs, tmp_path / "r.md", "md", ["x"])[0].read_text()
@@ -334,13 +343,18 @@ def test_report_of_only_forecast_records(tmp_path):
     recs = [forecast("torch", PT_MS), forecast("mindspore", MS_MS), forecast_parity([1e-7, 3e-6])]
     html = _html(tmp_path, recs)
     titles = re.findall(r"<h2>(.*?)</h2>", html)
-    assert titles == ["Forecasts"]
-    assert html.count("<h3>") == 1 and "n_lead: 40; lead_hours: 6; device: cpu" in html
+    assert titles == ["Summary", "How quiet the machine was", "What each watt covers", "Forecasts"]
+    forecasts = html.split("<h2>Forecasts</h2>")[1]
+    assert forecasts.count("<h3>") == 2  # one setting, in two column groups
+    assert "Lead steps: 40; Lead step (h): 6; Device: cpu" in forecasts
     assert 'alt="forecast latency"' in html and 'alt="forecast parity"' in html
     md = render(recs, tmp_path / "r.md", "md", ["x"])[0].read_text()
-    assert "## Forecasts" in md and "### workload: fourcastnet-tiny; precision: fp32" in md
+    assert "## Forecasts" in md and "### Workload: fourcastnet-tiny; Precision: fp32" in md
     written = render(recs, tmp_path / "csv", "csv", ["x"])
-    assert [p.name for p in written] == ["forecasts.csv"]
+    assert [p.name for p in written] == [
+        "summary.csv", "how-quiet-the-machine-was.csv", "what-each-watt-covers.csv", "forecasts.csv"
+    ]  # fmt: skip
+    written = [p for p in written if p.name == "forecasts.csv"]
     rows = list(csv.DictReader(open(written[0])))
     assert [r["framework"] for r in rows] == ["PyTorch", "MindSpore"]
     assert float(rows[0]["forecast_ms_p50"]) == pytest.approx(recs[0]["forecast_ms_p50"])
@@ -349,9 +363,13 @@ def test_report_of_only_forecast_records(tmp_path):
 def test_report_of_only_skill_records(tmp_path):
     recs = [skill("torch", PT_RMSE, PERSISTENCE), skill("mindspore", MS_RMSE, PERSISTENCE)]
     html = _html(tmp_path, recs)
-    assert re.findall(r"<h2>(.*?)</h2>", html) == ["Skill", "Scorecard"]
+    assert re.findall(r"<h2>(.*?)</h2>", html) == [
+        "Summary", "How quiet the machine was", "What each watt covers", "Skill", "Scorecard"
+    ]  # fmt: skip
     written = render(recs, tmp_path / "csv", "csv", ["x"])
-    assert sorted(p.name for p in written) == ["scorecard.csv", "skill.csv"]
+    assert sorted(p.name for p in written) == [
+        "how-quiet-the-machine-was.csv", "scorecard.csv", "skill.csv", "summary.csv", "what-each-watt-covers.csv"
+    ]  # fmt: skip
 
 
 def test_html_is_self_contained_and_escapes_the_new_sections(tmp_path):

@@ -123,8 +123,12 @@ def test_markdown_and_csv(tmp_path):
     assert "## Ratios" in text and "| MindSpore / PyTorch on cpu |" in text and not re.search(r"\bnan\b", text)
     written = write_report([path], tmp_path / "csv", "csv")
     names = sorted(p.relative_to(tmp_path).as_posix() for p in written)
-    assert names == ["csv/ratios.csv", "csv/runs.csv"]
+    assert names == [
+        "csv/how-quiet-the-machine-was.csv", "csv/ratios.csv", "csv/runs.csv", "csv/summary.csv",
+        "csv/what-each-watt-covers.csv",
+    ]  # fmt: skip
     assert "train step time" in (tmp_path / "csv" / "ratios.csv").read_text()
+    assert "step_ms_p50" in (tmp_path / "csv" / "runs.csv").read_text()  # CSV keeps the records' field names
     with pytest.raises(PairbenchError, match="-o names the folder to write them into, not .*r.csv"):
         write_report([path], tmp_path / "r.csv", "csv")
 
@@ -137,9 +141,12 @@ def test_markdown_and_csv_neutralise_what_records_carry(tmp_path):
     text = write_report([path], tmp_path / "r.md", "md")[0].read_text()
     assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;\\|x y" in text
     runs = text.split("## Runs")[1].split("\n## ")[0]
-    rows = [ln for ln in runs.splitlines() if ln.startswith("|")]
-    columns = {len(re.findall(r"(?<!\\)\|", ln)) for ln in rows}
-    assert len(rows) == 4 and len(columns) == 1  # header, rule, two runs: the name breaks no table
+    tables = [t for t in runs.split("\n\n") if t.startswith("|")]
+    assert len(tables) == 3  # the runs table in its three column groups
+    for table in tables:
+        rows = table.splitlines()
+        columns = {len(re.findall(r"(?<!\\)\|", ln)) for ln in rows}
+        assert len(rows) == 4 and len(columns) == 1  # header, rule, two runs: the name breaks no table
     runs_csv = next(p for p in write_report([path], tmp_path / "csv", "csv") if p.name == "runs.csv").read_text()
     assert "'=HYPERLINK(1)" in runs_csv and "'@SUM(A1)" in runs_csv
     assert ",=HYPERLINK" not in runs_csv and ",@SUM" not in runs_csv

@@ -1,0 +1,148 @@
+"""What a report calls each column: one mapping from a table's field name to a reader's label with its unit, used by
+every HTML and Markdown table and by every table heading. CSV keeps the field names (the records' own, units in the
+name: ``_ms``, ``_s``, ``_j``, ``_frac``), which scripts read; a column not listed here is already a label ("RMSE
+PyTorch cpu", "24 h") and is shown as it is. Fractions listed in ``PERCENT`` are shown as percentages."""
+
+from __future__ import annotations
+
+LABELS = {
+    # what ran
+    "workload": "Workload",
+    "task": "Task",
+    "setting": "Setting",
+    "framework": "Framework",
+    "framework_version": "Version",
+    "engine": "Engine",
+    "device": "Device",
+    "device_name": "Device name",
+    "precision": "Precision",
+    "mode": "Mode",
+    "recompute": "Recompute",
+    "threads": "Threads",
+    "objective": "Objective",
+    "batch_size": "Batch",
+    "seed": "Seed",
+    "hardware_profile": "Hardware profile",
+    "host": "Host",
+    "workload_fingerprint": "Fingerprint",
+    "run_id": "Run",
+    "status": "Status",
+    "reason": "Reason",
+    # timings and memory
+    "samples_per_s": "Throughput (samples/s)",
+    "step_ms_p50": "Train step p50 (ms)",
+    "step_ms_p90": "Train step p90 (ms)",
+    "step_ms_p99": "Train step p99 (ms)",
+    "forward_ms_p50": "Forward p50 (ms)",
+    "forward_ms_p90": "Forward p90 (ms)",
+    "forward_ms_p99": "Forward p99 (ms)",
+    "build_s": "Build (s)",
+    "host_peak_rss_mb": "Peak host memory (MB)",
+    "device_peak_mem_mb": "Peak device memory (MB)",
+    "mfu_train": "MFU, training (%)",
+    # power and energy
+    "power_w_mean": "Mean power (W)",
+    "power_provenance": "Power provenance",
+    "power_source": "Power source",
+    "power_scope": "Power scope",
+    "power_scope_label": "What the watts cover",
+    "power_window_s": "Window (s)",
+    "power_samples_n": "Power samples",
+    "power_rate_hz_achieved": "Sampling rate (Hz)",
+    "power_window_ok": "Enough samples",
+    "energy_j": "Energy in the window (J)",
+    "energy_j_per_sample": "Energy per sample (J)",
+    "energy_per_unit": "Energy per unit (J)",
+    "unit": "Unit",
+    "samples_per_j": "Samples per joule (1/J)",
+    # how quiet the machine was
+    "load_verdict": "Machine",
+    "load_cv": "Spread of timed samples, CV (%)",
+    "load_other_cpu_frac": "Other processes' CPU time (%)",
+    "load_steal_frac": "Steal time (%)",
+    "load_avg_1m": "Load average, 1 min",
+    "load_throttle_events": "Thermal throttle events",
+    "load_verdict_reason": "Why",
+    "load_reason": "Not read",
+    # ratios
+    "comparison": "Comparison",
+    "compared": "Compared",
+    "metric": "Measure",
+    "ratio": "Ratio",
+    "ci_low": "CI low (95%)",
+    "ci_high": "CI high (95%)",
+    "within_noise": "Within noise",
+    "machine": "Machine while timed",
+    "basis": "Basis",
+    # skill and scorecard
+    "variable": "Variable",
+    "lead_h": "Lead (h)",
+    # training parity
+    "verdict": "Verdict",
+    "forward_rel_l2": "Forward output, rel. L2",
+    "gradient_max_rel_l2": "Gradients, worst rel. L2",
+    "gradient_worst_parameter": "Worst gradient's parameter",
+    "loss_max_rel": "Losses, worst rel. difference",
+    "not_finite": "Not finite",
+    "gradient_on_one_side_only": "Gradient on one side only",
+    "no_gradient_in_either": "No gradient in either",
+    "bounds": "Bounds",
+    # data parallel
+    "nproc": "Processes",
+    "backend": "Backend",
+    "samples_per_s_total": "Throughput, all processes (samples/s)",
+    "samples_per_s_per_device": "Throughput per device (samples/s)",
+    "reference_samples_per_s": "Throughput, one process (samples/s)",
+    "scaling_efficiency": "Scaling efficiency (%)",
+    "loss_max_rel_diff": "Losses vs one process, worst rel. difference",
+    "grad0_max_rel_l2": "First gradients vs one process, rel. L2",
+    "nodes": "Nodes",
+    # forecasts
+    "n_lead": "Lead steps",
+    "lead_hours": "Lead step (h)",
+    "forecast_ms_p50": "Forecast p50 (ms)",
+    "forecast_ms_p90": "Forecast p90 (ms)",
+    "latency_ratio": "Latency / PyTorch's",
+    "latency_ratio_ci_low": "Latency CI low (95%)",
+    "latency_ratio_ci_high": "Latency CI high (95%)",
+    "forecast_days_per_s": "Forecast-days per s",
+    "energy_j_per_forecast": "Energy per forecast (J)",
+    "energy_j_per_forecast_day": "Energy per forecast-day (J)",
+    "energy_ratio": "Energy / PyTorch's",
+    "parity": "Parity",
+    "rel_l2_first_lead": "Rel. L2, first lead",
+    "rel_l2_max": "Rel. L2, worst lead",
+    "rel_l2_bound": "Bound",
+    # the summary
+    "step_time": "Training step time",
+    "forecast_latency": "Forecast latency",
+    "energy_per_sample": "Energy per training sample",
+    "energy_per_forecast": "Energy per forecast",
+    "skill_rmse": "RMSE (skill)",
+    "time_to_target": "Time to target",
+    # time to accuracy
+    "target": "Target",
+    "tta_reached": "Reached",
+    "tta_steps": "Steps",
+    "tta_wall_s": "Wall time (s)",
+    "tta_energy": "Energy to target (J)",
+    "tta_best_rmse": "Best RMSE",
+    "steps_ratio": "Steps / PyTorch's",
+    "wall_ratio": "Wall time / PyTorch's",
+    "tta_energy_ratio": "Energy to target / PyTorch's",
+    # cost and carbon
+    "what": "Per",
+    "time_s": "Device time (s)",
+    "energy_basis": "Energy (J, what it covers)",
+    "cost_usd": "Cost (USD)",
+    "cost_basis": "Cost from",
+    "co2_g": "CO2 (g)",
+    "co2_basis": "CO2 from",
+}
+# Fractions shown as percentages (their labels say %).
+PERCENT = frozenset({"mfu_train", "load_cv", "load_other_cpu_frac", "load_steal_frac", "scaling_efficiency"})
+
+
+def label(column) -> str:
+    """The reader's name of a column: its label with unit, or the column itself when it is already one."""
+    return LABELS.get(str(column), str(column))
