@@ -29,7 +29,7 @@ from runners.options import DEFAULT_FORECAST_HOURS, ForecastOptions
 from runners.records import schema
 from runners.records.store import append_record, records_path
 from runners.spec import PairbenchError
-from runners.weights.canonical import check_weights, load_weights, save_weights, weights_digest
+from runners.weights.canonical import save_weights, starting_weights, weights_digest
 from runners.workloads.registry import get_workload
 
 
@@ -111,11 +111,7 @@ def run_forecast(opts: ForecastOptions, progress=print) -> ForecastOutcome:
     seed = secrets.randbits(31) if opts.seed is None else opts.seed
     hours = dataset.time_step_hours if dataset is not None else spec.time_step_hours
     n_lead = lead_steps(opts.n_lead, hours)
-    if opts.weights:
-        tensors, weights_source = load_weights(Path(opts.weights), spec.model), str(opts.weights)
-    else:
-        tensors, weights_source = spec.model.init_weights(seed), f"init_weights(seed={seed})"
-    check_weights(spec.model, tensors, weights_source)
+    tensors, weights_source = starting_weights(spec.model, opts.weights, seed)
     ic_ident, ic_worker, ic_label = _initial_conditions(dataset, spec, n_lead, seed, opts.batch_size)
     ident = schema.identity(
         "forecast",
@@ -131,6 +127,7 @@ def run_forecast(opts: ForecastOptions, progress=print) -> ForecastOutcome:
         threads=opts.threads,
         warmup_steps=opts.warmup,
         train_steps=0,
+        forward_steps=0,
         objective="forecast",
         nproc=1,
     )

@@ -63,14 +63,14 @@ def worker_env() -> dict[str, str]:
 
 # What a worker is told of a run's identity, under the same names.
 _RUN_FROM_IDENTITY = (
-    "precision", "mode", "objective", "recompute", "threads", "batch_size", "warmup_steps", "train_steps", "seed",
-    "model", "hyper_parameters",
+    "precision", "mode", "objective", "recompute", "threads", "batch_size", "warmup_steps", "train_steps",
+    "forward_steps", "seed", "model", "hyper_parameters",
 )  # fmt: skip
 
 
 def run_config(ident: dict, workload: str, framework: str, weights: Path, device: str, **task) -> RunConfig:
     """What one worker is asked to do: the run's identity (runners.records.schema), where, and ``task``'s own
-    settings (forward steps, the skill task's data)."""
+    settings (the task, its data)."""
     fields = {k: ident[k] for k in _RUN_FROM_IDENTITY}
     return RunConfig(workload=workload, framework=framework, weights=str(weights), device=device, **fields, **task)
 
@@ -93,7 +93,7 @@ def run_worker(run: RunConfig, prefix: Path, timeout_s: float) -> dict:
             )
             code = proc.returncode
         except subprocess.TimeoutExpired:
-            return {"status": "failed", "reason": f"timed out after {timeout_s:.0f} s (log: {log})"}
+            return {"status": "failed", "reason": f"timed out after {timeout_s:g} s (log: {log})"}
     wall_s = time.perf_counter() - t0
     result_path = prefix.with_suffix(".json")
     if result_path.is_file():
