@@ -10,7 +10,15 @@ from pathlib import Path
 
 from reports import DEFAULT_OUTPUT, FORMATS
 from runners.data.source import DataError
-from runners.options import DEFAULT_WORKLOAD, ForecastOptions, PairOptions, SkillOptions, check_common
+from runners.options import (
+    ARG_OF,
+    DEFAULT_CHECK_EVERY,
+    DEFAULT_WORKLOAD,
+    ForecastOptions,
+    PairOptions,
+    SkillOptions,
+    check_count,
+)
 from runners.records.store import records_path, where_records_went
 from runners.spec import FRAMEWORKS, MODES, OBJECTIVES, PRECISIONS, PairbenchError
 from runners.weights.canonical import WeightsMismatch
@@ -41,17 +49,20 @@ def _choices(allowed: tuple[str, ...]):
 
 
 def _ints(text: str) -> tuple[int, ...]:
+    """--batch-size: one batch size or a comma-separated sweep of them, each within the option's bounds."""
+    items = [v.strip() for v in text.split(",")]
+    if len(items) > 1 and not all(items):
+        raise argparse.ArgumentTypeError(f"'{text}' has an empty item; give batch sizes separated by single commas")
     try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
+        values = tuple(int(v) for v in items)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a batch size or a comma-separated list of them") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError("batch sizes must be at least 1")
-    return values
+    try:
+        return tuple(check_count("batch_size", v) for v in values)
+    except PairbenchError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-# Command-line names of option fields that differ from the field's name.
-_ARG_OF = {"timeout_s": "timeout"}
 # Option fields made from several arguments: the model configuration's overrides.
 _DERIVED = {
     "model": lambda args: {"spectral_transform": args.spectral} if getattr(args, "spectral", None) else None,
@@ -101,7 +112,7 @@ def fill(cls, args, **given):
         elif f.name in _DERIVED:
             value = _DERIVED[f.name](args)
         else:
-            value = getattr(args, _ARG_OF.get(f.name, f.name), None)
+            value = getattr(args, ARG_OF.get(f.name, f.name), None)
         if value is not None:
             values[f.name] = value
     return cls(**values)
@@ -196,7 +207,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sk.add_argument("--workload", default=DEFAULT_WORKLOAD)
     sk.add_argument("--frameworks", type=_frameworks, default=FRAMEWORKS)
-    sk.add_argument("--device", default=SkillOptions.device)
+    sk.add_argument("--device", default=SkillOptions.device, help="cpu, cuda[:i], ascend[:i] or auto")
     sk.add_argument("--batch-size", type=int, default=SkillOptions.batch_size)
     sk.add_argument(
         "--train-steps", type=int, default=SkillOptions.train_steps, help="the training budget in Adam steps"
@@ -218,7 +229,10 @@ def _parser() -> argparse.ArgumentParser:
         help="VAR@LEAD=VALUE (e.g. u@24h=0.5): train until the validation RMSE reaches it, --train-steps at most",
     )
     sk.add_argument(
-        "--check-every", type=int, default=SkillOptions.check_every, help="steps between checks of --target-rmse"
+        "--check-every",
+        type=int,
+        default=None,
+        help=f"steps between checks of --target-rmse (default {DEFAULT_CHECK_EVERY})",
     )
     sk.add_argument("--results-dir", type=Path, default=SkillOptions.results_dir)
     sk.add_argument("--timeout", type=float, default=SkillOptions.timeout_s)
@@ -349,10 +363,9 @@ def _cmd_workloads(args) -> int:
 
 def _cmd_skill(args) -> int:
     from reports.console import skill_tables, target_lines
-    from runners.devices import parse_device
     from runners.experiments.skill import run_skill
 
-    parse_device(args.device)
+    _resolve_auto(args)
     summary = run_skill(fill(SkillOptions, args))
     print()
     print(skill_tables(summary))
@@ -456,9 +469,12 @@ def _cmd_run(args) -> int:
     if args.seed is None and not args.resume:
         args.seed = secrets.randbits(31)  # one seed for the whole sweep: every point starts alike
     sweep = list(itertools.product(args.precision, args.mode, args.batch_size or (None,)))
+    points = [fill(PairOptions, args, precision=p, mode=m, batch_size=b) for p, m, b in sweep]
+    for opts in points:  # every point checked before the first runs
+        opts.validate()
     records, ok = [], True
-    for precision, mode, batch in tqdm(sweep, desc="sweep", unit="run", disable=len(sweep) == 1):
-        opts = fill(PairOptions, args, precision=precision, mode=mode, batch_size=batch)
+    for opts in tqdm(points, desc="sweep", unit="run", disable=len(sweep) == 1):
+        precision, mode = opts.precision, opts.mode
         outcome = run_pair(opts)
         extra = ", recompute" if args.recompute else ""
         extra += f", {args.objective}" if args.objective != "forecast" else ""
@@ -511,7 +527,7 @@ def _cmd_data_parallel(args) -> int:
     from runners.experiments.runs import new_run_dir, source_commit, utc_stamp
     from runners.records import schema
     from runners.records.store import append_record
-    from runners.weights.canonical import load_weights, save_weights
+    from runners.weights.canonical import save_weights, starting_weights
     from runners.workloads.registry import get_workload
 
     refused = _data_parallel_refusals(args)
@@ -520,22 +536,18 @@ def _cmd_data_parallel(args) -> int:
             f"data-parallel runs (--nproc) train fp32 eager forecast steps with no forward timing, skill training "
             f"or resume, so {', '.join(refused)} cannot be honoured; run without --nproc for that"
         )
-    if args.threads is not None and args.threads < 1:
-        raise PairbenchError(f"--threads must be at least 1, got {args.threads}")
-    check_common(fill(PairOptions, args, precision="fp32", mode="eager", batch_size=None))
     topo = Topology(args.nnodes, args.node_rank, args.master_addr, args.master_port)
     topo.check()
     world = args.nproc * args.nnodes
     batches = args.batch_size or (2 * world,)
     for batch in batches:
+        fill(PairOptions, args, precision="fp32", mode="eager", batch_size=batch).validate()
         check_split(batch, world)
     for fw in args.frameworks:
         backend_for(fw, args.device)
-    if args.train_steps < 1 or args.warmup_steps < 0:
-        raise PairbenchError("data-parallel runs need --train-steps of at least 1 and --warmup-steps of at least 0")
     spec = get_workload(args.workload)
     seed = args.seed if args.seed is not None else secrets.randbits(31)
-    tensors = load_weights(Path(args.weights), spec.model) if args.weights else spec.model.init_weights(seed)
+    tensors, weights_source = starting_weights(spec.model, args.weights, seed)
     threads = args.threads or threads_per_rank(args.device, args.nproc)
     records_file = records_path(args.results_dir)
     stamp = utc_stamp()
@@ -550,7 +562,7 @@ def _cmd_data_parallel(args) -> int:
             ident, run_id=run_dir.name, timestamp=stamp, workload=spec.name, device=args.device,
             commit=source_commit(),
         )  # fmt: skip
-        head["weights_source"] = str(args.weights) if args.weights else f"init_weights(seed={seed})"
+        head["weights_source"] = weights_source
         for fw in args.frameworks:
             where = f" (node {topo.node_rank} of {topo.nnodes}, {args.nproc} here)" if topo.nnodes > 1 else ""
             beside = "" if topo.node_rank > 0 else ", and 1 process beside"

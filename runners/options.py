@@ -3,6 +3,11 @@ the experiments, the asv suite and the tests take them."""
 
 from __future__ import annotations
 
+import errno
+import math
+import numbers
+import os
+import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -11,6 +16,86 @@ from runners.spec import FRAMEWORKS, MODES, OBJECTIVES, PRECISIONS, PairbenchErr
 
 DEFAULT_WORKLOAD = "fourcastnet-tiny"
 DEFAULT_FORECAST_HOURS = 240.0  # a ten-day forecast, the default of ``pairbench forecast``
+DEFAULT_CHECK_EVERY = 25  # steps between the checks of a skill run's --target-rmse
+
+# The bounds of the counting options, by field: (least, most). The maxima lie far above any run here (the skill
+# budget of 400 steps, a ten-day forecast of 40 leads) and far below what would keep a worker busy for days.
+MAX_STEPS = 10**7
+MAX_BATCH = 2**16
+MAX_THREADS = 4096
+MAX_TIMEOUT_S = 7 * 24 * 3600.0  # a week per framework run
+BOUNDS = {
+    "warmup_steps": (0, MAX_STEPS), "train_steps": (1, MAX_STEPS), "forward_steps": (1, MAX_STEPS),
+    "batch_size": (1, MAX_BATCH), "threads": (1, MAX_THREADS), "n_init": (1, MAX_STEPS), "n_lead": (1, MAX_STEPS),
+    "repeats": (1, MAX_STEPS), "warmup": (0, MAX_STEPS), "check_every": (1, MAX_STEPS),
+}  # fmt: skip
+# Command-line names of option fields that differ from the field's name.
+ARG_OF = {"timeout_s": "timeout"}
+
+
+def flag(name: str) -> str:
+    """The command-line option of the option field ``name`` (``train_steps``: ``--train-steps``)."""
+    return "--" + ARG_OF.get(name, name).replace("_", "-")
+
+
+def check_count(name: str, value) -> int:
+    """``value`` of the counting option field ``name`` if it is a whole number within BOUNDS, else one sentence
+    naming the option."""
+    least, most = BOUNDS[name]
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise PairbenchError(f"{flag(name)} must be a whole number, got {str(value)[:40]}")
+    if value < least:
+        raise PairbenchError(f"{flag(name)} must be at least {least}, got {value}")
+    if value > most:
+        raise PairbenchError(f"{flag(name)} must be at most {most}, got {str(value)[:40]}")
+    return int(value)
+
+
+def check_counts(opts) -> None:
+    """Every counting option of ``opts`` (None: not set) within BOUNDS."""
+    for name in BOUNDS:
+        if getattr(opts, name, None) is not None:
+            check_count(name, getattr(opts, name))
+
+
+def check_choices(opts) -> None:
+    """The device, each framework named once, and (where ``opts`` has them) precision and mode."""
+    parse_device(opts.device)
+    for fw in opts.frameworks:
+        check_framework(fw)
+    if len(set(opts.frameworks)) != len(opts.frameworks):
+        raise PairbenchError("each framework may be named once")
+    if getattr(opts, "precision", PRECISIONS[0]) not in PRECISIONS:
+        raise PairbenchError(f"unknown precision '{opts.precision}'; choose from {', '.join(PRECISIONS)}")
+    if getattr(opts, "mode", MODES[0]) not in MODES:
+        raise PairbenchError(f"unknown mode '{opts.mode}'; choose from {', '.join(MODES)}")
+
+
+_NOT_REGULAR = (
+    (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+)  # fmt: skip
+
+
+def input_problem(path, what: str, directory: bool = False) -> str | None:
+    """Why ``path`` cannot be read as ``what`` (a regular file; a directory too where ``directory``), found
+    without opening it, so that a FIFO or a device never blocks a read; None when it can be."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return f"{what} {path} is a symbolic link to {os.readlink(path)}, which does not exist"
+        return f"{what} {path} does not exist"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"{what} {path} is a symbolic link loop"
+        return f"{what} {path} cannot be read ({exc.strerror or exc})"
+    except ValueError as exc:  # a NUL byte in the path
+        return f"{what} {str(path)!r} is not a usable path ({exc})"
+    if stat.S_ISREG(mode) or (directory and stat.S_ISDIR(mode)):
+        return None
+    kind = next((name for test, name in _NOT_REGULAR if test(mode)), "something else")
+    return f"{what} {path} is {kind}, not a regular file"
 
 
 @dataclass
@@ -35,27 +120,11 @@ class PairOptions:
     resume: bool = False
 
     def validate(self) -> None:
-        parse_device(self.device)
-        if self.precision not in PRECISIONS:
-            raise PairbenchError(f"unknown precision '{self.precision}'; choose from {', '.join(PRECISIONS)}")
-        if self.mode not in MODES:
-            raise PairbenchError(f"unknown mode '{self.mode}'; choose from {', '.join(MODES)}")
+        check_choices(self)
         if self.objective not in OBJECTIVES:
             raise PairbenchError(f"unknown objective '{self.objective}'; choose from {', '.join(OBJECTIVES)}")
         if self.resume and self.seed is None:
             raise PairbenchError("--resume needs --seed, so that the runs already done can be recognised")
-        for fw in self.frameworks:
-            check_framework(fw)
-        if len(set(self.frameworks)) != len(self.frameworks):
-            raise PairbenchError("each framework may be named once")
-        minimum = {"warmup_steps": 0, "train_steps": 1, "forward_steps": 1}
-        for name, least in minimum.items():
-            if getattr(self, name) < least:
-                raise PairbenchError(f"{name.replace('_', '-')} must be at least {least}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise PairbenchError("batch-size must be at least 1")
-        if self.threads is not None and self.threads < 1:
-            raise PairbenchError("threads must be at least 1")
         check_common(self)
 
 
@@ -75,7 +144,23 @@ class SkillOptions:
     model: dict = field(default_factory=dict)
     data: object = None  # a runners.data.dataset.DataRequest (--data); the workload's built-in data when None
     target_rmse: str | None = None  # VAR@LEAD=VALUE: train until the validation RMSE reaches it (train_steps: budget)
-    check_every: int = 25  # steps between validation checks of the target
+    check_every: int | None = None  # steps between validation checks of the target (None: DEFAULT_CHECK_EVERY)
+
+    @property
+    def check_interval(self) -> int:
+        """Steps between the checks of the target."""
+        return DEFAULT_CHECK_EVERY if self.check_every is None else self.check_every
+
+    def validate(self) -> None:
+        check_choices(self)
+        lr = self.lr
+        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr > 0):
+            raise PairbenchError(f"--lr must be a finite positive learning rate, got {lr}")
+        if self.check_every is not None and self.target_rmse is None:
+            raise PairbenchError(
+                "--check-every says how often --target-rmse is checked, and --target-rmse was not given"
+            )
+        check_common(self)
 
 
 @dataclass
@@ -102,32 +187,21 @@ class ForecastOptions:
     data: object = None  # a runners.data.dataset.DataRequest: initial conditions from data; synthetic when None
 
     def validate(self) -> None:
-        parse_device(self.device)
-        for fw in self.frameworks:
-            check_framework(fw)
-        if len(set(self.frameworks)) != len(self.frameworks):
-            raise PairbenchError("each framework may be named once")
-        if self.precision not in PRECISIONS:
-            raise PairbenchError(f"unknown precision '{self.precision}'; choose from {', '.join(PRECISIONS)}")
-        if self.mode not in MODES:
-            raise PairbenchError(f"unknown mode '{self.mode}'; choose from {', '.join(MODES)}")
-        least = {"batch_size": 1, "repeats": 1, "warmup": 0, "n_lead": 1}
-        for name, low in least.items():
-            value = getattr(self, name)
-            if value is not None and value < low:
-                raise PairbenchError(f"{name.replace('_', '-')} must be at least {low}, got {value}")
-        if self.threads is not None and self.threads < 1:
-            raise PairbenchError("threads must be at least 1")
+        check_choices(self)
         check_common(self)
 
 
 def check_common(opts) -> None:
-    """What every experiment's options must satisfy: a seed NumPy accepts, a positive time-out, and a results
-    directory that is a directory."""
+    """What every experiment's options must satisfy: counts within BOUNDS, a seed NumPy accepts, a positive time-out
+    of at most MAX_TIMEOUT_S, and a results directory that is a directory."""
+    check_counts(opts)
     if opts.seed is not None and not 0 <= opts.seed < 2**63:
-        raise PairbenchError(f"seed must be a whole number from 0 to 2^63 - 1, got {opts.seed}")
-    if not opts.timeout_s > 0:
-        raise PairbenchError(f"timeout must be a positive number of seconds, got {opts.timeout_s:g}")
+        raise PairbenchError(f"--seed must be a whole number from 0 to 2^63 - 1, got {opts.seed}")
+    timeout = opts.timeout_s
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not timeout > 0:
+        raise PairbenchError(f"--timeout must be a positive number of seconds, got {timeout}")
+    if not timeout <= MAX_TIMEOUT_S:
+        raise PairbenchError(f"--timeout must be at most {MAX_TIMEOUT_S:g} s (a week), got {timeout}")
     if Path(opts.results_dir).exists() and not Path(opts.results_dir).is_dir():
         raise PairbenchError(f"results directory {opts.results_dir} is a file, not a directory")
 

@@ -50,9 +50,9 @@ def run_once(name: str, fw: str, setting: str, weights: Path, digest: str, steps
     ident = schema.identity(
         "run", model=spec.model.to_dict(), weights_sha256=digest, seed=args.seed, data={"generator": DATA_GENERATOR},
         hyper_parameters=spec.hyper_parameters(), batch_size=args.batch, precision="fp32", mode=mode, recompute=False,
-        threads=args.threads, warmup_steps=3, train_steps=steps, objective="forecast", nproc=1,
+        threads=args.threads, warmup_steps=3, train_steps=steps, forward_steps=steps, objective="forecast", nproc=1,
     )  # fmt: skip
-    return run_worker(run_config(ident, name, fw, weights, "cpu", forward_steps=steps), prefix, timeout_s=3600.0)
+    return run_worker(run_config(ident, name, fw, weights, "cpu"), prefix, timeout_s=3600.0)
 
 
 def measure(args, tmp: Path) -> dict:

@@ -62,7 +62,7 @@ print(json.dumps({{'forward': fwd.get_total_flops(), 'train': train.get_total_fl
 IDENTITY_DEFAULTS = {
     "model": {"embed_dim": 64}, "weights_sha256": "a" * 64, "seed": 1, "data": {"generator": "synthetic/1"},
     "hyper_parameters": {"lr": 5e-4}, "batch_size": 2, "precision": "fp32", "mode": "eager", "recompute": False,
-    "threads": None, "warmup_steps": 3, "train_steps": 20, "objective": "forecast", "nproc": 1,
+    "threads": None, "warmup_steps": 3, "train_steps": 20, "forward_steps": 20, "objective": "forecast", "nproc": 1,
 }  # fmt: skip
 
 
@@ -85,7 +85,7 @@ def run_record(framework: str, device: str = "cpu", steps: list[float] | None = 
         ident, run_id=over.pop("run_id", "r1"), timestamp=over.pop("timestamp", "20261124T000000Z"),
         workload=over.pop("workload", "fourcastnet-tiny"), device=device, commit=None,
     )  # fmt: skip
-    head.update(weights_source="init_weights(seed=1)", forward_steps=20)
+    head.update(weights_source="init_weights(seed=1)")
     if over.get("status", "ok") != "ok":
         return schema.record(head, framework=framework, **over)
     steps = steps or [10.0] * 20

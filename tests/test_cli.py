@@ -29,7 +29,7 @@ def _one_sentence(stderr: str) -> str:
         (["run", "--frameworks", "jax"], "unknown framework 'jax'; choose from torch, mindspore"),
         (["run", "--device", "tpu"], "pairbench: error: unknown device 'tpu'; use cpu, cuda[:i] or ascend[:i]"),
         (["run", "--device", "cuda:x"], "pairbench: error: malformed device 'cuda:x'"),
-        (["run", "--train-steps", "0"], "pairbench: error: train-steps must be at least 1"),
+        (["run", "--train-steps", "0"], "pairbench: error: --train-steps must be at least 1, got 0"),
         (
             ["run", "--weights", "/nonexistent/w.safetensors"],
             "pairbench: error: weights file /nonexistent/w.safetensors does not exist",
@@ -45,7 +45,7 @@ def _one_sentence(stderr: str) -> str:
         (["run", "--nproc", "2", "--batch-size", "4,3"], "global batch 3 cannot be split evenly over 2 processes"),
         (["run", "--nproc", "0"], "--nproc must be at least 1, got 0"),
         (["run", "--nproc", "2", "--device", "ascend"], "torch data parallel has no backend for ascend"),
-        (["run", "--nproc", "2", "--train-steps", "0"], "data-parallel runs need --train-steps of at least 1"),
+        (["run", "--nproc", "2", "--train-steps", "0"], "--train-steps must be at least 1, got 0"),
         (["run", "--threads", "0"], "threads must be at least 1"),
         (["run", "--seed", "-1"], "seed must be a whole number from 0 to 2^63 - 1, got -1"),
         (["run", "--timeout", "-5"], "timeout must be a positive number of seconds, got -5"),

@@ -353,10 +353,10 @@ ERRORS = [
     ("grib:x", {}, InvalidDataError, r"'grib:x' is not KIND:PATH with KIND one of era5, xarray"),
     ("xarray:", {}, InvalidDataError, r"has an empty path after 'xarray:'"),
     ("xarray:{regional},", {}, InvalidDataError, r"has an empty path"),
-    ("xarray:{regional}", {"test_fraction": 1.0}, InvalidDataError, r"test_fraction must lie strictly between 0"),
-    ("xarray:{regional}", {"test_fraction": "a"}, InvalidDataError, r"test_fraction must be a number, got 'a'"),
-    ("xarray:{regional}", {"lat_weights": "uniform"}, InvalidDataError, r"lat_weights must be one of cell-area"),
-    ("xarray:{regional}", {"time_step_hours": -6}, InvalidDataError, r"time_step_hours must be a positive number"),
+    ("xarray:{regional}", {"test_fraction": 1.0}, InvalidDataError, r"--test-fraction must lie strictly between 0"),
+    ("xarray:{regional}", {"test_fraction": "a"}, InvalidDataError, r"--test-fraction must be a number, got 'a'"),
+    ("xarray:{regional}", {"lat_weights": "uniform"}, InvalidDataError, r"--lat-weights must be one of cell-area"),
+    ("xarray:{regional}", {"time_step_hours": -6}, InvalidDataError, r"--time-step-hours must be a positive number"),
     ("xarray:{regional}", {"channels": "sst,,t2m"}, InvalidDataError, r"has an empty name"),
     ("xarray:{regional}", {"channels": "sst,sst"}, InvalidDataError, r"names a channel twice"),
     (
@@ -421,7 +421,7 @@ def test_user_errors_are_one_data_error_sentence(text, options, error, message, 
 def test_a_time_step_that_contradicts_the_files_times_is_refused(regional):
     request = DataRequest(f"xarray:{regional[0]}", channels="t2m", time_step_hours=12)
     own = open_dataset(DataRequest(f"xarray:{regional[0]}", channels="t2m"), patch_size=4).time_step_hours
-    with pytest.raises(InvalidDataError, match=f"are {own:g} h apart, not the 12 h given; leave out time_step_hours"):
+    with pytest.raises(InvalidDataError, match=f"are {own:g} h apart, not the 12 h given; leave out --time-step-hours"):
         open_dataset(request, patch_size=4)
 
 

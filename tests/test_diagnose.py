@@ -171,7 +171,7 @@ def _record(found: dict, tolerances, source: str, sides: dict) -> dict:
     ident = schema.identity(
         "diagnosis", model={}, weights_sha256="0" * 64, seed=1, data={"sides": {"a": "torch", "b": "mindspore"}},
         hyper_parameters={}, batch_size=2, precision="fp32", mode="eager", recompute=False, threads=None,
-        warmup_steps=0, train_steps=0, objective="forecast", nproc=1,
+        warmup_steps=0, train_steps=0, forward_steps=0, objective="forecast", nproc=1,
     )  # fmt: skip
     head = schema.header(ident, run_id="r1", timestamp="20260101T000000Z", workload="w", device="cpu", commit=None)
     entries = {

@@ -180,7 +180,7 @@ def _identity(**over) -> dict:
         model={"m": 1}, weights_sha256="ab" * 32, seed=1,
         data={"initial_conditions": {"generator": "g"}, "n_lead": 40, "lead_hours": 6.0, "repeats": 5},
         hyper_parameters={}, batch_size=1, precision="fp32", mode="eager", recompute=False, threads=None,
-        warmup_steps=1, train_steps=0, objective="forecast", nproc=1,
+        warmup_steps=1, train_steps=0, forward_steps=0, objective="forecast", nproc=1,
     )  # fmt: skip
     return schema.identity("forecast", **{**fields, **over})
 
@@ -327,7 +327,7 @@ def test_forecast_from_data_with_missing_cells_feeds_no_nan(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--batch-size", "0"], "batch sizes must be at least 1"),
+        (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
         (["--repeats", "0"], "repeats must be at least 1, got 0"),
         (["--n-lead", "0"], "n-lead must be at least 1, got 0"),
         (["--workload", "graphcast"], "unknown workload 'graphcast'"),

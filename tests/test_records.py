@@ -30,7 +30,8 @@ def test_every_identity_field_changes_the_fingerprint():
     changed = {
         "model": {"embed_dim": 32}, "weights_sha256": "b" * 64, "seed": 2, "data": {"generator": "other"},
         "hyper_parameters": {"lr": 1e-3}, "batch_size": 4, "precision": "fp16", "mode": "compiled",
-        "recompute": True, "threads": 1, "warmup_steps": 0, "train_steps": 5, "objective": "masked", "nproc": 2,
+        "recompute": True, "threads": 1, "warmup_steps": 0, "train_steps": 5, "forward_steps": 4, "objective": "masked",
+        "nproc": 2,
     }  # fmt: skip
     assert set(changed) == set(schema.IDENTITY_FIELDS) - {"task"}
     for field, value in changed.items():

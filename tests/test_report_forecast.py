@@ -31,7 +31,8 @@ def _forecast_head(device="cpu", workload="fourcastnet-tiny", timestamp="2026120
         "model": {"embed_dim": 64}, "weights_sha256": "ab" * 32, "seed": 1,
         "data": {"initial_conditions": "synthetic", "n_lead": N_LEAD, "lead_hours": LEAD_HOURS, "repeats": 5},
         "hyper_parameters": {}, "batch_size": 2, "precision": "fp32", "mode": "eager", "recompute": False,
-        "threads": None, "warmup_steps": 1, "train_steps": 0, "objective": "forecast", "nproc": 1,
+        "threads": None, "warmup_steps": 1, "train_steps": 0, "forward_steps": 0, "objective": "forecast",
+        "nproc": 1,
     }  # fmt: skip
     ident = schema.identity("forecast", **{**fields, **ident})
     return schema.header(ident, run_id="r1", timestamp=timestamp, workload=workload, device=device, commit=None)

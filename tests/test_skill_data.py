@@ -25,8 +25,8 @@ def cli(*args: str):
 
 
 def test_target_is_parsed_or_refused_in_one_sentence():
-    assert parse_target("u@24h=0.5", ("u", "v"), 6.0, 25) == ("u", 4, 0.5)
-    assert parse_target("v@1d=2", ("u", "v"), 6.0, 25) == ("v", 4, 2.0)
+    assert parse_target("u@24h=0.5", ("u", "v"), 6.0) == ("u", 4, 0.5)
+    assert parse_target("v@1d=2", ("u", "v"), 6.0) == ("v", 4, 2.0)
     bad = {
         "u24h=0.5": "is not VAR@LEAD=VALUE",
         "u@24=0.5": "the lead takes a unit",
@@ -39,11 +39,9 @@ def test_target_is_parsed_or_refused_in_one_sentence():
     }
     for text, message in bad.items():
         with pytest.raises(PairbenchError, match=message):
-            parse_target(text, ("u", "v"), 6.0, 25)
-    with pytest.raises(PairbenchError, match="--check-every must be at least 1"):
-        parse_target("u@24h=1", ("u", "v"), 6.0, 0)
+            parse_target(text, ("u", "v"), 6.0)
     with pytest.raises(PairbenchError, match="lead -6h is not a positive time"):
-        parse_target("u@-6h=1", ("u", "v"), 6.0, 25)
+        parse_target("u@-6h=1", ("u", "v"), 6.0)
 
 
 @settings(max_examples=200, deadline=None)

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from runners.data.files import npy_problem, say_regenerating
+
 GENERATOR_VERSION = "barotropic-beta-plane/1"
 CHANNELS = ("u", "v", "vo")
 
@@ -155,7 +157,10 @@ def generate(cfg: BarotropicConfig, cache_dir: Path, progress=None) -> tuple[Pat
         except (ValueError, UnicodeDecodeError):  # a torn metadata file: generated again below
             meta = None
         if isinstance(meta, dict) and meta.get("sha256"):
-            return fields_path, {**meta, "cached": True}
+            problem = npy_problem(fields_path, (cfg.n_steps, len(CHANNELS), cfg.nlat, cfg.nlon), np.float32)
+            if problem is None:
+                return fields_path, {**meta, "cached": True}
+            say_regenerating(problem)
     target.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     fields = simulate(cfg, progress)

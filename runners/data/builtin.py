@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from runners.data.barotropic import CHANNELS, BarotropicConfig, coarsen, generate
+from runners.data.files import npy_problem, say_regenerating
 from runners.data.source import ArraySource, DataError, InvalidDataError
 
 # 1,200 model steps on a 64 x 128 grid: about 15 s to generate on one CPU core, 118 MB as float32.
@@ -53,7 +54,10 @@ def builtin_dataset(
     try:
         fine_path, meta = generate(cfg, cache, progress)
         path = fine_path if factor == 1 else fine_path.with_name(f"fields_{h}x{w}.npy")
-        if not path.is_file():
+        problem = npy_problem(path, (cfg.n_steps, len(CHANNELS), h, w), np.float32)
+        if problem is not None:  # not made yet, or damaged (a file cut short): made again from the generated grid
+            if os.path.lexists(path):
+                say_regenerating(problem)
             tmp = path.with_name(path.stem + ".tmp.npy")
             np.save(tmp, coarsen(np.load(fine_path), factor).astype(np.float32))
             tmp.replace(path)
@@ -62,7 +66,10 @@ def builtin_dataset(
             f"the built-in data cannot be written into {where} ({exc.strerror or exc}); "
             "set PAIRBENCH_CACHE to a writable directory"
         ) from None
-    data = np.load(path, mmap_mode="r")
+    try:
+        data = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as exc:  # changed since it was checked (another process writing it, say)
+        raise DataError(f"cache file {path} cannot be read ({exc}); delete it, and it is made again") from None
     lats = np.linspace(90.0, -90.0, h)  # labels only: the plane's weights are uniform
     lons = np.arange(w) * (360.0 / w)
     source = ArraySource(data, CHANNELS, lats, lons, time_step_hours=6.0)

@@ -11,7 +11,7 @@ import numpy as np
 
 from metrics.skill import latitude_weights
 from runners.data.era5 import Era5Hdf5Source, channel_indices, split_folders
-from runners.data.files import file_entry
+from runners.data.files import checked_path, file_entry
 from runners.data.source import (
     FOURCASTNET_CHANNELS,
     ArraySource,
@@ -33,6 +33,7 @@ from runners.data.stats import (
     time_mean_climatology,
 )
 from runners.data.xarray_source import XarraySource, infer_step, select_variables
+from runners.options import flag
 
 DATA_KINDS = ("era5", "xarray")
 LAT_WEIGHTS = ("cell-area", "cosine")
@@ -75,12 +76,14 @@ class DataRequest:
             raise InvalidDataError(f"{self.text!r} has an empty path after '{kind}:'")
         fraction = _number("test_fraction", self.test_fraction)
         if not 0.0 < fraction < 1.0:
-            raise InvalidDataError(f"test_fraction must lie strictly between 0 and 1, got {self.test_fraction!r}")
+            raise InvalidDataError(f"--test-fraction must lie strictly between 0 and 1, got {self.test_fraction!r}")
         if not isinstance(self.lat_weights, str) or self.lat_weights not in LAT_WEIGHTS:
-            raise InvalidDataError(f"lat_weights must be one of {', '.join(LAT_WEIGHTS)}, got {self.lat_weights!r}")
+            raise InvalidDataError(f"--lat-weights must be one of {', '.join(LAT_WEIGHTS)}, got {self.lat_weights!r}")
         step = None if self.time_step_hours is None else _number("time_step_hours", self.time_step_hours)
         if step is not None and not (math.isfinite(step) and step > 0):
-            raise InvalidDataError(f"time_step_hours must be a positive number of hours, got {self.time_step_hours!r}")
+            raise InvalidDataError(
+                f"--time-step-hours must be a positive number of hours, got {self.time_step_hours!r}"
+            )
         object.__setattr__(self, "channels", _channel_list(self.channels))
         object.__setattr__(self, "test_fraction", fraction)
         object.__setattr__(self, "time_step_hours", step)
@@ -164,7 +167,7 @@ def _open(request: DataRequest, patch: int, say: Callable[[str], None]) -> Datas
     source = reopen(worker)
     if not math.isfinite(source.time_step_hours):
         raise InvalidDataError(
-            f"the times in {request.text} are irregular or absent, so give the time step in hours (time_step_hours)"
+            f"the times in {request.text} are irregular or absent, so give the time step in hours (--time-step-hours)"
         )
     worker["time_step_hours"] = float(source.time_step_hours)
     try:
@@ -223,7 +226,7 @@ def _check_given_step(request: DataRequest, source: FieldSource) -> None:
     if math.isfinite(own) and abs(own - request.time_step_hours) > 1e-6 * own:
         raise InvalidDataError(
             f"the times in {request.text} are {own:g} h apart, not the {request.time_step_hours:g} h given; "
-            "leave out time_step_hours"
+            "leave out --time-step-hours"
         )
 
 
@@ -393,27 +396,24 @@ def _channel_list(channels: Sequence[str] | str | None) -> tuple[str, ...] | Non
 
 
 def _number(what: str, value: object) -> float:
-    """``value`` as a float, or InvalidDataError."""
+    """``value`` of the request's field ``what`` as a float, or InvalidDataError naming its option."""
     try:
         if isinstance(value, bool):
             raise TypeError
         return float(value)
     except (TypeError, ValueError, OverflowError):
-        raise InvalidDataError(f"{what} must be a number, got {value!r}") from None
+        raise InvalidDataError(f"{flag(what)} must be a number, got {value!r}") from None
 
 
 def _existing(text: str) -> Path:
-    """``text`` as an absolute path that exists."""
+    """``text`` as an absolute path to a regular file or a directory (checked before anything opens it)."""
     if not text.isprintable():
         raise InvalidDataError(f"{text!r} is not a usable path: it holds control characters")
+    checked_path(Path(text).expanduser(), "--data path", directory=True)
     try:
-        path = Path(text).expanduser().resolve()
-        exists = path.exists()
+        return Path(text).expanduser().resolve()
     except (OSError, ValueError, RuntimeError) as err:
         raise InvalidDataError(f"{text!r} is not a usable path ({err})") from err
-    if not exists:
-        raise MissingDataError(f"{path} does not exist")
-    return path
 
 
 def _time_span(source: FieldSource) -> list[str] | None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runners.data.files import checked_path
 from runners.data.source import FOURCASTNET_CHANNELS, InvalidDataError, MissingDataError, check_range
 
 YEAR_FILE = re.compile(r"^(\d{4})\.h5$")
@@ -145,10 +146,7 @@ def _find_files(data_dir: str | Path | Sequence[str | Path], years: list[int] | 
             paths = [directory / f"{int(year)}.h5" for year in years]
             if not paths:
                 raise InvalidDataError("the list of years is empty")
-    for path in paths:
-        if not path.is_file():
-            raise MissingDataError(f"data file {path} does not exist")
-    return paths
+    return [checked_path(path) for path in paths]
 
 
 def _dataset_shape(path: Path, dataset: str) -> tuple[int, ...]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from runners.data.builtin import BuiltinData, cache_dir
+from runners.data.files import npy_problem, say_regenerating
 from runners.data.ocean import OCEAN_VARIABLES, cell_centres, channels, ocean_mask, orography_m
 from runners.data.source import ArraySource, InvalidDataError
 
@@ -323,10 +324,12 @@ def generate(cfg: OceanConfig, cache: Path, progress=None) -> tuple[Path, dict]:
     shape = (cfg.n_days, len(names), *cfg.img_size)
     try:
         meta = json.loads(meta_path.read_text())
-        data = np.load(fields_path, mmap_mode="r")
-        if data.shape == shape and data.dtype == np.float32 and meta.get("sha256"):
+        problem = npy_problem(fields_path, shape, np.float32)
+        if problem is None and meta.get("sha256"):
             return fields_path, {**meta, "cached": True}
-    except (OSError, ValueError):
+        if problem is not None and os.path.lexists(fields_path):
+            say_regenerating(problem)
+    except (OSError, ValueError, AttributeError):  # no entry yet, or a torn metadata file: generated below
         pass
     target.mkdir(parents=True, exist_ok=True)
     tmp, tmp_meta = target / f"fields.{os.getpid()}.tmp.npy", target / f"meta.{os.getpid()}.tmp.json"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from runners.data.files import checked_path
 from runners.data.source import FieldSource, InvalidDataError, MissingDataError, iter_chunks
 
 MEANS_FILE = "global_means.npy"
@@ -142,7 +144,9 @@ def stats_folder(*folders: str | Path) -> Path | None:
     A folder holding only some of them is an InvalidDataError.
     """
     for folder in map(Path, folders):
-        present = [name for name in STATS_FILES if (folder / name).is_file()]
+        present = [name for name in STATS_FILES if os.path.lexists(folder / name)]
+        for name in present:  # a FIFO or a device among them is refused before anything opens it
+            checked_path(folder / name, "stats file")
         if len(present) == len(STATS_FILES):
             return folder
         if present:

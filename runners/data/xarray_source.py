@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runners.data.source import InvalidDataError, MissingDataError, check_range
+from runners.data.files import checked_path
+from runners.data.source import InvalidDataError, check_range
 
 # Dimension names that select_variables recognises (ERA5 from the Copernicus data store has "valid_time").
 TIME_NAMES = ("time", "valid_time")
@@ -139,9 +140,8 @@ def open_store(path: str | Path):
     import xarray as xr
 
     path = Path(path)
-    if not path.exists():
-        raise MissingDataError(f"data file {path} does not exist")
     is_zarr = path.name.rstrip("/").endswith(".zarr")
+    checked_path(path, directory=is_zarr)
     try:
         return xr.open_dataset(path, engine="zarr" if is_zarr else None, chunks=None)
     except (ValueError, OSError, ImportError) as err:

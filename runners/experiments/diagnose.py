@@ -20,12 +20,12 @@ from metrics.parity import NOT_ESTABLISHED, bounds_for, has_gradient, relative_l
 from runners.data.synthetic import DATA_GENERATOR
 from runners.devices import parse_device
 from runners.execution.capture import MODEL, nonfinite
-from runners.experiments.runs import run_config, run_worker, source_commit, stamped_run_dir, starting_weights
+from runners.experiments.runs import run_config, run_worker, source_commit, stamped_run_dir
 from runners.options import DiagnoseOptions, Side
 from runners.records import schema
 from runners.records.store import append_record, records_path
 from runners.spec import PairbenchError
-from runners.weights.canonical import save_weights, weights_digest
+from runners.weights.canonical import save_weights, starting_weights, weights_digest
 from runners.workloads.registry import get_workload
 
 SIDES = ("a", "b")
@@ -218,7 +218,7 @@ def run_diagnose(opts: DiagnoseOptions, progress=print) -> DiagnoseOutcome:
     side_specs = {k: _side_spec(spec, k, s) for k, s in sides.items()}
     seed = secrets.randbits(31) if opts.seed is None else opts.seed
     batch = opts.batch_size or spec.batch_size
-    tensors, weights_source = starting_weights(spec, opts.weights, seed)
+    tensors, weights_source = starting_weights(spec.model, opts.weights, seed)
     bounds, source = layer_bounds(sides["a"], sides["b"], parse_device(opts.device).kind, spec.name)
     ident = schema.identity(
         "diagnosis",
@@ -234,6 +234,7 @@ def run_diagnose(opts: DiagnoseOptions, progress=print) -> DiagnoseOutcome:
         threads=opts.threads,
         warmup_steps=0,
         train_steps=0,
+        forward_steps=0,  # a diagnosis times nothing: one forward pass per side, compared
         objective="forecast",
         nproc=1,
     )

@@ -494,6 +494,7 @@ def identity(workload: str, nproc: int, global_batch: int, steps: int, warmup: i
         threads=threads,
         warmup_steps=warmup,
         train_steps=steps,
+        forward_steps=0,
         objective="forecast",
         nproc=nproc,
     )

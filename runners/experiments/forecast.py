@@ -24,13 +24,12 @@ from runners.experiments.runs import (
     run_worker,
     source_commit,
     stamped_run_dir,
-    starting_weights,
 )
 from runners.options import DEFAULT_FORECAST_HOURS, ForecastOptions
 from runners.records import schema
 from runners.records.store import append_record, records_path
 from runners.spec import PairbenchError
-from runners.weights.canonical import save_weights, weights_digest
+from runners.weights.canonical import save_weights, starting_weights, weights_digest
 from runners.workloads.registry import get_workload
 
 
@@ -129,7 +128,7 @@ def run_forecast(opts: ForecastOptions, progress=print) -> ForecastOutcome:
     seed = secrets.randbits(31) if opts.seed is None else opts.seed
     hours = dataset.time_step_hours if dataset is not None else spec.time_step_hours
     n_lead = lead_steps(opts.n_lead, hours)
-    tensors, weights_source = starting_weights(spec, opts.weights, seed)
+    tensors, weights_source = starting_weights(spec.model, opts.weights, seed)
     ic_ident, ic_worker, ic_label = _initial_conditions(dataset, spec, n_lead, seed, opts.batch_size)
     ident = schema.identity(
         "forecast",
@@ -145,6 +144,7 @@ def run_forecast(opts: ForecastOptions, progress=print) -> ForecastOutcome:
         threads=opts.threads,
         warmup_steps=opts.warmup,
         train_steps=0,
+        forward_steps=0,
         objective="forecast",
         nproc=1,
     )

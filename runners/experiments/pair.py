@@ -22,13 +22,12 @@ from runners.experiments.runs import (
     run_worker,
     source_commit,
     stamped_run_dir,
-    starting_weights,
 )
 from runners.options import PairOptions
 from runners.records import schema
 from runners.records.store import append_record, read_records_lenient, records_path
 from runners.spec import PairbenchError, RunConfig, masked_objective_refusal
-from runners.weights.canonical import save_weights, weights_digest
+from runners.weights.canonical import save_weights, starting_weights, weights_digest
 from runners.workloads.registry import get_workload
 
 
@@ -169,7 +168,8 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
         raise PairbenchError(refusal)
     seed = secrets.randbits(31) if opts.seed is None else opts.seed
     batch = opts.batch_size or spec.batch_size
-    tensors, weights_source = starting_weights(spec, opts.weights, seed)
+    # read and checked before anything is written: a refusal leaves no run folder behind
+    tensors, weights_source = starting_weights(spec.model, opts.weights, seed)
     hp = spec.hyper_parameters()
     ident = schema.identity(
         "run",
@@ -185,6 +185,7 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
         threads=opts.threads,
         warmup_steps=opts.warmup_steps,
         train_steps=opts.train_steps,
+        forward_steps=opts.forward_steps,
         objective=opts.objective,
         nproc=1,
     )
@@ -212,7 +213,7 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
     head = schema.header(
         ident, run_id=run_dir.name, timestamp=stamp, workload=spec.name, device=opts.device, commit=source_commit()
     )
-    run_head = {**head, "weights_source": weights_source, "forward_steps": opts.forward_steps}
+    run_head = {**head, "weights_source": weights_source}
     records, results, run_dirs = [], {}, {}
     for fw in opts.frameworks:
         if fw in done:
@@ -224,7 +225,7 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
             continue
         run_dirs[fw] = run_dir
         progress(f"[{fw}] {spec.name} on {opts.device}, batch {batch}: building and running ...")
-        run = run_config(ident, spec.name, fw, weights_path, opts.device, forward_steps=opts.forward_steps)
+        run = run_config(ident, spec.name, fw, weights_path, opts.device)
         results[fw] = run_worker(run, run_dir / fw, opts.timeout_s)
         rec = recorded(run_head, fw, results[fw], lambda r=run, res=results[fw]: run_fields(r, spec, res))
         append_record(records_file, rec)

@@ -17,7 +17,6 @@ from runners.devices import parse_device
 from runners.execution.lifeline import PARENT_ENV, die_with_parent, parent_token
 from runners.records import schema
 from runners.spec import PairbenchError, RunConfig
-from runners.weights.canonical import check_weights, load_weights
 
 
 def utc_stamp() -> str:
@@ -29,17 +28,6 @@ def stamped_run_dir(results_dir: Path, name: str) -> tuple[str, Path]:
     """A run's time stamp and its fresh folder ``<stamp>-<name>`` in ``results_dir``."""
     stamp = utc_stamp()
     return stamp, new_run_dir(Path(results_dir), f"{stamp}-{name}")
-
-
-def starting_weights(spec, weights: str | None, seed: int) -> tuple[dict, str]:
-    """A run's starting weights and where they come from: the file ``weights`` names, read and checked before
-    anything is written (a refusal leaves no run folder behind), else a fresh init from ``seed``."""
-    if weights:
-        tensors, source = load_weights(Path(weights), spec.model), str(weights)
-    else:
-        tensors, source = spec.model.init_weights(seed), f"init_weights(seed={seed})"
-    check_weights(spec.model, tensors, source)
-    return tensors, source
 
 
 def device_profile(run: RunConfig, result: dict):
@@ -75,14 +63,14 @@ def worker_env() -> dict[str, str]:
 
 # What a worker is told of a run's identity, under the same names.
 _RUN_FROM_IDENTITY = (
-    "precision", "mode", "objective", "recompute", "threads", "batch_size", "warmup_steps", "train_steps", "seed",
-    "model", "hyper_parameters",
+    "precision", "mode", "objective", "recompute", "threads", "batch_size", "warmup_steps", "train_steps",
+    "forward_steps", "seed", "model", "hyper_parameters",
 )  # fmt: skip
 
 
 def run_config(ident: dict, workload: str, framework: str, weights: Path, device: str, **task) -> RunConfig:
     """What one worker is asked to do: the run's identity (runners.records.schema), where, and ``task``'s own
-    settings (forward steps, the skill task's data)."""
+    settings (the task, its data)."""
     fields = {k: ident[k] for k in _RUN_FROM_IDENTITY}
     return RunConfig(workload=workload, framework=framework, weights=str(weights), device=device, **fields, **task)
 
@@ -105,7 +93,7 @@ def run_worker(run: RunConfig, prefix: Path, timeout_s: float) -> dict:
             )
             code = proc.returncode
         except subprocess.TimeoutExpired:
-            return {"status": "failed", "reason": f"timed out after {timeout_s:.0f} s (log: {log})"}
+            return {"status": "failed", "reason": f"timed out after {timeout_s:g} s (log: {log})"}
     wall_s = time.perf_counter() - t0
     result_path = prefix.with_suffix(".json")
     if result_path.is_file():

@@ -14,10 +14,10 @@ from metrics.skill import climatology_forecast, persistence_forecast, score_lead
 from runners.data.source import read_indices
 from runners.data.stats import save_stats
 from runners.experiments.datasets import builtin, configured, evenly, save_mask
-from runners.options import SkillOptions, check_common
+from runners.options import SkillOptions
 from runners.records import schema
 from runners.records.store import append_record, records_path
-from runners.spec import PairbenchError, check_framework, scored_mask
+from runners.spec import PairbenchError, scored_mask
 from runners.workloads.registry import get_workload
 
 # Two fp32 trainings of 400 Adam steps drift apart by rounding alone; measured RMSE curves of the two
@@ -45,7 +45,7 @@ def _table(scores) -> dict:
     return {k: [[_number(v) for v in row] for row in getattr(scores, k)] for k in ("rmse", "acc")}
 
 
-def parse_target(text: str, channels, hours: float, check_every: int) -> tuple[str, int, float]:
+def parse_target(text: str, channels, hours: float) -> tuple[str, int, float]:
     """``VAR@LEAD=VALUE`` (``z500@120h=250``, ``u@1d=0.5``) as (channel, lead steps, RMSE): the channel one of
     ``channels``, the lead a whole number of ``hours`` steps, the value a positive RMSE in the channel's units."""
     form = f"--target-rmse {text!r} is not VAR@LEAD=VALUE (e.g. {channels[0]}@{hours * 4:g}h=0.5)"
@@ -68,8 +68,6 @@ def parse_target(text: str, channels, hours: float, check_every: int) -> tuple[s
         raise PairbenchError(f"--target-rmse lead {lead} is not a whole number of the data's {hours:g} h steps")
     if not (np.isfinite(rmse) and rmse > 0):
         raise PairbenchError(f"--target-rmse value {value!r} is not a positive RMSE")
-    if check_every < 1:
-        raise PairbenchError(f"--check-every must be at least 1, got {check_every}")
     return name, int(round(steps)), rmse
 
 
@@ -108,11 +106,7 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
     )
     from runners.weights.canonical import save_weights
 
-    for fw in opts.frameworks:
-        check_framework(fw)
-    check_common(opts)
-    if opts.train_steps < 1 or opts.batch_size < 1 or opts.n_lead < 1 or opts.n_init < 1:
-        raise PairbenchError("train-steps, batch-size, n-init and n-lead must be at least 1")
+    opts.validate()  # before the data is prepared and before any folder is made
     spec = get_workload(opts.workload).overridden(opts.model)
     seed = secrets.randbits(31) if opts.seed is None else opts.seed
     spec, data = configured(spec, opts.data, progress) if opts.data is not None else (spec, builtin(spec, progress))
@@ -123,12 +117,13 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
     mask = scored_mask(spec, data.mask)
     train, target, worker_target = data.train, None, None
     if opts.target_rmse is not None:
-        name, lead, value = parse_target(opts.target_rmse, channels, hours, opts.check_every)
+        name, lead, value = parse_target(opts.target_rmse, channels, hours)
         train, val_inits = _validation(data.train, lead, opts.n_init, data.breaks)
-        target = {"channel": name, "lead_hours": lead * hours, "rmse": value, "check_every": opts.check_every,
+        target = {"channel": name, "lead_hours": lead * hours, "rmse": value, "check_every": opts.check_interval,
                   "validation_inits": val_inits.tolist()}  # fmt: skip
         worker_target = {
-            "channel_index": channels.index(name), "lead_steps": lead, "rmse": value, "check_every": opts.check_every,
+            "channel_index": channels.index(name), "lead_steps": lead, "rmse": value,
+            "check_every": opts.check_interval,
             "inits": val_inits.tolist(), "lats_deg": data.lats_deg.tolist(), "convention": data.weights_convention,
         }  # fmt: skip
     inits = evenly(data.test, opts.n_init, opts.n_lead, "test split", data.breaks)
@@ -163,6 +158,7 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
         threads=None,
         warmup_steps=0,
         train_steps=opts.train_steps,
+        forward_steps=0,
         objective="forecast",
         nproc=1,
     )
@@ -203,7 +199,7 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
     for fw in opts.frameworks:
         what = f"until {opts.target_rmse} (at most {opts.train_steps} steps)" if target else f"{opts.train_steps} steps"
         progress(f"[{fw}] training {what} of batch {opts.batch_size}, then {opts.n_lead}-step rollouts ...")
-        run = run_config(ident, spec.name, fw, weights_path, opts.device, forward_steps=1, task="skill", data=data_info)
+        run = run_config(ident, spec.name, fw, weights_path, opts.device, task="skill", data=data_info)
         result = run_worker(run, run_dir / fw, opts.timeout_s)
 
         def fields(fw=fw, result=result) -> dict:

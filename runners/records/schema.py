@@ -7,10 +7,13 @@ two records with one fingerprint are the same work and a hand-edited identity is
 it, and on which device, is not part of the fingerprint: that is what a report compares. ``RUN_KEY`` (the
 fingerprint, framework and device) names one run; ``--resume`` and the report's "latest run" use it.
 
-A forecast record (``pairbench forecast``, inference only) keeps the same identity fields: ``batch_size`` is the
-number of forecasts made at once (ensemble members or initial conditions), ``warmup_steps`` the untimed forecasts,
-``train_steps`` 0, and ``data`` names the initial conditions, the number of lead steps, their length in hours and
-the least number of timed repeats (more are timed while they last under 2 s; ``forecast_ms`` holds them all).
+Every count that sets how many samples a recorded figure rests on is in the identity: ``warmup_steps``,
+``train_steps`` and ``forward_steps`` (the timed forward passes of a run; 0 where none are timed: skill, forecast
+and data-parallel records). A forecast record (``pairbench forecast``, inference only) keeps the same identity
+fields: ``batch_size`` is the number of forecasts made at once (ensemble members or initial conditions),
+``warmup_steps`` the untimed forecasts, ``train_steps`` 0, and ``data`` names the initial conditions, the number of
+lead steps, their length in hours and the least number of timed repeats (more are timed while they last under 2 s;
+``forecast_ms`` holds them all). A skill record's ``data`` holds its initial conditions and lead steps too.
 A skill run trained to a target (``--target-rmse``) has the target and its checking in ``hyper_parameters``.
 
 Units are in the field names (``_ms``, ``_s``, ``_mb``, ``_w``, ``_j``); a value that could not be obtained is
@@ -29,7 +32,12 @@ from metrics.load import VERDICTS as LOAD_VERDICTS
 from metrics.power.window import SCOPES
 from runners.spec import MODES, OBJECTIVES, PRECISIONS, PairbenchError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# Why records of an earlier version cannot be read: what their identity left out.
+OLDER_VERSIONS = {
+    1: "version 1 left mode, recompute, threads and the process count out of a run's identity",
+    2: "version 2 left the number of timed forward passes (forward_steps) out of a run's identity",
+}
 KINDS = ("run", "parity", "skill", "data_parallel", "forecast", "forecast_parity")
 TASK_OF_KIND = {
     "run": "pair", "parity": "pair", "skill": "skill", "data_parallel": "data_parallel", "forecast": "forecast",
@@ -53,7 +61,7 @@ POWER_WINDOWS = (
 # Everything that changes the work or the way it is executed; the fingerprint hashes exactly these.
 IDENTITY_FIELDS = (
     "task", "model", "weights_sha256", "seed", "data", "hyper_parameters", "batch_size", "precision", "mode",
-    "recompute", "threads", "warmup_steps", "train_steps", "objective", "nproc",
+    "recompute", "threads", "warmup_steps", "train_steps", "forward_steps", "objective", "nproc",
 )  # fmt: skip
 RUN_KEY = ("workload_fingerprint", "framework", "device")
 
@@ -86,7 +94,7 @@ COMMON = [
     *_f("record_type:str", choices=KINDS),
     *_f("pairbench_commit:str?"),
     *_f("task:str model:dict weights_sha256:str seed:int data:dict hyper_parameters:dict batch_size:int"),
-    *_f("recompute:bool threads:int? warmup_steps:int train_steps:int nproc:int"),
+    *_f("recompute:bool threads:int? warmup_steps:int train_steps:int forward_steps:int nproc:int"),
     *_f("precision:str", choices=PRECISIONS),
     *_f("mode:str", choices=MODES),
     *_f("objective:str", choices=OBJECTIVES),
@@ -125,7 +133,7 @@ FIELDS: dict[str, list[Field]] = {
     "run": [
         *COMMON,
         *_OUTCOME,
-        *_f("weights_source:str forward_steps:int"),
+        *_f("weights_source:str"),
         *ENVIRONMENT,
         *POWER,
         *LOAD,
@@ -279,10 +287,10 @@ def validate(record) -> dict:
         raise RecordError("a record must be a JSON object")
     version = record.get("schema_version")
     if version != SCHEMA_VERSION:
-        if version == 1:
+        if isinstance(version, int) and not isinstance(version, bool) and version in OLDER_VERSIONS:
             raise RecordError(
-                "it is a schema version 1 record: version 1 left mode, recompute, threads and the process count out "
-                "of a run's identity, so its runs cannot be paired safely; run them again with this pairbench"
+                f"it is a schema version {version} record: {OLDER_VERSIONS[version]}, so its runs cannot be paired "
+                "safely; run them again with this pairbench"
             )
         raise RecordError(f"schema_version is {version!r}; this pairbench reads version {SCHEMA_VERSION}")
     kind = record.get("record_type")

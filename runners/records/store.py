@@ -11,6 +11,7 @@ import stat
 import sys
 from pathlib import Path
 
+from runners.options import input_problem
 from runners.records.schema import RecordError, validate
 from runners.spec import PairbenchError
 
@@ -276,9 +277,8 @@ def _stderr(sentence: str) -> None:
 def _parse(path: Path):
     """Yield (line number, record or None, problem or None) for each non-blank line; never writes."""
     path = Path(path)
-    if not path.is_file():
-        what = "a folder" if path.is_dir() else "not a regular file" if path.exists() else None
-        raise PairbenchError(f"results file {path} " + (f"is {what}, not a records file" if what else "does not exist"))
+    if problem := input_problem(path, "results file"):  # said before opening it: a FIFO would block the read
+        raise PairbenchError(problem)
     with open(path, encoding="utf-8", errors="replace") as fh:
         for number, line in enumerate(fh, start=1):
             if not line.strip():

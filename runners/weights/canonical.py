@@ -14,9 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from runners.weights.checkpoint import CheckpointError, read_torch_checkpoint
+from runners.options import input_problem
+from runners.weights.checkpoint import Bfloat16Array, CheckpointError, bfloat16_to_float32, read_torch_checkpoint
 
 FORMAT = "pairbench-weights/1"
+# What the runs start from is float32. Half-precision weights are widened to it exactly; float64 ones are rounded
+# to it (the record says which); integers and booleans are no weights and are refused.
+FLOAT_DTYPES = {"float32": "", "float16": "widened to float32 exactly", "bfloat16": "widened to float32 exactly",
+                "float64": "rounded to float32"}  # fmt: skip
 
 
 class WeightsMismatch(ValueError):
@@ -104,36 +109,76 @@ def _strip_prefix(state: dict[str, np.ndarray], prefix: str = "module.") -> dict
     return dict(state)
 
 
-def read_reference_checkpoint(path: Path) -> dict[str, np.ndarray]:
-    """Parameters of a reference checkpoint: a ``torch.save`` dict with ``model_state`` (NVlabs
-    FourCastNet) or a bare state dict; a DDP ``module.`` prefix is dropped."""
+def read_reference_checkpoint(path: Path) -> dict[str, tuple[str, np.ndarray]]:
+    """Parameters of a reference checkpoint, each as (the dtype it was saved in, its array; bfloat16 already
+    widened): a ``torch.save`` dict with ``model_state`` (NVlabs FourCastNet) or a bare state dict; a DDP
+    ``module.`` prefix is dropped."""
     obj = read_torch_checkpoint(path)
     state = obj.get("model_state", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, np.ndarray) for v in state.values()):
         raise CheckpointError(f"{path} holds no 'model_state' mapping of tensors, so it is not a model checkpoint")
-    return {k: v.astype(np.float32, copy=False) for k, v in _strip_prefix(state).items()}
+    return {
+        k: ("bfloat16" if isinstance(v, Bfloat16Array) else v.dtype.name, np.asarray(v))
+        for k, v in _strip_prefix(state).items()
+    }
 
 
-def load_weights(path: Path, cfg) -> dict[str, np.ndarray]:
-    """Load weights from a canonical safetensors file or a reference checkpoint and check them."""
+def as_float32(source: str, tensors: dict[str, tuple[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], str]:
+    """``tensors`` (name: (dtype name, array)) as float32 arrays, and what was done to them ("" when nothing): a
+    tensor of a dtype outside FLOAT_DTYPES is refused in one sentence naming it and its dtype."""
+    for name, (dtype, _) in tensors.items():
+        if dtype not in FLOAT_DTYPES:
+            raise CheckpointError(
+                f"{source}: tensor '{name}' is {dtype}; weights must be floating point "
+                f"({', '.join(FLOAT_DTYPES)}), so this file holds no weights to start from"
+            )
+    out = {
+        name: np.array(bfloat16_to_float32(a) if d == "bfloat16" and a.dtype == np.uint16 else a, dtype=np.float32)
+        for name, (d, a) in tensors.items()
+    }
+    done = sorted({d for d, _ in tensors.values() if FLOAT_DTYPES[d]})
+    return out, "; ".join(f"{d} {FLOAT_DTYPES[d]}" for d in done)
+
+
+def read_weights(path: Path, cfg) -> tuple[dict[str, np.ndarray], str]:
+    """Float32 weights from a safetensors file or a reference checkpoint, checked against ``cfg``, and the
+    source a record names: the path, with any widening or rounding of the file's dtypes in parentheses."""
+    from runners.weights.safetensors_file import read_safetensors
+
     path = Path(path)
     if path.is_dir():
         raise FileNotFoundError(f"weights file {path} is a directory: name the safetensors file or checkpoint in it")
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {path} does not exist")
-    with open(path, "rb") as fh:
-        magic = fh.read(4)
+    if problem := input_problem(path, "weights file"):  # before opening it: a FIFO or a device would block
+        raise FileNotFoundError(problem)
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise CheckpointError(f"weights file {path} cannot be read ({exc.strerror or exc})") from None
     if magic == b"PK\x03\x04":
-        tensors = read_reference_checkpoint(path)
+        named = read_reference_checkpoint(path)
     else:
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
-
         try:
-            tensors = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as exc:
+            named = read_safetensors(path)
+        except (CheckpointError, OSError) as exc:
             raise CheckpointError(
                 f"{path} is neither a safetensors file nor a PyTorch zip checkpoint ({exc})"
             ) from None
+    tensors, done = as_float32(str(path), named)
     check_weights(cfg, tensors, str(path))
-    return tensors
+    return tensors, f"{path} ({done})" if done else str(path)
+
+
+def load_weights(path: Path, cfg) -> dict[str, np.ndarray]:
+    """Float32 weights from a safetensors file or a reference checkpoint, checked (see :func:`read_weights`)."""
+    return read_weights(path, cfg)[0]
+
+
+def starting_weights(cfg, weights: str | Path | None, seed: int) -> tuple[dict[str, np.ndarray], str]:
+    """What a run starts from: the ``weights`` file (see :func:`read_weights`), else ``cfg.init_weights(seed)``;
+    with the source its records name."""
+    if weights:
+        return read_weights(Path(weights), cfg)
+    tensors = cfg.init_weights(seed)
+    check_weights(cfg, tensors, f"init_weights(seed={seed})")
+    return tensors, f"init_weights(seed={seed})"

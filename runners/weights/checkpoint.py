@@ -47,9 +47,17 @@ class _StorageType:
         self.dtype = _STORAGE_DTYPES[name]
 
 
+class Bfloat16Array(np.ndarray):
+    """A float32 array that was bfloat16 in the file, widened exactly; it says so to whoever reads it."""
+
+
+def bfloat16_to_float32(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 values given as their 16 bits (uint16) as float32: exact, bfloat16 being float32's upper half."""
+    return (np.asarray(bits).astype("<u4") << 16).view("<f4").astype(np.float32)
+
+
 def _bfloat16_to_float32(raw: bytes) -> np.ndarray:
-    halves = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
-    return halves.view(np.float32)
+    return bfloat16_to_float32(np.frombuffer(raw, dtype="<u2")).view(Bfloat16Array)
 
 
 def _ints(value, what: str) -> tuple[int, ...]:
@@ -75,7 +83,7 @@ def _rebuild_tensor(storage, offset, size, stride, *_unused, limit: int = MAX_EL
     if math.prod(n or 1 for n in size) > limit:  # an empty tensor too: NumPy refuses a huge shape
         raise CheckpointError(f"a tensor's shape {size} is more than the {limit} elements this reader will allocate")
     if count == 0:
-        return np.zeros(size, dtype=storage.dtype)
+        return np.zeros(size, dtype=storage.dtype).view(type(storage))
     last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
     if last >= storage.size:
         raise CheckpointError(
@@ -84,7 +92,7 @@ def _rebuild_tensor(storage, offset, size, stride, *_unused, limit: int = MAX_EL
         )
     strides = tuple(0 if n == 1 else s * storage.itemsize for n, s in zip(size, stride, strict=True))
     view = np.lib.stride_tricks.as_strided(storage[offset:], shape=size, strides=strides, writeable=False)
-    return np.array(view)
+    return np.array(view).view(type(storage))  # a Bfloat16Array stays one
 
 
 def _rebuild_parameter(data, *_unused):
@@ -159,8 +167,9 @@ class _Unpickler(pickle.Unpickler):
 def read_torch_checkpoint(path: Path):
     """Return the object saved by ``torch.save`` with every tensor as a NumPy array.
 
-    bfloat16 tensors are widened to float32 (NumPy has no bfloat16). Raises :class:`CheckpointError`
-    for a legacy (pre-zip) or damaged file and for any pickled global outside the allow-list.
+    bfloat16 tensors are widened to float32 (NumPy has no bfloat16), as :class:`Bfloat16Array`. Raises
+    :class:`CheckpointError` for a legacy (pre-zip) or damaged file and for any pickled global outside the
+    allow-list.
     """
     path = Path(path)
     if not zipfile.is_zipfile(path):
