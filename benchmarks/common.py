@@ -84,10 +84,10 @@ def device_absent(device: str) -> str | None:
         except (PowerUnavailable, ImportError, OSError) as exc:
             return f"no CUDA GPU ({exc})"
     if device == "ascend":
-        from metrics.power.npu_smi import NpuSmiError
+        from metrics.device.npu_smi.info import NpuSmiError
 
         try:
-            from metrics.power.ascend import list_npus
+            from metrics.device.ascend import list_npus
 
             return None if list_npus() else "no Ascend NPU (npu-smi lists none)"
         except (NpuSmiError, OSError) as exc:

@@ -21,7 +21,7 @@ class Device:
 def resolve_auto() -> tuple[str, list[str]]:
     """``auto``: the first CUDA GPU NVML sees, else the first NPU npu-smi lists, else the CPU; with, for each kind
     passed over, one sentence saying why (no driver, a time-out, an unreadable table)."""
-    from metrics.power.npu_smi import NpuSmi, NpuSmiError
+    from metrics.device.npu_smi.info import NpuSmi, NpuSmiError
     from metrics.power.nvidia import gpu_count
     from metrics.power.window import PowerUnavailable
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from metrics.power.npu_smi import (
+from metrics.device.npu_smi.info import (
     NpuInfo,
     NpuSmi,
     NpuSmiError,

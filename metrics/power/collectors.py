@@ -51,7 +51,7 @@ def collector_for(kind: str, index: int, rate_hz: float = 10.0, clock=time.monot
 
             return NvmlCollector(index, rate_hz, clock)
         if kind == "ascend":
-            from metrics.power.ascend import NpuSmiCollector
+            from metrics.device.ascend import NpuSmiCollector
 
             return NpuSmiCollector(index, min(rate_hz, 5.0), clock=clock)
         if kind == "cpu":

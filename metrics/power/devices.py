@@ -27,8 +27,8 @@ def _gpus() -> list[dict]:
 
 
 def _npus() -> list[dict]:
-    from metrics.power.ascend import list_npus
-    from metrics.power.npu_smi import NpuSmiError
+    from metrics.device.ascend import list_npus
+    from metrics.device.npu_smi.info import NpuSmiError
 
     try:
         return [_with_profile(e) for e in list_npus()]

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-from metrics.power.npu_smi import NpuInfo, NpuSmi, NpuSmiError
+from metrics.device.npu_smi.info import NpuInfo, NpuSmi, NpuSmiError
 from metrics.power.window import CARD, CHIP, MEASURED, PowerResult, PowerUnavailable, SampledCollector, Scope
 
 POWER_SOURCE = "npu-smi info -t power"
