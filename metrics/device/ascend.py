@@ -1,5 +1,6 @@
-"""Ascend NPU power through npu-smi: no energy counter exists, so real-time power is sampled and
-integrated. "NA" is no reading; a rated power (310 chips) is a rating, never a measurement.
+"""Ascend NPUs through npu-smi: each chip (NPU id, chip, logical device id), its memory and how its real-time
+power is read; npu-smi has no energy counter, so the window (metrics.power.ascend) samples that reader and integrates.
+"NA" is no reading; a rated power (310 chips) is a rating, never a measurement.
 
 Where a reading comes from, in order: ``npu-smi info -t power -i ID``'s real-time key; where that offers only a
 rating, another chip's value or NA, the live Power(W) column of the ``npu-smi info`` table for that NPU. Both are
@@ -16,12 +17,13 @@ where the table has no Device column, logical ids follow the table's order, one 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-from metrics.device.npu_smi.info import NpuInfo, NpuSmi, NpuSmiError
-from metrics.power.window import CARD, CHIP, MEASURED, PowerResult, PowerUnavailable, SampledCollector, Scope
+from metrics.device.npu_smi.info import NpuInfo
+from metrics.device.npu_smi.runner import NpuSmi
+from metrics.device.npu_smi.values import NpuSmiError
+from metrics.device.reading import CARD, CHIP, MEASURED, PowerUnavailable, Scope
 
 POWER_SOURCE = "npu-smi info -t power"
 TABLE_SOURCE = "npu-smi info (Power(W) column)"
@@ -36,6 +38,16 @@ def visible_logical_id(logical: int, environ=os.environ) -> int:
     if logical >= len(entries) or not entries[logical].isdigit():
         raise PowerUnavailable(f"Ascend device {logical} is not among ASCEND_RT_VISIBLE_DEVICES={visible!r}")
     return int(entries[logical])
+
+
+def framework_index(logical: int, environ=os.environ) -> int | None:
+    """The framework's index (``ascend:i``) of the machine's logical device ``logical``, the inverse of
+    :func:`visible_logical_id`: its position in ASCEND_RT_VISIBLE_DEVICES where that is set (None when it is not
+    visible), else the logical id itself."""
+    visible = [e.strip() for e in environ.get("ASCEND_RT_VISIBLE_DEVICES", "").split(",") if e.strip()]
+    if not visible:
+        return logical
+    return visible.index(str(logical)) if str(logical) in visible else None
 
 
 def logical_ids(infos: list[NpuInfo]) -> list[int]:
@@ -140,37 +152,6 @@ def npu_scope(npu_id: int, chip_id: int | None, covers: str, chips: int | None) 
     if chips == 1:
         return Scope(CHIP, f"NPU {npu_id}, whose one chip this is")
     return Scope(CARD, f"NPU {npu_id} as a whole: how many chips share it is unknown (npu-smi info is unreadable)")
-
-
-class NpuSmiCollector(SampledCollector):
-    """Sampled npu-smi real-time power, integrated into energy (provenance: measured)."""
-
-    def __init__(
-        self,
-        logical_index: int,
-        rate_hz: float = 2.0,
-        smi: NpuSmi | None = None,
-        clock=time.monotonic,
-        environ=os.environ,
-    ):
-        self.smi = smi or NpuSmi()
-        self.logical_id = visible_logical_id(logical_index, environ)
-        try:
-            infos = self.smi.info()
-            info = locate(self.logical_id, infos)
-            self.npu_id, self.chip_id = info.npu_id, info.chip_id
-            chips = sum(1 for i in infos if i.npu_id == info.npu_id)
-        except NpuSmiError:  # a table this parser cannot read: the logical id is taken as the NPU id, as before
-            self.npu_id, self.chip_id, chips = self.logical_id, None, None
-        power = npu_power_reader(self.smi, self.npu_id, chip_id=self.chip_id)  # fails before the run, not after
-        self.power_source = power.source
-        scope = npu_scope(self.npu_id, self.chip_id, power.covers, chips)
-        super().__init__(power.read, "npu-smi-sampled", MEASURED, rate_hz, 2, clock, scope=scope)
-
-    def stop(self) -> PowerResult:
-        result = super().stop()
-        result.extra.update(power_npu_id=self.npu_id, power_npu_chip=self.chip_id, power_npu_source=self.power_source)
-        return result
 
 
 def list_npus(smi: NpuSmi | None = None) -> list[dict]:
