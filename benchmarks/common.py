@@ -8,11 +8,30 @@ import os
 import sys
 from pathlib import Path
 
+
+def repo_root() -> Path:
+    """The directory holding asv.conf.json (asv sets ASV_CONF_DIR), else this checkout's root."""
+    return Path(os.environ.get("ASV_CONF_DIR") or Path(__file__).resolve().parent.parent)
+
+
+def import_project() -> None:
+    """Make `runners` importable: installed in asv's environment, or this checkout (asv run --python=same)."""
+    if importlib.util.find_spec("runners") is None:
+        sys.path.insert(0, str(repo_root()))
+
+
+def _device_kinds() -> list[str]:
+    import_project()
+    from metrics.device.machine import KINDS
+
+    return list(KINDS)
+
+
 # The parameter grid. Values that cannot run here (a framework not installed, a device not present, a
 # precision the runners do not offer yet) are skipped by NotImplementedError in setup, shown as n/a.
 FRAMEWORKS = ["torch", "mindspore"]
 PRECISIONS = ["fp32"]  # extend with "bf16", "fp16" once PairOptions / SkillOptions take a precision
-DEVICES = ["cpu", "cuda", "ascend"]
+DEVICES = _device_kinds()  # cpu, cuda, ascend
 LEADS = ["6h", "24h", "48h", "192h"]  # of the 8 rollout steps (six-hourly atmosphere to 48 h, daily ocean to 192 h)
 # The built-in data's channels: the atmosphere's u, v, vorticity; the ocean's surface t, s, u and height.
 CHANNELS = ["u", "v", "vo", "t0", "s0", "u0", "ssh"]
@@ -54,45 +73,20 @@ class Skip(Exception):
     """A combination that cannot run here, with the reason asv prints."""
 
 
-def repo_root() -> Path:
-    """The directory holding asv.conf.json (asv sets ASV_CONF_DIR), else this checkout's root."""
-    return Path(os.environ.get("ASV_CONF_DIR") or Path(__file__).resolve().parent.parent)
-
-
-def import_project() -> None:
-    """Make `runners` importable: installed in asv's environment, or this checkout (asv run --python=same)."""
-    if importlib.util.find_spec("runners") is None:
-        sys.path.insert(0, str(repo_root()))
-
-
 def framework_installed(framework: str) -> bool:
     return importlib.util.find_spec(framework) is not None
 
 
 def device_absent(device: str) -> str | None:
-    """Why ``device`` cannot run here, or None; cheap (NVML, npu-smi), no framework imported."""
+    """Why ``device`` cannot run here, or None; cheap (NVML, npu-smi: metrics.device.machine), no framework imported."""
     selected = os.environ.get(DEVICES_ENV)
     if selected and device not in [d.strip() for d in selected.split(",")]:
         return f"{DEVICES_ENV}={selected} leaves out {device}"
-    if device == "cuda":
-        from metrics.power.window import PowerUnavailable
+    import_project()
+    from metrics.device.machine import ACCELERATORS, absent
 
-        try:
-            from metrics.power.nvidia import list_gpus
-
-            return None if list_gpus() else "no CUDA GPU (NVML lists none)"
-        except (PowerUnavailable, ImportError, OSError) as exc:
-            return f"no CUDA GPU ({exc})"
-    if device == "ascend":
-        from metrics.power.npu_smi import NpuSmiError
-
-        try:
-            from metrics.power.ascend import list_npus
-
-            return None if list_npus() else "no Ascend NPU (npu-smi lists none)"
-        except (NpuSmiError, OSError) as exc:
-            return f"no Ascend NPU ({exc})"
-    return None
+    why = absent(device)
+    return None if why is None else f"no {ACCELERATORS[device]} ({why})"
 
 
 def _options_class(task: str):

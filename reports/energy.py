@@ -1,4 +1,4 @@
-"""What each watt covers: energies grouped by power scope (metrics.power.window.SCOPES), the one rule for when two
+"""What each watt covers: energies grouped by power scope (metrics.device.reading.SCOPES), the one rule for when two
 energies may be divided (same scope), and each window's sampling checked against MLPerf Power's minimum, flagged where
 short, never dropped."""
 

@@ -57,27 +57,37 @@ def _timing_runs(pairing: Pairing, task: str = "pair"):
             yield name, fw, device, rec
 
 
+def _bar_chart(runs: list, values: list, colour: str, ylabel: str, title: str, interval: list | None = None) -> str:
+    """One bar per run of ``runs`` (as :func:`_timing_runs` gives them), with error bars from ``interval`` (each bar's
+    (lower, upper) end) where given."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(4, 1.4 * len(runs)), 3.2))
+    x = np.arange(len(runs))
+    if interval is None:
+        ax.bar(x, values, color=colour)
+    else:
+        low = [v - lo for v, (lo, _) in zip(values, interval, strict=True)]
+        high = [hi - v for v, (_, hi) in zip(values, interval, strict=True)]
+        ax.bar(x, values, yerr=[low, high], capsize=4, color=colour)
+    ax.set_xticks(x, [f"{w}\n{_label(fw, d)}" for w, fw, d, _ in runs], fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return _encode(fig)
+
+
 def throughput(pairing: Pairing) -> str | None:
     """Training samples/s per run; error bars are the 95% bootstrap interval of the median step."""
     runs = [r for r in _timing_runs(pairing) if len(r[3].get("step_ms") or []) >= 2]
     if not runs:
         return None
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(4, 1.4 * len(runs)), 3.2))
-    values, low, high = [], [], []
+    values, interval = [], []
     for _, _, _, rec in runs:
         steps = np.asarray(rec["step_ms"])
         slow, fast = bootstrap_interval(steps)[::-1]  # a longer step is fewer samples per second
-        per_s = rec["batch_size"] * 1000.0 / np.median(steps)
-        values.append(per_s)
-        low.append(per_s - rec["batch_size"] * 1000.0 / slow)
-        high.append(rec["batch_size"] * 1000.0 / fast - per_s)
-    x = np.arange(len(runs))
-    ax.bar(x, values, yerr=[low, high], capsize=4, color="#4c72b0")
-    ax.set_xticks(x, [f"{w}\n{_label(fw, d)}" for w, fw, d, _ in runs], fontsize=8)
-    ax.set_ylabel("training samples/s (measured)")
-    ax.set_title("Training throughput, median step with 95% interval")
-    return _encode(fig)
+        values.append(rec["batch_size"] * 1000.0 / np.median(steps))
+        interval.append((rec["batch_size"] * 1000.0 / slow, rec["batch_size"] * 1000.0 / fast))
+    title = "Training throughput, median step with 95% interval"
+    return _bar_chart(runs, values, "#4c72b0", "training samples/s (measured)", title, interval)
 
 
 def latency(pairing: Pairing) -> str | None:
@@ -121,14 +131,8 @@ def memory(pairing: Pairing) -> str | None:
     runs = [r for r in _timing_runs(pairing) if r[3].get("host_peak_rss_mb")]
     if not runs:
         return None
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(4, 1.4 * len(runs)), 3.2))
-    x = np.arange(len(runs))
-    ax.bar(x, [rec["host_peak_rss_mb"] for *_, rec in runs], color="#55a868")
-    ax.set_xticks(x, [f"{w}\n{_label(fw, d)}" for w, fw, d, _ in runs], fontsize=8)
-    ax.set_ylabel("peak host RSS, MB (measured)")
-    ax.set_title("Peak memory per run")
-    return _encode(fig)
+    values = [rec["host_peak_rss_mb"] for *_, rec in runs]
+    return _bar_chart(runs, values, "#55a868", "peak host RSS, MB (measured)", "Peak memory per run")
 
 
 SKILL_COLUMNS = 5  # variables per row of a skill figure (AI-GOMS has 13 or more)
@@ -196,22 +200,14 @@ def forecast_latency(pairing: Pairing) -> str | None:
     runs = list(_timing_runs(pairing, "forecast"))
     if not runs:
         return None
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(4, 1.4 * len(runs)), 3.2))
-    values, low, high = [], [], []
+    values, interval = [], []
     for *_, rec in runs:
         samples = np.asarray(rec["forecast_ms"], dtype=float)
         mid = float(np.median(samples))
-        lo, hi = bootstrap_interval(samples) if samples.size >= 2 else (mid, mid)
         values.append(mid)
-        low.append(mid - lo)
-        high.append(hi - mid)
-    x = np.arange(len(runs))
-    ax.bar(x, values, yerr=[low, high], capsize=4, color="#8172b3")
-    ax.set_xticks(x, [f"{w}\n{_label(fw, d)}" for w, fw, d, _ in runs], fontsize=8)
-    ax.set_ylabel("ms per batched forecast (measured)")
-    ax.set_title("Forecast latency, median of the repeats with 95% interval")
-    return _encode(fig)
+        interval.append(bootstrap_interval(samples) if samples.size >= 2 else (mid, mid))
+    title = "Forecast latency, median of the repeats with 95% interval"
+    return _bar_chart(runs, values, "#8172b3", "ms per batched forecast (measured)", title, interval)
 
 
 def forecast_rel_l2(pairing: Pairing) -> str | None:

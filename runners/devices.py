@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from metrics.device.machine import KINDS, first_accelerator
 from runners.spec import PairbenchError
 
-KINDS = ("cpu", "cuda", "ascend")
+# What each framework calls a device kind: torch.distributed's collective backend, MindSpore's device target.
+TORCH_BACKENDS = {"cpu": "gloo", "cuda": "nccl"}
+MINDSPORE_TARGETS = {"cpu": "CPU", "cuda": "GPU", "ascend": "Ascend"}
 
 
 @dataclass(frozen=True)
@@ -20,25 +23,9 @@ class Device:
 
 def resolve_auto() -> tuple[str, list[str]]:
     """``auto``: the first CUDA GPU NVML sees, else the first NPU npu-smi lists, else the CPU; with, for each kind
-    passed over, one sentence saying why (no driver, a time-out, an unreadable table)."""
-    from metrics.power.npu_smi import NpuSmi, NpuSmiError
-    from metrics.power.nvidia import gpu_count
-    from metrics.power.window import PowerUnavailable
-
-    passed = []
-    try:
-        if gpu_count() > 0:
-            return "cuda:0", passed
-        passed.append("no CUDA GPU: NVML lists none")
-    except PowerUnavailable as exc:
-        passed.append(f"no CUDA GPU: {exc}")
-    try:
-        if NpuSmi().info():
-            return "ascend:0", passed
-        passed.append("no Ascend NPU: npu-smi lists none")
-    except NpuSmiError as exc:
-        passed.append(f"no Ascend NPU: {exc}")
-    return "cpu", passed
+    passed over, one sentence saying why (no driver, a time-out, an unreadable table): metrics.device.machine."""
+    kind, passed = first_accelerator()
+    return (kind if kind == "cpu" else f"{kind}:0"), passed
 
 
 def parse_device(text: str) -> Device:

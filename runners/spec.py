@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from metrics.device.machine import KINDS as DEVICE_KINDS
+
 FRAMEWORKS = ("torch", "mindspore")
 PRECISIONS = ("fp32", "bf16", "fp16")
 LOSSES = ("mse", "masked_relative_l2")  # masked_relative_l2: per sample |m*(out-y)| / |m*y|, m the ocean mask
@@ -160,7 +162,6 @@ MODEL_PROTOCOL = (
     "in_chans", "out_chans", "img_size", "parameter_shapes", "parameter_count", "init_weights", "flops",
     "output_mask", "builtin_data", "to_dict", "from_dict",
 )  # fmt: skip
-DEVICE_KINDS = ("cpu", "cuda", "ascend")
 # The step counts a family may set for the asv suite, per task (the rest are the options' defaults).
 BUDGET_FIELDS = {
     "pair": ("warmup_steps", "train_steps", "forward_steps"),

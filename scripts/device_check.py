@@ -47,24 +47,17 @@ class CheckError(Exception):
     """A step that could not run at all; the message is one sentence."""
 
 
-def _ascend_index(logical_id: int, environ) -> int | None:
-    """The framework's index (``ascend:i``) of a machine's logical device: its position in ASCEND_RT_VISIBLE_DEVICES
-    where that is set (None when it is not visible), else the logical id itself."""
-    visible = [e.strip() for e in environ.get("ASCEND_RT_VISIBLE_DEVICES", "").split(",") if e.strip()]
-    if not visible:
-        return logical_id
-    return visible.index(str(logical_id)) if str(logical_id) in visible else None
-
-
 def pick_device(devices: list[dict], environ=os.environ) -> str:
     """The device to check from ``pairbench devices --json``: the first CUDA GPU, else the first Ascend chip that
-    the frameworks can see, as the frameworks number it."""
+    the frameworks can see, as the frameworks number it (metrics.device.ascend.framework_index)."""
+    from metrics.device.ascend import framework_index
+
     gpus = [d for d in devices if d.get("kind") == "cuda" and not d.get("absent")]
     if gpus:
         return f"cuda:{gpus[0].get('nvml_index', 0)}"
     for d in devices:
         if d.get("kind") == "ascend" and not d.get("absent"):
-            index = _ascend_index(d.get("logical_id", 0), environ)
+            index = framework_index(d.get("logical_id", 0), environ)
             if index is not None:
                 return f"ascend:{index}"
     reasons = "; ".join(f"{d['kind']}: {d['reason']}" for d in devices if d.get("absent")) or "none listed"

@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 
 from metrics.cpu import cpu_features
+from metrics.device.machine import cpu_name
 from metrics.layer_bounds import FILE, entry_from_diagnoses
-from metrics.power.collectors import cpu_name
 from runners.experiments.diagnose import framework_versions, run_diagnose
 from runners.options import DiagnoseOptions, parse_side
 

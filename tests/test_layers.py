@@ -17,7 +17,8 @@ PACKAGES = ("hardware_profiles", "metrics", "runners", "reports", "benchmarks")
 # so a new folder must be placed here before its modules have a layer.
 LAYERS = [
     ("hardware profiles (data)", ("hardware_profiles",)),
-    ("metrics", ("metrics",)),
+    ("the machine: its devices and vendor readers", ("metrics.device",)),
+    ("metrics (power windows, timing, parity, skill)", ("metrics",)),
     ("spec, devices, options and records", ("runners=", "runners.spec", "runners.devices", "runners.options",
                                             "runners.records")),
     ("data and weights", ("runners.data", "runners.weights")),
@@ -160,6 +161,9 @@ def test_the_layering_holds():
         ("runners.experiments.pair", "reports.build", None),
         ("reports.build", "runners.cli", None),
         ("runners.workloads.registry", "runners.backends.torch_backend", None),  # once, through a string target
+        # The vendor readers and the machine sit below the power windows (as Zeus keeps device/ below monitor/).
+        ("metrics.device.nvml", "metrics.power.window", None),
+        ("metrics.device.machine", "metrics.power.collectors", None),
     ],
 )
 def test_the_back_edges_that_were_removed_would_fail(module, target, name):

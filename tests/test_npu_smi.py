@@ -8,17 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from metrics.power.npu_smi import (
-    NpuInfo,
-    NpuSmi,
-    NpuSmiError,
-    PowerReading,
-    WatchRow,
-    parse_info,
-    parse_key_values,
-    parse_power,
-    parse_watch,
-)
+from metrics.device.npu_smi.info import NpuInfo, parse_info
+from metrics.device.npu_smi.key_values import PowerReading, parse_key_values, parse_power
+from metrics.device.npu_smi.runner import NpuSmi
+from metrics.device.npu_smi.values import NpuSmiError
+from metrics.device.npu_smi.watch import WatchRow, parse_watch
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "npu-smi"
 BIN = Path(__file__).resolve().parent / "fixtures" / "bin"

@@ -10,26 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from metrics.power.collectors import collector_for, cpu_collector
-from metrics.power.cpu import RaplCollector, counter_delta_uj, rapl_domains
-from metrics.power.window import (
+from metrics.device.rapl import counter_delta_uj, rapl_domains
+from metrics.device.reading import (
     CARD,
     CHIP,
     CPU_PACKAGE,
     ESTIMATED,
     MEASURED,
-    MIN_RATE_HZ,
-    MIN_SAMPLES,
     MODEL_ESTIMATE,
     NO_SCOPE,
     UNAVAILABLE,
-    PowerResult,
     PowerUnavailable,
-    SampledCollector,
     Scope,
-    integrate,
-    sampling_shortfall,
 )
+from metrics.power.collectors import collector_for, cpu_collector
+from metrics.power.cpu import RaplCollector
+from metrics.power.window import MIN_RATE_HZ, MIN_SAMPLES, PowerResult, SampledCollector, integrate, sampling_shortfall
 
 SENSOR = Scope(CARD, "a test sensor")
 
@@ -399,7 +395,7 @@ def test_npu_smi_constant_power_integrates_exactly(standin):
 
 
 def test_replayed_watch_rows_integrate_to_hand_worked_joules(standin):
-    from metrics.power.npu_smi import NpuSmi
+    from metrics.device.npu_smi.runner import NpuSmi
 
     standin.setenv("NPU_SMI_STANDIN_POWER", "100,200,300,400")
     rows = NpuSmi().watch(0, delay_s=0.05, count=4)
@@ -410,8 +406,10 @@ def test_replayed_watch_rows_integrate_to_hand_worked_joules(standin):
 
 
 def test_npu_na_and_rated_power_are_never_measurements(standin):
-    from metrics.power.ascend import TABLE_SOURCE, NpuSmiCollector
-    from metrics.power.npu_smi import PowerReading, parse_info
+    from metrics.device.ascend import TABLE_SOURCE
+    from metrics.device.npu_smi.info import parse_info
+    from metrics.device.npu_smi.key_values import PowerReading
+    from metrics.power.ascend import NpuSmiCollector
 
     standin.setenv("NPU_SMI_STANDIN_NA", "1")  # -t power reads NA: the info table's live Power(W) is used
     c = collector_for("ascend", 0, rate_hz=20)
@@ -453,7 +451,7 @@ def test_a_rating_gives_way_to_the_info_tables_live_power_and_logical_ids_find_t
     """A 310 card (four chips on NPU 6, logical devices 4-7) whose -t power offers only a rating: power comes
     from the info table's Power(W) of the NPU, labelled with that source; an implausible row ("-5" W on NPU 7)
     is no reading for that NPU only."""
-    from metrics.power.ascend import TABLE_SOURCE, list_npus
+    from metrics.device.ascend import TABLE_SOURCE, list_npus
 
     standin.setenv("NPU_SMI_STANDIN_INFO", "edge_info_310_four_chips.txt")
     standin.setenv("NPU_SMI_STANDIN_RATED", "1")
@@ -478,7 +476,7 @@ def test_a_rating_gives_way_to_the_info_tables_live_power_and_logical_ids_find_t
 def test_each_collector_names_what_its_watts_cover(standin, tmp_path):
     """NVML: the board; RAPL: the packages; the CPU estimate: a model; npu-smi: the chip where the reading is the
     chip's own or its NPU has one chip, card-wide where several chips share one reading (a 310 card)."""
-    from metrics.power.ascend import list_npus
+    from metrics.device.ascend import list_npus
 
     def window(c):
         c.start()
@@ -513,8 +511,9 @@ def test_a_chips_own_reading_is_taken_over_its_cards(tmp_path):
     """The npu-smi manual's -t power output of an Atlas 200I A2 prints the chip's real-time power and the card's
     (its MCU's "Power Dissipation(W)"): a run on the chip is charged the chip's, labelled so, as in the device
     listing; never another chip's."""
-    from metrics.power.ascend import POWER_SOURCE, TABLE_SOURCE, NpuSmiCollector, list_npus
-    from metrics.power.npu_smi import NpuSmi
+    from metrics.device.ascend import POWER_SOURCE, TABLE_SOURCE, list_npus
+    from metrics.device.npu_smi.runner import NpuSmi
+    from metrics.power.ascend import NpuSmiCollector
 
     class Atlas200(NpuSmi):
         def run(self, *args):
@@ -686,7 +685,7 @@ def test_a_reader_that_raises_costs_only_its_readings():
 
 def test_device_auto_says_why_it_passed_over_each_accelerator(monkeypatch, tmp_path):
     """An npu-smi that hangs: auto falls back to the CPU and says so, naming the time-out."""
-    from metrics.power.npu_smi import NpuSmi
+    from metrics.device.npu_smi.runner import NpuSmi
     from runners.devices import resolve_auto
 
     hanging = tmp_path / "npu-smi"

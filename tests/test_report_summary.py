@@ -17,7 +17,7 @@ from test_report_forecast import MS_MS, PERSISTENCE, PT_MS, PT_RMSE, _environmen
 
 from hardware_profiles import HardwareProfile
 from metrics.load import BUSY_OTHER_CPU, BUSY_STEAL, UNSTABLE_CV
-from metrics.power.ascend import npu_scope
+from metrics.device.ascend import npu_scope
 from reports import costs
 from reports.build import render, sections, write_report
 from reports.costs import CARBON_ENV, carbon_intensity, cost_table

@@ -3,22 +3,12 @@ CPU, and where RAPL cannot be read, the labelled TDP x utilisation estimate (or 
 
 from __future__ import annotations
 
-import platform
 import time
 from pathlib import Path
 
-from metrics.power.window import Collector, PowerUnavailable, UnavailableCollector
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo, else what the platform module reports."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware")) and ":" in line:
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from metrics.device.machine import cpu_name
+from metrics.device.reading import PowerUnavailable
+from metrics.power.window import Collector, UnavailableCollector
 
 
 def cpu_collector(
@@ -29,7 +19,8 @@ def cpu_collector(
     import psutil
 
     from hardware_profiles import cpu_tdp, match_profile
-    from metrics.power.cpu import POWERCAP, CpuEstimateCollector, RaplCollector, rapl_domains
+    from metrics.device.rapl import POWERCAP, rapl_domains
+    from metrics.power.cpu import CpuEstimateCollector, RaplCollector
 
     try:
         return RaplCollector(rapl_domains(powercap or POWERCAP), rate_hz, clock)

@@ -1,57 +1,20 @@
-"""What this machine has: CUDA GPUs (NVML), Ascend NPUs (npu-smi) and the CPU, each with its matched
-profile and a current power reading or the reason there is none."""
+"""``pairbench devices``: what this machine has (metrics.device.machine: CUDA GPUs, Ascend NPUs and the CPU, each
+with its matched profile) and a current power reading of each, or the reason there is none; the CPU's is read over a
+short window, so this sits above the power windows."""
 
 from __future__ import annotations
 
 import time
 
-from hardware_profiles import match_profile
-from metrics.power.window import PowerUnavailable
-
-
-def _with_profile(entry: dict) -> dict:
-    profile = match_profile(entry["kind"], entry.get("name", ""))
-    entry["profile"] = profile.id if profile else None
-    if profile is None:
-        entry["profile_reason"] = f"no hardware profile matches {entry.get('name')!r}"
-    return entry
-
-
-def _gpus() -> list[dict]:
-    from metrics.power.nvidia import list_gpus
-
-    try:
-        return [_with_profile(e) for e in list_gpus()]
-    except PowerUnavailable as exc:
-        return [{"kind": "cuda", "absent": True, "reason": str(exc)}]
-
-
-def _npus() -> list[dict]:
-    from metrics.power.ascend import list_npus
-    from metrics.power.npu_smi import NpuSmiError
-
-    try:
-        return [_with_profile(e) for e in list_npus()]
-    except NpuSmiError as exc:
-        return [{"kind": "ascend", "absent": True, "reason": str(exc)}]
+from metrics.device import machine
+from metrics.power.collectors import cpu_collector
+from metrics.power.cpu import RaplCollector
 
 
 def _cpu(window_s: float) -> dict:
     """The CPU's RAPL power over a short window; without RAPL, no current reading (the TDP x utilisation
     estimate models a running workload, not an idle machine) and the basis runs would use."""
-    import psutil
-
-    from metrics.power.collectors import cpu_collector, cpu_name
-    from metrics.power.cpu import RaplCollector
-
-    entry = _with_profile(
-        {
-            "kind": "cpu",
-            "name": cpu_name(),
-            "logical_cores": psutil.cpu_count(logical=True),
-            "memory_gb": psutil.virtual_memory().total / 1e9,
-        }
-    )
+    entry = machine.cpu()
     collector = cpu_collector(rate_hz=20.0, utilisation_of="system")
     if not isinstance(collector, RaplCollector):
         collector.start()
@@ -73,7 +36,7 @@ def _cpu(window_s: float) -> dict:
 
 
 def detect_devices(cpu_window_s: float = 0.5) -> list[dict]:
-    return [*_gpus(), *_npus(), _cpu(cpu_window_s)]
+    return [*machine.accelerators("cuda"), *machine.accelerators("ascend"), _cpu(cpu_window_s)]
 
 
 def format_devices(devices: list[dict]) -> str:

@@ -1,10 +1,11 @@
 """Power and energy collectors: one interface (start, stop -> PowerResult), a background sampler and
-the integration of sampled power into energy. Vendor readers live in nvidia.py, cpu.py and
-ascend.py; nothing here imports a framework or a vendor library.
+the integration of sampled power into energy. The vendor readers live below, in metrics/device/ (NVML, npu-smi,
+RAPL), and their collectors in nvidia.py, cpu.py and ascend.py; nothing here imports a framework or a vendor library.
 
 Provenance is explicit: ``measured`` (a sensor or counter), ``estimated`` (a model such as TDP x
 utilisation) or ``unavailable`` (with the reason). An unavailable value is ``None``, never 0. So is what a
-reading covers (:class:`Scope`), and whether a window held enough samples (:func:`sampling_shortfall`).
+reading covers (:class:`Scope`, metrics.device.reading), and whether a window held enough samples
+(:func:`sampling_shortfall`).
 """
 
 from __future__ import annotations
@@ -16,13 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-MEASURED, ESTIMATED, UNAVAILABLE = "measured", "estimated", "unavailable"
-
-# What a power reading covers (record field ``power_scope``): one NPU chip's own power; a whole card or board (NVML's
-# board power, an npu-smi reading of a card, shared by all of its chips); the CPU package(s) of RAPL; a model
-# (TDP x utilisation); nothing (an unavailable reading).
-CHIP, CARD, CPU_PACKAGE, MODEL_ESTIMATE, NO_SCOPE = "chip", "card", "cpu-package", "model-estimate", "none"
-SCOPES = (CHIP, CARD, CPU_PACKAGE, MODEL_ESTIMATE, NO_SCOPE)
+from metrics.device.reading import ESTIMATED, MEASURED, NO_SCOPE, UNAVAILABLE, PowerUnavailable, Scope
 
 # The least sampling a window needs, from MLPerf Training's power rules (mlcommons/training_policies,
 # power_measurement.adoc): "Power measurement must be at least once every second distributed evenly throughout the
@@ -30,25 +25,6 @@ SCOPES = (CHIP, CARD, CPU_PACKAGE, MODEL_ESTIMATE, NO_SCOPE)
 # (power_window_ok, power_window_reason), its energy kept.
 MIN_RATE_HZ = 1.0
 MIN_SAMPLES = 60
-
-
-class PowerUnavailable(Exception):
-    """No power or energy can be read; the message says why, in one sentence."""
-
-
-@dataclass(frozen=True)
-class Scope:
-    """What a reading covers: ``kind`` one of SCOPES, ``label`` the same in words for a reader of the record
-    ("card-wide: 4 chips share this reading")."""
-
-    kind: str
-    label: str
-
-    def __post_init__(self) -> None:
-        if self.kind not in SCOPES:
-            raise ValueError(f"unknown power scope {self.kind!r}")
-        if not self.label:
-            raise ValueError("a power scope needs a label")
 
 
 NOTHING_READ = Scope(NO_SCOPE, "nothing was read")

@@ -10,7 +10,7 @@ from mindspore import Tensor, amp, nn, ops
 
 from metrics.parity import worst_repeat_difference
 from runners.backends.mindspore_adam import TorchRuleAdam
-from runners.devices import parse_device
+from runners.devices import MINDSPORE_TARGETS, parse_device
 from runners.spec import (
     PairbenchError,
     RunConfig,
@@ -21,7 +21,6 @@ from runners.spec import (
     loss_mask,
 )
 
-_TARGETS = {"cpu": "CPU", "cuda": "GPU", "ascend": "Ascend"}
 LOW_PRECISION = {"fp32": None, "fp16": ms.float16, "bf16": ms.bfloat16}
 # The same dynamic loss scaling as torch.amp.GradScaler in the PyTorch runner.
 LOSS_SCALE = {"scale_value": 2.0**16, "scale_factor": 2, "scale_window": 2000}
@@ -31,7 +30,7 @@ def _set_device(text: str) -> str:
     """Select the device and run one tiny kernel on it: set_device alone succeeds even where the
     wheel lacks the backend, and the failure would only surface at the first real operation."""
     dev = parse_device(text)
-    target = _TARGETS[dev.kind]
+    target = MINDSPORE_TARGETS[dev.kind]
     try:
         ms.set_device(target, dev.index)
         if target == "CPU":

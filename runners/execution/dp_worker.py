@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from runners.data.synthetic import synthetic_batch
-from runners.devices import parse_device
+from runners.devices import MINDSPORE_TARGETS, TORCH_BACKENDS, parse_device
 from runners.execution.lifeline import watch_parent
 from runners.spec import load_object
 from runners.weights.canonical import load_weights, weights_digest
@@ -24,8 +24,6 @@ CRASH_RANK_ENV = "PAIRBENCH_DP_CRASH_RANK"  # test hook: this rank exits abruptl
 CRASH_STEP_ENV = "PAIRBENCH_DP_CRASH_STEP"  # ... at the start of this training step (default 1)
 CRASH_EXIT_CODE = 17
 PROGRESS_S = 5.0  # a rank logs the step it is on at most this often
-TORCH_BACKENDS = {"cpu": "gloo", "cuda": "nccl"}
-MINDSPORE_TARGETS = {"cpu": "CPU", "cuda": "GPU", "ascend": "Ascend"}
 
 
 class BackendUnavailable(RuntimeError):

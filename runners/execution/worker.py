@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from metrics.cpu import cpu_features
-from metrics.power.collectors import cpu_name
+from metrics.device.machine import cpu_name
 from runners.execution.capture import execute_diagnose
 from runners.execution.rollout import execute_forecast
 from runners.execution.tasks import execute_pair, execute_skill

@@ -18,7 +18,7 @@ import numpy as np
 
 from metrics.timing import summarize
 from runners.data.synthetic import DATA_GENERATOR
-from runners.devices import parse_device
+from runners.devices import TORCH_BACKENDS, parse_device
 from runners.execution.lifeline import die_with_parent
 from runners.experiments.runs import worker_env
 from runners.records import schema
@@ -28,7 +28,6 @@ from runners.workloads.registry import get_workload
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: runners/experiments/ is two levels down
 LAUNCHERS = {"torch": "torchrun", "mindspore": "msrun"}
-TORCH_BACKENDS = {"cpu": "gloo", "cuda": "nccl"}
 MINDSPORE_BACKENDS = {"cpu": "mccl", "cuda": "nccl", "ascend": "hccl"}
 LINGER_S = 25.0  # a launcher still running this long after its last rank exited is stopped
 MS_NODE_TIMEOUT_S = 10  # seconds before msrun's scheduler declares a silent rank dead (MindSpore's default is ~30)

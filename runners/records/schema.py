@@ -28,8 +28,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from metrics.device.reading import SCOPES
 from metrics.load import VERDICTS as LOAD_VERDICTS
-from metrics.power.window import SCOPES
 from runners.spec import MODES, OBJECTIVES, PRECISIONS, PairbenchError
 
 SCHEMA_VERSION = 3
@@ -118,7 +118,7 @@ POWER = [
     *_f("power_partial_reason:str?", "opt"),
     *_f("power_provenance:str", "ok", PROVENANCE),
     *_f("power_window:str", "ok", POWER_WINDOWS),
-    # What the watts cover (metrics.power.window.SCOPES), and the sampling checked against MLPerf Power's minimum.
+    # What the watts cover (metrics.device.reading.SCOPES), and the sampling checked against MLPerf Power's minimum.
     *_f("power_scope:str", "ok", SCOPES),
     *_f("power_scope_label:str power_rate_hz:num? power_rate_hz_achieved:num?", "ok"),
     *_f("power_window_ok:bool? power_window_reason:str?", "ok"),
