@@ -1,5 +1,5 @@
 """Per-layer bounds for low-precision comparisons, measured with ``pairbench diagnose`` on a named CPU and applied
-only where the same comparison runs on a CPU with the same relevant features (metrics.cpu) and the same framework
+only where the same comparison runs on a CPU with the same relevant features (metrics.device.cpu) and the same framework
 versions: low-precision differences depend on the kernels a CPU and a framework release pick (AMX or AVX-512 BF16
 matrix products, 512- or 256-bit compiled code), so a bound measured on one is never assumed on another.
 

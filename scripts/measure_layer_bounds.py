@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from metrics.cpu import cpu_features
+from metrics.device.cpu import cpu_features
 from metrics.device.machine import cpu_name
 from metrics.layer_bounds import FILE, entry_from_diagnoses
 from runners.experiments.diagnose import framework_versions, run_diagnose

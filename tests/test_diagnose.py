@@ -310,7 +310,7 @@ def test_per_layer_bounds_are_measured_over_seeds_and_found_only_on_the_same_cpu
 def test_bf16_eager_against_compiled_names_the_first_diverging_layer_or_none(tmp_path):
     """Issue 22's case: fourcastnet-tiny, PyTorch bf16 eager against compiled. Where per-layer bounds were measured
     on this CPU, every layer is held to its own; elsewhere none is assumed. Either way a non-finite value is named."""
-    from metrics.cpu import cpu_features
+    from metrics.device.cpu import cpu_features
     from metrics.layer_bounds import lookup
     from runners.experiments.diagnose import framework_versions, run_diagnose
 

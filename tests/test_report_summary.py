@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from test_report_forecast import MS_MS, PERSISTENCE, PT_MS, PT_RMSE, _environment, _power, forecast, skill
 
 from hardware_profiles import HardwareProfile
-from metrics.load import BUSY_OTHER_CPU, BUSY_STEAL, UNSTABLE_CV
 from metrics.device.ascend import npu_scope
+from metrics.load import BUSY_OTHER_CPU, BUSY_STEAL, UNSTABLE_CV
 from reports import costs
 from reports.build import render, sections, write_report
 from reports.costs import CARBON_ENV, carbon_intensity, cost_table

@@ -1,5 +1,5 @@
 """torch.compile's check against eager (runners/backends/torch_compiled.py) and the reproduction of inductor's
-low-precision NaN (scripts/torch_compiled_lowp_repro.py); the CPU's relevant flags (metrics/cpu.py)."""
+low-precision NaN (scripts/torch_compiled_lowp_repro.py); the CPU's relevant flags (metrics/device/cpu.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 from conftest import ROOT, needs_torch, run_json, run_python
 
-from metrics.cpu import cpu_features, cpu_flags
+from metrics.device.cpu import cpu_features, cpu_flags
 
 pytestmark = needs_torch
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metrics.cpu import cpu_features
+from metrics.device.cpu import cpu_features
 from metrics.device.machine import cpu_name
 from runners.execution.capture import execute_diagnose
 from runners.execution.rollout import execute_forecast

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metrics.cpu import cpu_features
+from metrics.device.cpu import cpu_features
 from metrics.layer_bounds import lookup
 from metrics.parity import NOT_ESTABLISHED, bounds_for, has_gradient, relative_l2
 from runners.data.synthetic import DATA_GENERATOR

@@ -101,7 +101,7 @@ COMMON = [
 ]
 _OUTCOME = [*_f("framework:str"), *_f("status:str", choices=STATUSES), *_f("reason:str", "opt")]
 # What a worker reports about where it ran; ``threads_used`` is what the framework says it used.
-# ``cpu_features``: the flags that change low-precision and compiled numbers (metrics.cpu); ``compile_vec_isa``:
+# ``cpu_features``: the flags that change low-precision and compiled numbers (metrics.device.cpu); ``compile_vec_isa``:
 # the vector ISA torch.compile generated CPU code for; ``compile_workaround``: a compiler setting changed because
 # the compiled model was not finite where eager was (runners.backends.torch_backend), with the defect named.
 ENVIRONMENT = [
