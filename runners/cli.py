@@ -118,6 +118,11 @@ def fill(cls, args, **given):
     return cls(**values)
 
 
+QUIET_HELP = (
+    "wait up to 60 s for a quiet machine before each framework's run, and run one whose timed window was busy again, "
+    "up to N more times (0, the default: off)"
+)
+
 _SPECTRAL = {
     "choices": SPECTRAL_TRANSFORMS,
     "default": None,
@@ -183,6 +188,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--results-dir", type=Path, default=PairOptions.results_dir)
     run.add_argument("--timeout", type=float, default=PairOptions.timeout_s, help="seconds per framework run")
+    run.add_argument("--require-quiet", type=int, default=None, metavar="N", help=QUIET_HELP)
     run.add_argument(
         "--skill",
         action=argparse.BooleanOptionalAction,
@@ -236,6 +242,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sk.add_argument("--results-dir", type=Path, default=SkillOptions.results_dir)
     sk.add_argument("--timeout", type=float, default=SkillOptions.timeout_s)
+    sk.add_argument("--require-quiet", type=int, default=None, metavar="N", help=QUIET_HELP)
 
     fc = sub.add_parser(
         "forecast", help="time autoregressive forecasts in each framework from the same weights and initial conditions"
@@ -268,6 +275,7 @@ def _parser() -> argparse.ArgumentParser:
     fc.add_argument("--weights", default=None, help="a safetensors file or NVlabs checkpoint (default: fresh init)")
     fc.add_argument("--results-dir", type=Path, default=ForecastOptions.results_dir)
     fc.add_argument("--timeout", type=float, default=ForecastOptions.timeout_s)
+    fc.add_argument("--require-quiet", type=int, default=None, metavar="N", help=QUIET_HELP)
     fc.add_argument("--report", type=Path, default=None, help="the HTML report (default RESULTS_DIR/report.html)")
 
     _diagnose_parser(sub)

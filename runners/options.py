@@ -24,10 +24,13 @@ MAX_STEPS = 10**7
 MAX_BATCH = 2**16
 MAX_THREADS = 4096
 MAX_TIMEOUT_S = 7 * 24 * 3600.0  # a week per framework run
+# --require-quiet N: a run timed on a busy machine is run again up to N more times (metrics.load's verdict).
+MAX_QUIET_REPEATS = 10
 BOUNDS = {
     "warmup_steps": (0, MAX_STEPS), "train_steps": (1, MAX_STEPS), "forward_steps": (1, MAX_STEPS),
     "batch_size": (1, MAX_BATCH), "threads": (1, MAX_THREADS), "n_init": (1, MAX_STEPS), "n_lead": (1, MAX_STEPS),
     "repeats": (1, MAX_STEPS), "warmup": (0, MAX_STEPS), "check_every": (1, MAX_STEPS),
+    "require_quiet": (0, MAX_QUIET_REPEATS),
 }  # fmt: skip
 # Command-line names of option fields that differ from the field's name.
 ARG_OF = {"timeout_s": "timeout"}
@@ -116,6 +119,7 @@ class PairOptions:
     weights: str | None = None
     results_dir: Path = Path("results")
     timeout_s: float = 3600.0
+    require_quiet: int = 0
     model: dict = field(default_factory=dict)
     resume: bool = False
 
@@ -141,6 +145,7 @@ class SkillOptions:
     seed: int | None = None
     results_dir: Path = Path("results")
     timeout_s: float = 3600.0
+    require_quiet: int = 0
     model: dict = field(default_factory=dict)
     data: object = None  # a runners.data.dataset.DataRequest (--data); the workload's built-in data when None
     target_rmse: str | None = None  # VAR@LEAD=VALUE: train until the validation RMSE reaches it (train_steps: budget)
@@ -183,6 +188,7 @@ class ForecastOptions:
     weights: str | None = None
     results_dir: Path = Path("results")
     timeout_s: float = 3600.0
+    require_quiet: int = 0
     model: dict = field(default_factory=dict)
     data: object = None  # a runners.data.dataset.DataRequest: initial conditions from data; synthetic when None
 

@@ -21,7 +21,7 @@ from runners.experiments.runs import (
     environment_fields,
     recorded,
     run_config,
-    run_worker,
+    run_timed_worker,
     source_commit,
     stamped_run_dir,
 )
@@ -173,7 +173,7 @@ def run_forecast(opts: ForecastOptions, progress=print) -> ForecastOutcome:
             f"{opts.precision}, {opts.mode} ..."
         )
         run = run_config(ident, spec.name, fw, weights_path, opts.device, task="forecast", data=worker_data)
-        result = run_worker(run, run_dir / fw, opts.timeout_s)
+        result = run_timed_worker(run, run_dir / fw, opts.timeout_s, opts.require_quiet, progress)
         rec = recorded(run_head, fw, result, lambda r=run, res=result: forecast_fields(r, spec, res, hours))
         append_record(records_file, rec)
         records.append(rec)

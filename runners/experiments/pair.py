@@ -19,7 +19,7 @@ from runners.experiments.runs import (
     environment_fields,
     recorded,
     run_config,
-    run_worker,
+    run_timed_worker,
     source_commit,
     stamped_run_dir,
 )
@@ -226,7 +226,7 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
         run_dirs[fw] = run_dir
         progress(f"[{fw}] {spec.name} on {opts.device}, batch {batch}: building and running ...")
         run = run_config(ident, spec.name, fw, weights_path, opts.device)
-        results[fw] = run_worker(run, run_dir / fw, opts.timeout_s)
+        results[fw] = run_timed_worker(run, run_dir / fw, opts.timeout_s, opts.require_quiet, progress)
         rec = recorded(run_head, fw, results[fw], lambda r=run, res=results[fw]: run_fields(r, spec, res))
         append_record(records_file, rec)
         records.append(rec)

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from hardware_profiles import match_profile
+from metrics.load import wait_until_quiet
 from runners.devices import parse_device
 from runners.execution.lifeline import PARENT_ENV, die_with_parent, parent_token
 from runners.records import schema
@@ -102,6 +103,28 @@ def run_worker(run: RunConfig, prefix: Path, timeout_s: float) -> dict:
         how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
         result = {"status": "failed", "reason": f"worker {how} before writing a result (log: {log})"}
     result["worker_wall_s"] = wall_s
+    return result
+
+
+QUIET_WAIT_S = 60.0  # how long --require-quiet waits for a quiet machine before each attempt
+
+
+def run_timed_worker(run: RunConfig, prefix: Path, timeout_s: float, require_quiet: int = 0, progress=None) -> dict:
+    """``run_worker`` for a timed run. With ``require_quiet`` N > 0: before each attempt wait up to QUIET_WAIT_S for
+    other processes to leave the machine (metrics.load.wait_until_quiet), and run again a run whose timed window was
+    busy, up to N more times; the result is the last attempt's, with ``load_attempts`` and what each wait found
+    (``load_waits``). A busy last attempt stays busy in its record: it is marked, never dropped."""
+    if not require_quiet:
+        return run_worker(run, prefix, timeout_s)
+    waits = []
+    for attempt in range(1, require_quiet + 2):
+        waits.append(wait_until_quiet(QUIET_WAIT_S))
+        result = run_worker(run, prefix, timeout_s)
+        if result["status"] != "ok" or result.get("load_verdict") != "busy":
+            break
+        if progress and attempt <= require_quiet:
+            progress(f"[{run.framework}] busy while timed ({result.get('load_verdict_reason')}): running it again")
+    result.update(load_attempts=attempt, load_waits="; ".join(waits))
     return result
 
 

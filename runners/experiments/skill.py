@@ -100,7 +100,7 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
         environment_fields,
         recorded,
         run_config,
-        run_worker,
+        run_timed_worker,
         source_commit,
         stamped_run_dir,
     )
@@ -200,7 +200,7 @@ def run_skill(opts: SkillOptions, progress=print) -> dict:
         what = f"until {opts.target_rmse} (at most {opts.train_steps} steps)" if target else f"{opts.train_steps} steps"
         progress(f"[{fw}] training {what} of batch {opts.batch_size}, then {opts.n_lead}-step rollouts ...")
         run = run_config(ident, spec.name, fw, weights_path, opts.device, task="skill", data=data_info)
-        result = run_worker(run, run_dir / fw, opts.timeout_s)
+        result = run_timed_worker(run, run_dir / fw, opts.timeout_s, opts.require_quiet, progress)
 
         def fields(fw=fw, result=result) -> dict:
             scale, shift = data.std[:n_out, None, None], data.mean[:n_out, None, None]

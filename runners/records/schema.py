@@ -128,6 +128,7 @@ LOAD = [
     *_f("load_verdict:str", "ok", LOAD_VERDICTS),
     *_f("load_verdict_reason:str load_window_s:num load_other_cpu_frac:num? load_steal_frac:num?", "ok"),
     *_f("load_avg_1m:num? load_throttle_events:int? load_cv:num? load_reason:str?", "ok"),
+    *_f("load_attempts:int load_waits:str", "opt"),  # --require-quiet: how many runs, what each wait found
 ]
 FIELDS: dict[str, list[Field]] = {
     "run": [
