@@ -157,7 +157,7 @@ def run_grid(task: str, workloads: list[str], run_one) -> dict:
     Returns {key(workload, precision, device, framework): {"values": ...} | {"skip": why} | {"error": why}}.
     """
     import_project()
-    from runners.spec import PairbenchError
+    from runners.errors import PairbenchError
 
     out: dict[str, dict] = {}
     absent = {d: device_absent(d) for d in DEVICES}

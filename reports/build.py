@@ -31,8 +31,8 @@ from reports.tables import (
     skill_table,
 )
 from reports.tta import TTA_SETTING, TTA_TEXT, tta_table
+from runners.errors import PairbenchError
 from runners.records.store import os_error, read_records, read_records_lenient, records_path
-from runners.spec import PairbenchError
 
 
 def load(paths: list[Path], skip_invalid: bool) -> tuple[list[dict], list[str]]:

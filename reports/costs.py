@@ -16,7 +16,7 @@ from hardware_profiles import HardwareProfile, load_profiles, match_profile
 from reports.energy import scope_phrase
 from reports.naming import framework_name, ok_runs, target_of
 from reports.pairing import Pairing, device_kind
-from runners.spec import PairbenchError
+from runners.errors import PairbenchError
 
 CARBON_ENV = "PAIRBENCH_CARBON_INTENSITY"
 J_PER_KWH = 3.6e6

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from reports import FORMATS
 from reports.costs import carbon_intensity as parse_intensity
+from runners.errors import PairbenchError
 from runners.records.store import STORE_FILES, TORN_SUFFIX, open_regular, records_path
-from runners.spec import PairbenchError
 
 REPORT_TITLE = "pairbench report"  # the HTML report's title and the Markdown report's heading: how one is known
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from reports import DEFAULT_OUTPUT, FORMATS
 from runners.data.source import DataError
+from runners.errors import PairbenchError
 from runners.options import (
     ARG_OF,
     DEFAULT_CHECK_EVERY,
@@ -20,7 +21,7 @@ from runners.options import (
     check_count,
 )
 from runners.records.store import records_path, where_records_went
-from runners.spec import FRAMEWORKS, MODES, OBJECTIVES, PRECISIONS, PairbenchError
+from runners.spec import FRAMEWORKS, MODES, OBJECTIVES, PRECISIONS
 from runners.weights.canonical import WeightsMismatch
 from runners.weights.checkpoint import CheckpointError
 from runners.workloads.registry import WORKLOADS

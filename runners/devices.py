@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from metrics.device.machine import KINDS, first_accelerator
-from runners.spec import PairbenchError
+from runners.errors import PairbenchError
 
 # What each framework calls a device kind: torch.distributed's collective backend, MindSpore's device target.
 TORCH_BACKENDS = {"cpu": "gloo", "cuda": "nccl"}

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from runners.devices import parse_device
-from runners.spec import FRAMEWORKS, MODES, OBJECTIVES, PRECISIONS, PairbenchError, check_framework
+from runners.errors import PairbenchError
+from runners.spec import FRAMEWORKS, MODES, OBJECTIVES, PRECISIONS, check_framework
 
 DEFAULT_WORKLOAD = "fourcastnet-tiny"
 DEFAULT_FORECAST_HOURS = 240.0  # a ten-day forecast, the default of ``pairbench forecast``

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from metrics.device.machine import KINDS as DEVICE_KINDS
+from runners.errors import PairbenchError
 
 FRAMEWORKS = ("torch", "mindspore")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -30,19 +31,6 @@ def masked_objective_refusal(spec) -> str | None:
     if not spec.model.mask_ratio > 0:
         return f"{spec.name} has mask_ratio {spec.model.mask_ratio}: the masked objective would hide nothing"
     return None
-
-
-class PairbenchError(Exception):
-    """An error a user can cause; the CLI prints its message as one sentence and exits non-zero."""
-
-
-class UnsupportedError(PairbenchError):
-    """A combination a framework truly lacks here (a run then records status "unsupported")."""
-
-
-def first_line(text: str) -> str:
-    """The first line of an error message that says something: MindSpore's messages open with a rule of dashes."""
-    return next((ln.strip() for ln in str(text).splitlines() if ln.strip().strip("-=*#_ ")), "")
 
 
 def check_framework(framework: str) -> str:

@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             print(subprocess.run(pairbench("devices"), cwd=ROOT, capture_output=True, text=True).stdout)
         else:
             from runners.devices import parse_device
-            from runners.spec import PairbenchError
+            from runners.errors import PairbenchError
 
             try:
                 device = str(parse_device(args.device))

@@ -31,9 +31,10 @@ sys.path.insert(0, str(ROOT))
 
 from reports.stats import bootstrap_ratio  # noqa: E402
 from runners.data.synthetic import DATA_GENERATOR  # noqa: E402
+from runners.errors import PairbenchError  # noqa: E402
 from runners.experiments.runs import run_config, run_worker  # noqa: E402
 from runners.records import schema  # noqa: E402
-from runners.spec import FRAMEWORKS, MODES, PairbenchError  # noqa: E402
+from runners.spec import FRAMEWORKS, MODES  # noqa: E402
 from runners.weights.canonical import save_weights  # noqa: E402
 from runners.workloads.registry import get_workload  # noqa: E402
 from runners.workloads.spectral import SPECTRAL_TRANSFORMS  # noqa: E402

@@ -18,8 +18,9 @@ sys.path.insert(0, str(ROOT))
 
 from reports.stats import bootstrap_ratio  # noqa: E402
 from runners.data.synthetic import synthetic_batch  # noqa: E402
+from runners.errors import PairbenchError  # noqa: E402
 from runners.experiments.runs import run_worker  # noqa: E402
-from runners.spec import PairbenchError, RunConfig, check_framework, load_object  # noqa: E402  # noqa: E402
+from runners.spec import RunConfig, check_framework, load_object  # noqa: E402
 from runners.weights.canonical import load_weights, save_weights  # noqa: E402
 from runners.workloads.registry import get_workload  # noqa: E402
 

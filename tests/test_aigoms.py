@@ -11,9 +11,9 @@ import pytest
 from conftest import needs_both, needs_mindspore, needs_torch, run_json, torch_flops
 
 from metrics.parity import FP32_BOUNDS as TOLERANCES
+from runners.errors import PairbenchError
 from runners.experiments.pair import run_pair
 from runners.options import PairOptions
-from runners.spec import PairbenchError
 from runners.workloads.aigoms.config import CONFIGS, PAPER_DEPTHS_M, AIGOMSConfig
 from runners.workloads.registry import get_workload
 
@@ -170,7 +170,7 @@ import torch
 from runners.workloads.aigoms.torch_model import MaskedOceanAE
 from runners.backends.torch_backend import make_loss
 from runners.workloads.registry import get_workload
-from runners.spec import PairbenchError
+from runners.errors import PairbenchError
 net = MaskedOceanAE(cfg)
 net.load_state_dict({k: torch.from_numpy(v) for k, v in w.items()})
 loss_fn = make_loss(get_workload('aigoms-tiny').with_model(cfg.to_dict()), torch.device('cpu'))
@@ -185,7 +185,7 @@ from mindspore import Tensor
 from runners.workloads.aigoms.mindspore_model import MaskedOceanAE
 from runners.backends.mindspore_backend import make_loss
 from runners.workloads.registry import get_workload
-from runners.spec import PairbenchError
+from runners.errors import PairbenchError
 net = MaskedOceanAE(cfg)
 for p in net.get_parameters():
     p.set_data(Tensor(w[p.name]))
@@ -217,7 +217,7 @@ def test_masked_pretraining_step_agrees(tmp_path):
 _LOSS = """
 import json, numpy as np
 from runners.workloads.registry import get_workload
-from runners.spec import PairbenchError
+from runners.errors import PairbenchError
 spec = get_workload('aigoms-tiny')
 d = np.load({path!r})
 {body}

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import needs_both, needs_torch, run_python
 
+from runners.errors import PairbenchError
 from runners.records.store import append_record, read_records
-from runners.spec import PairbenchError
 
 
 def cli(*args: str):

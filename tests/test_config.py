@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from runners.spec import PairbenchError
+from runners.errors import PairbenchError
 from runners.workloads.fourcastnet.config import CONFIGS, FourCastNetConfig
 from runners.workloads.registry import WORKLOADS, get_workload
 

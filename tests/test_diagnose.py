@@ -19,12 +19,12 @@ from hypothesis import strategies as st
 from reports.build import render
 from reports.diagnosis_tables import capture_phrase, diagnosis_lines
 from reports.pairing import pair_records
+from runners.errors import PairbenchError
 from runners.execution.capture import MODEL, capture_effect
 from runners.experiments.diagnose import compare_sides, layer_bounds, verdict
 from runners.options import DiagnoseOptions, Side, parse_side
 from runners.records import schema
 from runners.records.store import read_records
-from runners.spec import PairbenchError
 
 BROKEN = ROOT / "tests" / "fixtures" / "broken_family"
 

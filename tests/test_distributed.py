@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import needs_mindspore, needs_torch, run_json
 
+from runners.errors import PairbenchError
 from runners.experiments import distributed
 from runners.experiments.distributed import (
     check_split,
@@ -19,7 +20,6 @@ from runners.experiments.distributed import (
     to_record,
 )
 from runners.records import schema
-from runners.spec import PairbenchError
 
 WORKLOAD = "fourcastnet-tiny"
 # The 2-process loss is the mean of two half-batch MSEs and the gradients are all-reduced, so the sums run in

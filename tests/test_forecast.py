@@ -12,6 +12,7 @@ import pytest
 from conftest import needs_both, needs_torch, run_python
 
 from metrics.parity import FP32_BOUNDS, TRAJECTORY_GROWTH, compare_trajectories
+from runners.errors import PairbenchError
 from runners.execution.rollout import (
     KEPT_LEADS,
     MAX_TIMED_FORECASTS,
@@ -23,7 +24,6 @@ from runners.execution.rollout import (
 from runners.experiments.forecast import kept_alike, lead_steps
 from runners.records import schema
 from runners.records.store import read_records
-from runners.spec import PairbenchError
 from runners.workloads.registry import get_workload
 
 

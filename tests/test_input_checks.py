@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runners.cli import _ints, main
+from runners.errors import PairbenchError
 from runners.options import MAX_STEPS, PairOptions, SkillOptions
 from runners.records import schema
-from runners.spec import PairbenchError
 from runners.weights.canonical import read_weights, starting_weights
 from runners.weights.checkpoint import CheckpointError
 from runners.weights.safetensors_file import read_safetensors

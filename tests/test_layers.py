@@ -16,6 +16,7 @@ PACKAGES = ("hardware_profiles", "metrics", "runners", "reports", "benchmarks")
 # Bottom to top; a module belongs to the layer of its longest matching prefix ("name=" matches that module only),
 # so a new folder must be placed here before its modules have a layer.
 LAYERS = [
+    ("errors a user can cause", ("runners.errors",)),
     ("hardware profiles (data)", ("hardware_profiles",)),
     ("the machine: its devices and vendor readers", ("metrics.device",)),
     ("metrics (power windows, timing, parity, skill)", ("metrics",)),
@@ -164,6 +165,9 @@ def test_the_layering_holds():
         # The vendor readers and the machine sit below the power windows (as Zeus keeps device/ below monitor/).
         ("metrics.device.nvml", "metrics.power.window", None),
         ("metrics.device.machine", "metrics.power.collectors", None),
+        # The errors are the ground: they import nothing of the project's, the spec included.
+        ("runners.errors", "runners.spec", None),
+        ("runners.errors", "hardware_profiles", None),
     ],
 )
 def test_the_back_edges_that_were_removed_would_fail(module, target, name):

@@ -169,8 +169,8 @@ def test_require_quiet_runs_a_busy_run_again_up_to_its_limit(monkeypatch, tmp_pa
 
 
 def test_require_quiet_is_bounded_and_named():
+    from runners.errors import PairbenchError
     from runners.options import MAX_QUIET_REPEATS, PairOptions
-    from runners.spec import PairbenchError
 
     PairOptions(require_quiet=MAX_QUIET_REPEATS).validate()
     with pytest.raises(PairbenchError, match="--require-quiet"):

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from reports.build import write_report
 from reports.pairing import pair_records
 from reports.tables import ratios_table, runs_table
+from runners.errors import PairbenchError
 from runners.records import schema
 from runners.records.store import append_record, read_records, read_records_lenient, set_aside_torn_tail
-from runners.spec import PairbenchError
 
 
 def cli(*args: str):
@@ -618,7 +618,7 @@ def test_killed_runs_leave_valid_records_and_resume_completes_the_sweep(tmp_path
 
 
 def test_a_failure_reason_is_the_first_line_that_says_something():
-    from runners.spec import first_line
+    from runners.errors import first_line
 
     ms_style = "----------------------------------------------------\n- Kernel select failed:\n---\nOut of memory\n"
     assert first_line(ms_style) == "- Kernel select failed:"

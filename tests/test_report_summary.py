@@ -27,9 +27,9 @@ from reports.scorecard import scorecard_table
 from reports.summary import summary
 from reports.tables import ratios_table, skill_table
 from reports.tta import tta_table
+from runners.errors import PairbenchError
 from runners.records import schema
 from runners.records.store import append_record
-from runners.spec import PairbenchError
 
 BUSY = {"load_verdict": "busy", "load_verdict_reason": "other processes used 50% of the CPU time (above 10%)"}
 

@@ -13,8 +13,8 @@ from reports.build import write_report
 from reports.pairing import pair_records
 from reports.stats import bootstrap_interval, bootstrap_ratio, factor_split
 from reports.tables import ratios_table, runs_table
+from runners.errors import PairbenchError
 from runners.records.store import append_record, read_records, read_records_lenient
-from runners.spec import PairbenchError
 
 rng = np.random.default_rng(0)
 

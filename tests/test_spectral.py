@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import needs_both, needs_mindspore, needs_torch, run_json, run_record
 
-from runners.spec import PairbenchError
+from runners.errors import PairbenchError
 from runners.workloads.spectral import check_transform, dft_bases, forward_numpy, inverse_numpy, transform_flops
 
 

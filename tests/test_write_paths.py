@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from reports.build import render, write_report
 from reports.output import check_target, write_file
+from runners.errors import PairbenchError
 from runners.records.store import (
     LOCK_NAME,
     PENDING_FILE,
@@ -34,7 +35,6 @@ from runners.records.store import (
     records_written,
     where_records_went,
 )
-from runners.spec import PairbenchError
 
 RUN = "20261124T000000Z-fourcastnet-tiny-1"
 

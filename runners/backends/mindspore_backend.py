@@ -11,15 +11,8 @@ from mindspore import Tensor, amp, nn, ops
 from metrics.parity import worst_repeat_difference
 from runners.backends.mindspore_adam import TorchRuleAdam
 from runners.devices import MINDSPORE_TARGETS, parse_device
-from runners.spec import (
-    PairbenchError,
-    RunConfig,
-    UnsupportedError,
-    WorkloadSpec,
-    first_line,
-    load_object,
-    loss_mask,
-)
+from runners.errors import PairbenchError, UnsupportedError, first_line
+from runners.spec import RunConfig, WorkloadSpec, load_object, loss_mask
 
 LOW_PRECISION = {"fp32": None, "fp16": ms.float16, "bf16": ms.bfloat16}
 # The same dynamic loss scaling as torch.amp.GradScaler in the PyTorch runner.

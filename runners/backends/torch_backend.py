@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from runners.backends.torch_compiled import CompiledModel
 from runners.devices import parse_device
-from runners.spec import PairbenchError, RunConfig, UnsupportedError, WorkloadSpec, load_object, loss_mask
+from runners.errors import PairbenchError, UnsupportedError
+from runners.spec import RunConfig, WorkloadSpec, load_object, loss_mask
 
 AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Dynamic loss scaling for fp16, the same settings as MindSpore's DynamicLossScaler in its runner.

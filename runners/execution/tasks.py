@@ -13,9 +13,10 @@ from metrics.memory import RssPeak
 from metrics.parity import has_gradient
 from metrics.timing import time_steps
 from runners.data.synthetic import synthetic_batch
+from runners.errors import PairbenchError, UnsupportedError
 from runners.execution.rollout import data_reader, data_rollout, window_collector
 from runners.records.schema import POWER_WINDOWS
-from runners.spec import PairbenchError, RunConfig, UnsupportedError, masked_objective_refusal, scored_mask
+from runners.spec import RunConfig, masked_objective_refusal, scored_mask
 
 # The timed steps' inputs are staged on the device before the power window opens when they take at most this
 # much memory, so that the window holds the timed steps only; larger inputs are prepared step by step inside it.

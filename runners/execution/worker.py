@@ -20,10 +20,11 @@ import numpy as np
 
 from metrics.device.cpu import cpu_features
 from metrics.device.machine import cpu_name
+from runners.errors import PairbenchError, UnsupportedError, first_line
 from runners.execution.capture import execute_diagnose
 from runners.execution.rollout import execute_forecast
 from runners.execution.tasks import execute_pair, execute_skill
-from runners.spec import PairbenchError, RunConfig, UnsupportedError, check_framework, first_line, load_object
+from runners.spec import RunConfig, check_framework, load_object
 from runners.weights.canonical import load_weights
 from runners.workloads.registry import get_workload
 

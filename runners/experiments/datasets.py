@@ -10,7 +10,8 @@ import numpy as np
 from runners.data.dataset import DataRequest, Dataset, open_dataset
 from runners.data.source import InvalidDataError
 from runners.data.stats import channel_stats, time_mean_climatology
-from runners.spec import PairbenchError, WorkloadSpec
+from runners.errors import PairbenchError
+from runners.spec import WorkloadSpec
 
 # The data sets this process has opened, by request and patch size: each is streamed once (mask, statistics).
 _OPENED: dict[tuple, Dataset] = {}

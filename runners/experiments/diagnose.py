@@ -19,12 +19,12 @@ from metrics.layer_bounds import lookup
 from metrics.parity import NOT_ESTABLISHED, bounds_for, has_gradient, relative_l2
 from runners.data.synthetic import DATA_GENERATOR
 from runners.devices import parse_device
+from runners.errors import PairbenchError
 from runners.execution.capture import MODEL, nonfinite
 from runners.experiments.runs import run_config, run_worker, source_commit, stamped_run_dir
 from runners.options import DiagnoseOptions, Side
 from runners.records import schema
 from runners.records.store import append_record, records_path
-from runners.spec import PairbenchError
 from runners.weights.canonical import save_weights, starting_weights, weights_digest
 from runners.workloads.registry import get_workload
 

@@ -19,10 +19,11 @@ import numpy as np
 from metrics.timing import summarize
 from runners.data.synthetic import DATA_GENERATOR
 from runners.devices import TORCH_BACKENDS, parse_device
+from runners.errors import PairbenchError
 from runners.execution.lifeline import die_with_parent
 from runners.experiments.runs import worker_env
 from runners.records import schema
-from runners.spec import PairbenchError, check_framework
+from runners.spec import check_framework
 from runners.weights.canonical import save_weights
 from runners.workloads.registry import get_workload
 

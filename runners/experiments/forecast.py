@@ -15,6 +15,7 @@ from metrics.parity import compare_trajectories
 from metrics.timing import summarize
 from runners.data.synthetic import DATA_GENERATOR
 from runners.devices import parse_device
+from runners.errors import PairbenchError
 from runners.experiments.datasets import configured, forecast_inits, save_mask
 from runners.experiments.runs import (
     device_profile,
@@ -28,7 +29,6 @@ from runners.experiments.runs import (
 from runners.options import DEFAULT_FORECAST_HOURS, ForecastOptions
 from runners.records import schema
 from runners.records.store import append_record, records_path
-from runners.spec import PairbenchError
 from runners.weights.canonical import save_weights, starting_weights, weights_digest
 from runners.workloads.registry import get_workload
 

@@ -14,6 +14,7 @@ from metrics.parity import compare
 from metrics.timing import summarize
 from runners.data.synthetic import DATA_GENERATOR
 from runners.devices import parse_device
+from runners.errors import PairbenchError
 from runners.experiments.runs import (
     device_profile,
     environment_fields,
@@ -26,7 +27,7 @@ from runners.experiments.runs import (
 from runners.options import PairOptions
 from runners.records import schema
 from runners.records.store import append_record, read_records_lenient, records_path
-from runners.spec import PairbenchError, RunConfig, masked_objective_refusal
+from runners.spec import RunConfig, masked_objective_refusal
 from runners.weights.canonical import save_weights, starting_weights, weights_digest
 from runners.workloads.registry import get_workload
 

@@ -15,9 +15,10 @@ from pathlib import Path
 from hardware_profiles import match_profile
 from metrics.load import wait_until_quiet
 from runners.devices import parse_device
+from runners.errors import PairbenchError
 from runners.execution.lifeline import PARENT_ENV, die_with_parent, parent_token
 from runners.records import schema
-from runners.spec import PairbenchError, RunConfig
+from runners.spec import RunConfig
 
 
 def utc_stamp() -> str:

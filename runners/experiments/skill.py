@@ -13,11 +13,12 @@ import numpy as np
 from metrics.skill import climatology_forecast, persistence_forecast, score_lead_times
 from runners.data.source import read_indices
 from runners.data.stats import save_stats
+from runners.errors import PairbenchError
 from runners.experiments.datasets import builtin, configured, evenly, save_mask
 from runners.options import SkillOptions
 from runners.records import schema
 from runners.records.store import append_record, records_path
-from runners.spec import PairbenchError, scored_mask
+from runners.spec import scored_mask
 from runners.workloads.registry import get_workload
 
 # Two fp32 trainings of 400 Adam steps drift apart by rounding alone; measured RMSE curves of the two

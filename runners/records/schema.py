@@ -30,7 +30,8 @@ from dataclasses import dataclass
 
 from metrics.device.reading import SCOPES
 from metrics.load import VERDICTS as LOAD_VERDICTS
-from runners.spec import MODES, OBJECTIVES, PRECISIONS, PairbenchError
+from runners.errors import PairbenchError
+from runners.spec import MODES, OBJECTIVES, PRECISIONS
 
 SCHEMA_VERSION = 3
 # Why records of an earlier version cannot be read: what their identity left out.

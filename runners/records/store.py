@@ -11,9 +11,9 @@ import stat
 import sys
 from pathlib import Path
 
+from runners.errors import PairbenchError
 from runners.options import input_problem
 from runners.records.schema import RecordError, validate
-from runners.spec import PairbenchError
 
 TORN_SUFFIX = ".torn"
 RECORDS_FILE = "records.jsonl"

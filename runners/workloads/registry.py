@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
-from runners.spec import PairbenchError, WorkloadFamily, WorkloadSpec, load_object
+from runners.errors import PairbenchError
+from runners.spec import WorkloadFamily, WorkloadSpec, load_object
 
 # One line per built-in family; a family from another package needs no line here (its entry point suffices).
 BUILTIN_FAMILIES = (
