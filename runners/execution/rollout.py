@@ -12,7 +12,7 @@ from metrics.load import LoadWatch
 from metrics.power.collectors import collector_for
 from runners.data.synthetic import synthetic_batch
 from runners.devices import parse_device
-from runners.records.schema import POWER_WINDOWS
+from runners.records.schema import WINDOW_FORECASTS
 from runners.spec import RunConfig
 
 # The compared trajectory (the first forecast's leads, kept on the host and written by each framework) takes at most
@@ -200,7 +200,7 @@ def execute_forecast(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.n
         **runner.device_memory(),
         **power.to_record(samples_in_window=run.batch_size * len(forecast_ms)),
         **load.stop(forecast_ms),
-        "power_window": POWER_WINDOWS[2],
+        "power_window": WINDOW_FORECASTS,
     }
     kept = {"members": np.asarray(members), "leads": np.asarray(leads) + 1}
     return result, {"trajectory": np.stack(trajectory, axis=1), **kept}

@@ -15,7 +15,7 @@ from metrics.timing import time_steps
 from runners.data.synthetic import synthetic_batch
 from runners.errors import PairbenchError, UnsupportedError
 from runners.execution.rollout import data_reader, data_rollout, window_collector
-from runners.records.schema import POWER_WINDOWS
+from runners.records.schema import WINDOW_STEPS, WINDOW_STEPS_AND_INPUTS, WINDOW_TO_TARGET
 from runners.spec import RunConfig, masked_objective_refusal, scored_mask
 
 # The timed steps' inputs are staged on the device before the power window opens when they take at most this
@@ -68,7 +68,7 @@ def timed_training(run: RunConfig, runner, batch, n_steps: int, samples_per_step
         "first_step_ms": warmup[0][1] if warmup else None,
         **runner.device_memory(),
         **power.to_record(samples_in_window=samples_per_step * n_steps),
-        "power_window": POWER_WINDOWS[0 if staged else 1],
+        "power_window": WINDOW_STEPS if staged else WINDOW_STEPS_AND_INPUTS,
     }
 
 
@@ -221,7 +221,7 @@ def train_to_target(run: RunConfig, runner, batch, d: dict, fields, spec, data_m
         "first_step_ms": step_ms[0] if step_ms else None,
         **runner.device_memory(),
         **power_fields,
-        "power_window": POWER_WINDOWS[3],
+        "power_window": WINDOW_TO_TARGET,
         "tta": {
             "tta_reached": reached is not None,
             "tta_checks": checks,

@@ -53,11 +53,12 @@ PROVENANCE = ("measured", "estimated", "unavailable")
 VERDICTS = ("pass", "fail", "bounds not established")
 # What the power figures of a run cover (runners.execution: tasks.timed_training, tasks.train_to_target,
 # rollout.execute_forecast).
-POWER_WINDOWS = (
-    "timed steps", "timed steps with their input generation and transfer",
-    "timed forecasts, each from the initial conditions on the host to the last lead",
-    "training steps and validation checks, until the target was reached or the budget spent",
-)  # fmt: skip
+# What a power window holds, by name (the record's ``power_window`` says it in words).
+WINDOW_STEPS = "timed steps"
+WINDOW_STEPS_AND_INPUTS = "timed steps with their input generation and transfer"
+WINDOW_FORECASTS = "timed forecasts, each from the initial conditions on the host to the last lead"
+WINDOW_TO_TARGET = "training steps and validation checks, until the target was reached or the budget spent"
+POWER_WINDOWS = (WINDOW_STEPS, WINDOW_STEPS_AND_INPUTS, WINDOW_FORECASTS, WINDOW_TO_TARGET)
 
 # Everything that changes the work or the way it is executed; the fingerprint hashes exactly these.
 IDENTITY_FIELDS = (
