@@ -18,6 +18,8 @@ import json
 import math
 from pathlib import Path
 
+from runners.errors import PairbenchError
+
 FILE = Path(__file__).with_name("layer_bounds.json")
 FACTOR = 5.0
 SHARE = 0.1
@@ -66,16 +68,16 @@ def entry_from_diagnoses(records: list[dict], cpu_name: str, cpu_features: str, 
 
 
 def load(path: Path = FILE) -> list[dict]:
-    """The stored entries; a missing file is none, an unreadable one is an error naming it."""
+    """The stored entries; a missing file is none, an unreadable one is one sentence naming it."""
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         return []
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{path} cannot be read as layer bounds ({exc})") from None
+        raise PairbenchError(f"{path} cannot be read as layer bounds ({exc})") from None
     entries = data.get("entries") if isinstance(data, dict) else None
     if not isinstance(entries, list):
-        raise ValueError(f"{path} holds no list of entries")
+        raise PairbenchError(f"{path} holds no list of entries")
     return [e for e in entries if _well_formed(e)]
 
 

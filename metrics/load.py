@@ -10,8 +10,11 @@ that nothing else runs during a timed run suggest:
 - ``busy``: other processes used more than ``BUSY_OTHER_CPU`` (10%) of the machine's CPU time in the window, or the
   hypervisor stole more than ``BUSY_STEAL`` (5%) of it, or the CPU was thermally throttled in the window;
 - ``unstable``: not busy, but the timed samples' coefficient of variation is above ``UNSTABLE_CV`` (10%);
-- ``quiet``: neither.
+- ``quiet``: neither;
+- ``unknown``: other processes' CPU time could not be read (no /proc/stat), and the samples are steady: nothing
+  says the machine was quiet.
 
+CPU time is counted over the CPUs this process may run on (its affinity: a container's CPUs, not the whole host's).
 A figure that cannot be read is None with the reason in ``load_reason``; a verdict is given from what was read and
 says so when a part was missing, never from a 0 put in its place."""
 
@@ -26,7 +29,7 @@ from pathlib import Path
 BUSY_OTHER_CPU = 0.10
 BUSY_STEAL = 0.05
 UNSTABLE_CV = 0.10
-VERDICTS = ("quiet", "busy", "unstable")
+VERDICTS = ("quiet", "busy", "unstable", "unknown")
 _THROTTLE = "/sys/devices/system/cpu/cpu{}/thermal_throttle/{}_throttle_count"
 
 
@@ -39,11 +42,15 @@ class CpuTimes:
     steal: float
 
 
-def parse_proc_stat(text: str, ticks_per_s: float) -> CpuTimes | None:
-    """The aggregate ``cpu`` line of /proc/stat, or None when it is missing or malformed."""
+def parse_proc_stat(text: str, ticks_per_s: float, cpus: set[int] | None = None) -> CpuTimes | None:
+    """The CPU times of /proc/stat: summed over the per-CPU lines of ``cpus`` (the CPUs this process may run on),
+    or the aggregate ``cpu`` line where ``cpus`` is None; None when a line needed is missing or malformed."""
+    want = {"cpu"} if cpus is None else {f"cpu{i}" for i in cpus}
+    total = idle = steal = 0
+    found = set()
     for line in text.splitlines():
         parts = line.split()
-        if not parts or parts[0] != "cpu":
+        if not parts or parts[0] not in want:
             continue
         try:
             values = [int(v) for v in parts[1:]]
@@ -53,29 +60,57 @@ def parse_proc_stat(text: str, ticks_per_s: float) -> CpuTimes | None:
             return None
         values += [0] * (8 - len(values))
         # user nice system idle iowait irq softirq steal [guest guest_nice, already counted in user and nice]
-        total = sum(values[:8])
-        return CpuTimes(total / ticks_per_s, (values[3] + values[4]) / ticks_per_s, values[7] / ticks_per_s)
-    return None
+        total += sum(values[:8])
+        idle += values[3] + values[4]
+        steal += values[7]
+        found.add(parts[0])
+    if found != want:
+        return None
+    return CpuTimes(total / ticks_per_s, idle / ticks_per_s, steal / ticks_per_s)
+
+
+def _allowed_cpus() -> set[int] | None:
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
 
 
 def _read_proc_stat() -> CpuTimes | None:
+    """The CPU times of the CPUs this process may run on (its affinity: a container's CPUs, not the host's)."""
     try:
-        return parse_proc_stat(Path("/proc/stat").read_text(), float(os.sysconf("SC_CLK_TCK")))
+        return parse_proc_stat(Path("/proc/stat").read_text(), float(os.sysconf("SC_CLK_TCK")), _allowed_cpus())
     except (OSError, ValueError):
         return None
 
 
 def _throttle_count() -> int | None:
-    """Thermal throttle events counted by the kernel over every CPU (core and package), or None where unreadable."""
-    total, seen = 0, False
-    for cpu in range(os.cpu_count() or 1):
-        for kind in ("core", "package"):
+    """Thermal throttle events the kernel counted on the CPUs this process may use: each package's counter once
+    (every CPU of a package repeats it) and each core's once (its hardware threads repeat it); None where unreadable."""
+    seen: dict[tuple, int] = {}
+    for cpu in sorted(_allowed_cpus() or range(os.cpu_count() or 1)):
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            package = topology.joinpath("physical_package_id").read_text().strip()
+            core = topology.joinpath("core_id").read_text().strip()
+        except OSError:
+            package, core = f"cpu{cpu}", f"cpu{cpu}"
+        for kind, key in (("core", ("core", package, core)), ("package", ("package", package))):
             try:
-                total += int(Path(_THROTTLE.format(cpu, kind)).read_text().strip())
-                seen = True
+                seen.setdefault(key, int(Path(_THROTTLE.format(cpu, kind)).read_text().strip()))
             except (OSError, ValueError):
                 continue
-    return total if seen else None
+    return sum(seen.values()) if seen else None
+
+
+def others_share_between(a: CpuTimes, b: CpuTimes, own_cpu_s: float) -> float | None:
+    """Other processes' share of the CPU time from ``a`` to ``b`` (``own_cpu_s`` of it this process's), or None
+    where no CPU time passed."""
+    capacity = b.total - a.total
+    if capacity <= 0:
+        return None
+    busy = capacity - (b.idle - a.idle) - (b.steal - a.steal)
+    return min(max((busy - own_cpu_s) / capacity, 0.0), 1.0)
 
 
 def _own_cpu_s() -> float:
@@ -105,10 +140,13 @@ def verdict(other_cpu: float | None, steal: float | None, throttled: int | None,
         busy.append(f"the CPU was thermally throttled {throttled} time(s)")
     if busy:
         return "busy", "; ".join(busy)
-    unread = [name for name, v in (("other processes' CPU time", other_cpu), ("steal time", steal)) if v is None]
-    tail = f" ({' and '.join(unread)} unreadable)" if unread else ""
     if cv is not None and cv > UNSTABLE_CV:
-        return "unstable", f"the timed samples vary by {cv:.0%} of their mean (above {UNSTABLE_CV:.0%}){tail}"
+        return "unstable", f"the timed samples vary by {cv:.0%} of their mean (above {UNSTABLE_CV:.0%})"
+    if other_cpu is None:  # what the machine did cannot be read: never called quiet
+        return "unknown", "other processes' CPU time could not be read" + (
+            "" if cv is None else f"; the timed samples vary by {cv:.1%} of their mean"
+        )
+    tail = "" if steal is not None else " (steal time unreadable)"
     if cv is None:
         return "quiet", f"nothing else ran; fewer than two timed samples, so no spread{tail}"
     return "quiet", f"nothing else ran and the timed samples vary by {cv:.1%} of their mean{tail}"
@@ -131,13 +169,11 @@ class LoadWatch:
         if self._stat0 is None or stat is None:
             reasons.append("/proc/stat is not readable")
         else:
-            capacity = stat.total - self._stat0.total
-            if capacity <= 0:
+            other = others_share_between(self._stat0, stat, own)
+            if other is None:
                 reasons.append("the window was shorter than the kernel's CPU time resolution")
             else:
-                busy = capacity - (stat.idle - self._stat0.idle) - (stat.steal - self._stat0.steal)
-                other = min(max((busy - own) / capacity, 0.0), 1.0)
-                steal = min(max((stat.steal - self._stat0.steal) / capacity, 0.0), 1.0)
+                steal = min(max((stat.steal - self._stat0.steal) / (stat.total - self._stat0.total), 0.0), 1.0)
         throttled = None if thr is None or self._thr0 is None else max(thr - self._thr0, 0)
         if throttled is None:
             reasons.append("no thermal throttle counters")
@@ -166,11 +202,7 @@ def others_share(seconds: float, read_stat=_read_proc_stat, own_cpu=_own_cpu_s, 
     stat0, own0 = read_stat(), own_cpu()
     sleep(seconds)
     stat1, own = read_stat(), own_cpu() - own0
-    if stat0 is None or stat1 is None or stat1.total <= stat0.total:
-        return None
-    capacity = stat1.total - stat0.total
-    busy = capacity - (stat1.idle - stat0.idle) - (stat1.steal - stat0.steal)
-    return min(max((busy - own) / capacity, 0.0), 1.0)
+    return None if stat0 is None or stat1 is None else others_share_between(stat0, stat1, own)
 
 
 def wait_until_quiet(limit_s: float, probe_s: float = 1.0, share=others_share, clock=time.monotonic) -> str:

@@ -62,11 +62,14 @@ def _resolved(path: Path) -> Path:
 
 
 def _is_report(path: Path) -> bool:
+    """Whether ``path`` is a report pairbench wrote: an HTML page titled REPORT_TITLE, or Markdown whose first line
+    is its heading (the words alone, which a README may hold, are not enough)."""
     try:
         with open(path, "rb") as fh:
-            return REPORT_TITLE.encode() in fh.read(4096)
+            head = fh.read(4096).decode("utf-8", errors="replace")
     except OSError:
         return False
+    return f"<title>{REPORT_TITLE}</title>" in head or head.split("\n", 1)[0].strip() == f"# {REPORT_TITLE}"
 
 
 def write_file(out: Path, text: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from reports.energy import energy_ratio
@@ -63,8 +64,8 @@ def _sample_ratio(a: list, b: list) -> tuple[str, str]:
         return text + " within noise" * r.within_noise, text + " (within noise: the interval contains 1)" * (
             r.within_noise
         )
-    text = _x(float(a[0]) / float(b[0]))
-    return f"{text} (no interval)", f"{text} (one sample each: no interval)"
+    text = _x(float(np.median(a)) / float(np.median(b)))
+    return f"{text} (no interval)", f"{text} (too few samples on a side for an interval)"
 
 
 def _theirs(a: dict, b: dict) -> str:

@@ -15,6 +15,7 @@ from runners.options import (
     ARG_OF,
     DEFAULT_CHECK_EVERY,
     DEFAULT_WORKLOAD,
+    QUIET_WAIT_S,
     ForecastOptions,
     PairOptions,
     SkillOptions,
@@ -120,8 +121,8 @@ def fill(cls, args, **given):
 
 
 QUIET_HELP = (
-    "wait up to 60 s for a quiet machine before each framework's run, and run one whose timed window was busy again, "
-    "up to N more times (0, the default: off)"
+    f"wait up to {QUIET_WAIT_S:g} s for a quiet machine before each framework's run, and run one whose timed window "
+    "was busy again, up to N more times (0, the default: off)"
 )
 
 _SPECTRAL = {
@@ -515,6 +516,7 @@ def _data_parallel_refusals(args) -> list[str]:
         "--spectral": args.spectral is not None,
         "--forward-steps": args.forward_steps is not None,
         "--skill": args.skill is True,
+        "--require-quiet": bool(args.require_quiet),
     }
     return [name for name, given in asked.items() if given]
 
@@ -628,6 +630,7 @@ def _run_skill_after(args, records: list[dict]) -> bool:
                 device=args.device,
                 seed=args.seed,
                 results_dir=args.results_dir,
+                require_quiet=args.require_quiet or 0,
                 timeout_s=args.timeout,
                 model=_DERIVED["model"](args) or {},
             )

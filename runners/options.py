@@ -27,6 +27,7 @@ MAX_THREADS = 4096
 MAX_TIMEOUT_S = 7 * 24 * 3600.0  # a week per framework run
 # --require-quiet N: a run timed on a busy machine is run again up to N more times (metrics.load's verdict).
 MAX_QUIET_REPEATS = 10
+QUIET_WAIT_S = 60.0  # how long --require-quiet waits for a quiet machine before each attempt
 BOUNDS = {
     "warmup_steps": (0, MAX_STEPS), "train_steps": (1, MAX_STEPS), "forward_steps": (1, MAX_STEPS),
     "batch_size": (1, MAX_BATCH), "threads": (1, MAX_THREADS), "n_init": (1, MAX_STEPS), "n_lead": (1, MAX_STEPS),

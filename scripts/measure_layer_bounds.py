@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -66,7 +67,9 @@ def main() -> int:
                 f"{entry['side_a']} vs {entry['side_b']}: largest layer difference {worst[1]['measured']:.3g} "
                 f"({worst[0]}), largest gradient difference {grad[1]['measured']:.3g} ({grad[0]})"
             )
-    args.out.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    tmp = args.out.with_name(args.out.name + ".tmp")  # written whole, then renamed: never a torn bounds file
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, args.out)
     print(f"written: {args.out} ({cpu_name()}; {cpu_features()})")
     return 0
 

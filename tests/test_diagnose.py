@@ -301,7 +301,7 @@ def test_per_layer_bounds_are_measured_over_seeds_and_found_only_on_the_same_cpu
     bad.write_text('{"entries": [{"workload": 1}, ' + json.dumps(entry) + "]}")
     assert load(bad) == [entry]  # a malformed entry is left out
     bad.write_text("{not json")
-    with pytest.raises(ValueError, match="cannot be read as layer bounds"):
+    with pytest.raises(PairbenchError, match="cannot be read as layer bounds"):
         load(bad)
     assert load(tmp_path / "absent.json") == []
 

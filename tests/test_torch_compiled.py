@@ -100,3 +100,23 @@ def test_cpu_flags_are_read_from_cpuinfo_and_none_is_said_so():
     assert cpu_features(text) == "avx2,fma,avx512f,avx512_bf16,amx_tile,amx_bf16"
     assert cpu_features("processor : 0\n") == "none readable"
     assert cpu_features("Features\t: fp asimd sve\n") == "none readable"
+
+
+def test_a_later_non_finite_loss_where_eager_is_finite_is_named_as_the_compilers_defect():
+    out = run_json("""
+import json, torch
+from runners.backends.torch_compiled import CompiledModel, CompiledDefectError
+net = torch.nn.Linear(2, 2)
+said = {}
+for name, check, eager in (("defect", True, 1.0), ("diverged", True, float("nan")), ("unchecked", False, 1.0)):
+    model = CompiledModel(net, torch.device("cpu"), enabled=True, compile_fn=lambda n: n, check=check)
+    try:
+        model.check_loss(torch.tensor(float("nan")), lambda: torch.tensor(eager))
+        said[name] = None
+    except CompiledDefectError as exc:
+        said[name] = str(exc)
+print(json.dumps(said))
+""")
+    assert "gave the loss nan where eager PyTorch's is 1 on the same batch" in out["defect"], out
+    assert "torch_compiled_lowp_repro.py" in out["defect"]
+    assert out["diverged"] is None and out["unchecked"] is None  # a diverged model, and diagnose, are left alone

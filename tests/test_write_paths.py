@@ -92,11 +92,13 @@ def test_a_report_replaces_only_a_report_and_writes_no_folder_device_or_unwritab
             (out,) = write_report([results], tmp_path / f"r.{fmt}", fmt)
     (tmp_path / "dir").mkdir()
     (tmp_path / "notes.md").write_text("my notes\n")
+    (tmp_path / "README.md").write_text("# tool\n\npairbench reports what you gain; see the pairbench report\n")
     (tmp_path / "file").write_text("x")
     cases = {
         tmp_path / "dir": f"{tmp_path / 'dir'} is a folder: name the html report's file",
         Path("/dev/null"): "/dev/null is not a regular file",
         tmp_path / "notes.md": "notes.md exists and is not a pairbench report",
+        tmp_path / "README.md": "README.md exists and is not a pairbench report",  # the words alone are not a report
         tmp_path / "file" / "r.html": f"cannot write the report {tmp_path / 'file' / 'r.html'}: "
         f"{tmp_path / 'file'} is not a folder",
     }

@@ -101,7 +101,8 @@ class TorchRunner:
         net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=True)
         net.recompute = self.run.recompute
         self.net = net.to(self.device)
-        self.compiled = CompiledModel(self.net, self.device, enabled=self.run.mode == "compiled")
+        compiled = self.run.mode == "compiled"
+        self.compiled = CompiledModel(self.net, self.device, enabled=compiled, check=self.run.task != "diagnose")
         self.model = self.compiled
         hp = self.run.hyper_parameters
         self.opt = torch.optim.Adam(self.net.parameters(), lr=hp["lr"], betas=tuple(hp["betas"]), eps=hp["adam_eps"])
@@ -123,9 +124,14 @@ class TorchRunner:
         return tensor.detach().float().cpu().numpy()
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
-        with self._autocast():
-            out = self.model(x) if token_mask is None else self.model(x, token_mask)
-        return self.loss_fn(out.float(), y)
+        def loss_of(model) -> torch.Tensor:
+            with self._autocast():
+                out = model(x) if token_mask is None else model(x, token_mask)
+            return self.loss_fn(out.float(), y)
+
+        loss = loss_of(self.model)
+        self.compiled.check_loss(loss, lambda: loss_of(self.net))
+        return loss
 
     def loss_and_grads(self, x, y, token_mask=None) -> tuple[float, dict[str, np.ndarray]]:
         """Loss and the gradient of every parameter the loss reaches (one it does not reach has none and is

@@ -46,10 +46,12 @@ def _not_finite(out: torch.Tensor) -> int:
 
 
 class CompiledModel:
-    """``net`` compiled (``enabled``) or as it is, called like the module; ``facts()`` are its record fields."""
+    """``net`` compiled (``enabled``) or as it is, called like the module; ``facts()`` are its record fields.
+    ``check`` False leaves the compiled output as it is (``pairbench diagnose``, whose point is to show it)."""
 
-    def __init__(self, net, device: torch.device, enabled: bool, compile_fn=torch.compile):
+    def __init__(self, net, device: torch.device, enabled: bool, compile_fn=torch.compile, check: bool = True):
         self.net, self.device, self.enabled, self._compile = net, device, enabled, compile_fn
+        self.check = enabled and check
         self.fn = compile_fn(net) if enabled else net
         self.workaround: str | None = None
         self._checked: set[bool] = set()
@@ -57,7 +59,7 @@ class CompiledModel:
     def __call__(self, *args):
         out = self.fn(*args)
         mode = torch.is_grad_enabled()
-        if not self.enabled or mode in self._checked:
+        if not self.check or mode in self._checked:
             return out
         self._checked.add(mode)
         bad = _not_finite(out)
@@ -68,14 +70,19 @@ class CompiledModel:
             return out  # the model itself is not finite here: not the compiler's doing
         return self._recompile(args, bad, out.numel())
 
+    def _defect(self, what: str) -> str:
+        """``what`` the compiled code did, as the defect it is, naming the code and, on a CPU, the reproduction."""
+        if self.device.type != "cpu":
+            return f"torch.compile's {self.device.type} code {what} (a defect of torch {torch.__version__}'s compiler)"
+        return (
+            f"torch.compile's {vec_isa()} CPU code {what} (a code-generation defect of torch {torch.__version__}'s "
+            f"inductor on this CPU; {REPRODUCTION} reproduces it)"
+        )
+
     def _recompile(self, args, bad: int, total: int):
         from torch._inductor import config
 
-        what = (
-            f"torch.compile's {vec_isa()} CPU code gave {bad} non-finite of {total} outputs where eager PyTorch is "
-            f"finite on the same input (a code-generation defect of torch {torch.__version__}'s inductor on this CPU; "
-            f"{REPRODUCTION} reproduces it)"
-        )
+        what = self._defect(f"gave {bad} non-finite of {total} outputs where eager PyTorch is finite on the same input")
         if self.device.type != "cpu" or config.cpp.simdlen == WORKAROUND_SIMDLEN:
             raise CompiledDefectError(what)
         torch._dynamo.reset()
@@ -87,6 +94,20 @@ class CompiledModel:
             raise CompiledDefectError(f"{what}; compiled again with {WORKAROUND_SIMDLEN}-bit vectors: still {again}")
         self.workaround = f"inductor cpp.simdlen={WORKAROUND_SIMDLEN}: {what}"
         return out
+
+    def check_loss(self, loss: torch.Tensor, eager_loss) -> None:
+        """After the first calls: a loss that is not finite where ``eager_loss()`` (the eager model's on the same
+        batch and weights) is, is the compiler's defect, named as such rather than as a diverged run."""
+        if not self.check or bool(torch.isfinite(loss)):
+            return
+        with torch.no_grad():
+            reference = eager_loss()
+        if bool(torch.isfinite(reference)):
+            raise CompiledDefectError(
+                self._defect(
+                    f"gave the loss {float(loss)} where eager PyTorch's is {float(reference):.6g} on the same batch"
+                )
+            )
 
     def facts(self) -> dict:
         if not self.enabled:

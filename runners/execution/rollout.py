@@ -157,8 +157,9 @@ def execute_forecast(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.n
     """Autoregressive inference: ``n_lead`` steps from the same initial conditions in every framework.
 
     The first forecast keeps the trajectory compared across frameworks (every lead of every member up to
-    TRAJECTORY_BYTES, else the members and leads of :func:`kept_trajectory`, written beside it as ``members`` and
-    ``leads``, 1-based) and carries compilation; ``warmup_steps`` more are untimed; then at least ``repeats``
+    TRAJECTORY_BYTES, else the members and leads of :func:`kept_trajectory`, written beside it as ``members``
+    (0-based) and ``leads`` (1-based, lead 1 the first forecast step)) and carries compilation; ``warmup_steps``
+    more are untimed; then at least ``repeats``
     forecasts are timed (more, while the timed window is shorter than MIN_POWER_WINDOW_S), each from the host's
     initial conditions to the last lead on the device (synchronised), with power over exactly those; a last one
     synchronises after every lead to time the leads apart."""

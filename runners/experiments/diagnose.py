@@ -33,7 +33,7 @@ SIDES = ("a", "b")
 _SIDE_FIELDS = (
     "framework_version", "execution_mode", "device_name", "cpu_name", "method", "compiled_graphs", "graph_breaks",
     "capture_invariant", "per_layer", "capture_rel_l2", "capture_max_abs", "nonfinite_without", "nonfinite_with",
-    "loss",
+    "loss", "compile_vec_isa", "cpu_features",
 )  # fmt: skip
 
 

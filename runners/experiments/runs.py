@@ -17,6 +17,7 @@ from metrics.load import wait_until_quiet
 from runners.devices import parse_device
 from runners.errors import PairbenchError
 from runners.execution.lifeline import PARENT_ENV, die_with_parent, parent_token
+from runners.options import QUIET_WAIT_S
 from runners.records import schema
 from runners.spec import RunConfig
 
@@ -80,6 +81,11 @@ def run_config(ident: dict, workload: str, framework: str, weights: Path, device
 def run_worker(run: RunConfig, prefix: Path, timeout_s: float) -> dict:
     """Run one worker subprocess; a crash, kill or time-out becomes a failed result."""
     request = prefix.with_suffix(".request.json")
+    for stale in (
+        prefix.with_suffix(".json"),
+        prefix.with_suffix(".npz"),
+    ):  # an earlier attempt's, never read as this one's
+        stale.unlink(missing_ok=True)
     request.write_text(json.dumps(run.to_dict(), indent=1))
     log = prefix.with_suffix(".log")
     t0 = time.perf_counter()
@@ -105,9 +111,6 @@ def run_worker(run: RunConfig, prefix: Path, timeout_s: float) -> dict:
         result = {"status": "failed", "reason": f"worker {how} before writing a result (log: {log})"}
     result["worker_wall_s"] = wall_s
     return result
-
-
-QUIET_WAIT_S = 60.0  # how long --require-quiet waits for a quiet machine before each attempt
 
 
 def run_timed_worker(run: RunConfig, prefix: Path, timeout_s: float, require_quiet: int = 0, progress=None) -> dict:
