@@ -17,8 +17,8 @@ MACHINE_TEXT = (
     "Each run's machine over its timed window (metrics/load.py). Busy: other processes used more than "
     f"{BUSY_OTHER_CPU:.0%} of the machine's CPU time, or the hypervisor stole more than {BUSY_STEAL:.0%} of it, or "
     "the CPU was thermally throttled. Unstable: not busy, but the timed samples' coefficient of variation (standard "
-    f"deviation / mean) is above {UNSTABLE_CV:.0%}. Quiet: neither. Unknown: what other processes did could not be read. "
-    "A figure the machine does not expose is empty, "
+    f"deviation / mean) is above {UNSTABLE_CV:.0%}. Quiet: neither. Unknown: what other processes did could not "
+    "be read. A figure the machine does not expose is empty, "
     "with what was not read in the last column; a ratio involving a busy or unstable run is marked as such in the "
     "Summary and in Ratios."
 )
