@@ -212,7 +212,7 @@ def test_a_skill_part_that_cannot_run_is_skipped_and_the_report_still_written(mo
 
     monkeypatch.setattr(skill, "run_skill", refuse)
     args = argparse.Namespace(workload="toy-mlp", frameworks=("torch",), device="cpu", seed=1, results_dir=".",
-                              timeout=10.0)  # fmt: skip
+                              timeout=10.0, require_quiet=None)  # fmt: skip
     assert _run_skill_after(args, []) is True
     assert "skill: skipped: toy-mlp takes 5 channels; the built-in data has 3" in capsys.readouterr().out
 
