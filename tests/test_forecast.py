@@ -65,14 +65,29 @@ class _Tables(HTMLParser):
 
 
 def forecasts_table_rows(html: str, framework: str) -> list[dict[str, str]]:
-    """The rows of the report's Forecasts tables whose framework cell is ``framework``, as {header: cell}."""
+    """The rows of the report's Forecasts tables whose framework cell is ``framework``, as {field: cell}: headers
+    read back to field names through reports.labels, and a table split into column groups (each repeating the
+    framework column, the same rows in the same order) joined again."""
+    from reports.labels import LABELS
+
+    field_of = {label: name for name, label in LABELS.items()}
     parser = _Tables("Forecasts")
     parser.feed(html)
     assert parser.tables, "the report has no Forecasts table"
-    rows = []
+    tables = []
     for header, *body in parser.tables:
-        rows += [dict(zip(header, cells, strict=True)) for cells in body]
-    return [row for row in rows if row["framework"] == framework]
+        rows = [dict(zip([field_of.get(h, h) for h in header], cells, strict=True)) for cells in body]
+        last = tables[-1] if tables else None
+        if (
+            last
+            and [r["framework"] for r in last] == [r["framework"] for r in rows]
+            and not (set(last[0]) & set(rows[0])) - {"framework"}
+        ):
+            for a, b in zip(last, rows, strict=True):
+                a.update(b)  # the next column group of the same rows
+        else:
+            tables.append(rows)
+    return [row for rows in tables for row in rows if row["framework"] == framework]
 
 
 # ------------------------------------------------------------------------------------------ the parts

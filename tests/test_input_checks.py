@@ -347,7 +347,7 @@ def test_resume_with_other_forward_steps_runs_again(tmp_path, monkeypatch):
     def must_not_run(*_args, **_kw):
         raise RuntimeError("ran")
 
-    monkeypatch.setattr(pair, "run_worker", must_not_run)
+    monkeypatch.setattr(pair, "run_timed_worker", must_not_run)
     said = []
     pair.run_pair(PairOptions(**opts, resume=True), progress=said.append)  # the same run: already done
     assert any("already done" in line for line in said)
