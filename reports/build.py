@@ -13,7 +13,7 @@ from reports.diagnosis_tables import diagnosis_sections
 from reports.energy import ENERGY_SCOPE, ENERGY_TEXT, energy_table, flag_style
 from reports.forecast_tables import FORECAST_GROUPS, FORECAST_KEYS, FORECAST_SETTING, forecast_table
 from reports.machine import MACHINE_TEXT, machine_table, verdict_style
-from reports.output import check_target, write_file
+from reports.output import CSV_MANIFEST, check_csv_targets, check_target, write_file
 from reports.pairing import pair_records
 from reports.render import Section, html, markdown, text_cells
 from reports.render import md_escape as _md  # noqa: F401 (the name Markdown escaping is known by)
@@ -216,11 +216,13 @@ def render(
             if not tables:
                 raise PairbenchError("the records hold no table to write as CSV")
             out.mkdir(parents=True, exist_ok=True)
+            planned = [(s, out / f"{s.title.lower().replace(' ', '-')}.csv") for s in tables]
+            check_csv_targets(out, [path for _, path in planned])  # all refused before any is written
             written = []
-            for s in tables:
-                path = out / f"{s.title.lower().replace(' ', '-')}.csv"
+            for s, path in planned:
                 write_file(path, _csv_safe(s.frame).to_csv(index=False))
                 written.append(path)
+            write_file(out / CSV_MANIFEST, "".join(f"{path.name}\n" for path in written))
             return written
     except OSError as exc:
         raise PairbenchError(os_error(exc, "write the report")) from None

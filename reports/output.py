@@ -61,6 +61,29 @@ def _resolved(path: Path) -> Path:
         return path.absolute()
 
 
+# The tables a CSV report wrote into its folder, one name a line: the files a later CSV report may replace there.
+CSV_MANIFEST = ".pairbench-csv-tables"
+
+
+def check_csv_targets(folder: Path, paths: list[Path]) -> None:
+    """Refuse, before any is written, a CSV table's file that exists and is not one an earlier CSV report wrote in
+    ``folder`` (named in its CSV_MANIFEST): a user's file of the same name, a link, anything but a regular file."""
+    try:
+        ours = set((folder / CSV_MANIFEST).read_text().split()) if (folder / CSV_MANIFEST).is_file() else set()
+    except (OSError, UnicodeDecodeError):
+        ours = set()
+    for path in paths:
+        if not os.path.lexists(path):
+            continue
+        if path.is_symlink() or not path.is_file():
+            raise PairbenchError(f"{path} is not a regular file: a CSV report writes no table there")
+        if path.name not in ours:
+            raise PairbenchError(
+                f"{path} exists and is not a table of an earlier pairbench report, which is all a CSV report "
+                "replaces: name another folder"
+            )
+
+
 def _is_report(path: Path) -> bool:
     """Whether ``path`` is a report pairbench wrote: an HTML page titled REPORT_TITLE, or Markdown whose first line
     is its heading (the words alone, which a README may hold, are not enough)."""

@@ -417,3 +417,53 @@ def test_write_file_writes_whole_and_replaces_a_link_itself(tmp_path):
     write_file(link, "new")
     assert target.read_text() == "old" and link.read_text() == "new" and not link.is_symlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["l.txt", "t.txt"]
+
+
+def test_a_csv_report_replaces_only_the_tables_an_earlier_csv_report_wrote(tmp_path):
+    results = _results(tmp_path)
+    folder = tmp_path / "CS"
+    first = write_report([results], folder, "csv")
+    again = write_report([results], folder, "csv")  # its own tables it replaces
+    assert {p.name for p in first} == {p.name for p in again}
+    users = tmp_path / "U"
+    users.mkdir()
+    (users / "runs.csv").write_text("precious\n")
+    with pytest.raises(PairbenchError, match="runs.csv exists and is not a table of an earlier pairbench report"):
+        write_report([results], users, "csv")
+    assert (users / "runs.csv").read_text() == "precious\n" and sorted(p.name for p in users.iterdir()) == ["runs.csv"]
+    victim = tmp_path / "victim"
+    victim.write_text("v")
+    (users / "runs.csv").unlink()
+    (users / "ratios.csv").symlink_to(victim)
+    with pytest.raises(PairbenchError, match="ratios.csv is not a regular file"):
+        write_report([results], users, "csv")
+    assert victim.read_text() == "v" and not (users / "runs.csv").exists()
+
+
+def test_weights_that_cannot_be_written_are_one_sentence_and_leave_no_partial_file(tmp_path):
+    from runners.weights.canonical import save_weights
+    from runners.workloads.fourcastnet.config import CONFIGS
+
+    cfg = CONFIGS["fourcastnet-tiny"]
+    path = tmp_path / "w.safetensors"
+    (tmp_path / "w.safetensors.tmp").symlink_to("/dev/full")  # every write there fails as a full disk does
+    with pytest.raises(PairbenchError, match="cannot write the weights file .*w.safetensors: No space left on device"):
+        save_weights(path, cfg, cfg.init_weights(0))
+    assert not path.exists() and not os.path.lexists(tmp_path / "w.safetensors.tmp")
+
+
+def test_ctrl_c_while_the_command_line_loads_is_one_line(tmp_path):
+    code = """
+import builtins, sys
+real = builtins.__import__
+def slow(name, *args, **kwargs):
+    if name == "runners.cli":
+        raise KeyboardInterrupt  # as a Ctrl-C lands while the workloads' registry is built
+    return real(name, *args, **kwargs)
+builtins.__import__ = slow
+from runners.entry import main
+sys.exit(main(["devices"]))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip() == "interrupted: 0 records written"

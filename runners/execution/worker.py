@@ -31,8 +31,12 @@ from runners.workloads.registry import get_workload
 
 def _atomic_write(path: Path, write) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no partial file behind
+        raise
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

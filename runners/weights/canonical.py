@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
+from runners.errors import PairbenchError
 from runners.options import input_problem
 from runners.weights.checkpoint import Bfloat16Array, CheckpointError, bfloat16_to_float32, read_torch_checkpoint
 
@@ -90,16 +92,22 @@ def weights_digest(tensors: dict[str, np.ndarray]) -> str:
 
 def save_weights(path: Path, cfg, tensors: dict[str, np.ndarray]) -> str:
     """Write the canonical safetensors file; returns the weights digest stored in its metadata."""
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     check_weights(cfg, tensors, "weights to save")
     digest = weights_digest(tensors)
     meta = {"format": FORMAT, "config": json.dumps(cfg.to_dict()), "sha256": digest}
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    data = save({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}, meta)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}, str(tmp), meta)
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        tmp.replace(path)
+    except OSError as exc:  # a full disk, a read-only folder: one sentence, no partial file left
+        tmp.unlink(missing_ok=True)
+        raise PairbenchError(f"cannot write the weights file {path}: {os.strerror(exc.errno or 0)}") from None
     return digest
 
 
