@@ -467,3 +467,17 @@ sys.exit(main(["devices"]))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 130 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip() == "interrupted: 0 records written"
+
+
+def test_a_refused_run_leaves_neither_its_empty_run_folder_nor_the_lock(tmp_path):
+    results = tmp_path / "R"
+    with pytest.raises(PairbenchError, match="no space"):
+        with locked(results):
+            (results / "20261206T000000Z-fourcastnet-tiny-1").mkdir()  # made, then its weights could not be written
+            raise PairbenchError("no space")
+    assert not results.exists()
+    kept = tmp_path / "K"
+    (kept / "mine").mkdir(parents=True)  # a folder that was there before is the user's: kept, even empty
+    with locked(kept):
+        (kept / "new").mkdir()
+    assert sorted(p.name for p in kept.iterdir()) == [LOCK_NAME, "mine"]  # the new empty folder is gone

@@ -352,9 +352,14 @@ def locked(results_dir: Path):
             os.pwrite(fd, str(os.getpid()).encode(), 0)
         except OSError as exc:
             raise PairbenchError(os_error(exc, "write the lock file", lock)) from None
+        before = {p.name for p in results_dir.iterdir()}
         try:
             yield results_dir
-        finally:  # a run that wrote nothing (a refusal, say) leaves nothing behind
+        finally:  # a run that wrote nothing (a refusal, say) leaves nothing behind, not even its empty run folder
+            for p in results_dir.iterdir():
+                if p.name not in before and p.is_dir() and not p.is_symlink():
+                    with contextlib.suppress(OSError):
+                        p.rmdir()  # only when empty
             if [p.name for p in results_dir.iterdir()] == [LOCK_NAME]:
                 lock.unlink()
                 if created:
