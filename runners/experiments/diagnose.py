@@ -21,11 +21,11 @@ from runners.data.synthetic import DATA_GENERATOR
 from runners.devices import parse_device
 from runners.errors import PairbenchError
 from runners.execution.capture import MODEL, nonfinite
-from runners.experiments.runs import run_config, run_worker, source_commit, stamped_run_dir
+from runners.experiments.runs import open_run, run_config, run_worker
 from runners.options import DiagnoseOptions, Side
 from runners.records import schema
 from runners.records.store import append_record, records_path
-from runners.weights.canonical import save_weights, starting_weights, weights_digest
+from runners.weights.canonical import starting_weights, weights_digest
 from runners.workloads.registry import get_workload
 
 SIDES = ("a", "b")
@@ -238,11 +238,8 @@ def run_diagnose(opts: DiagnoseOptions, progress=print) -> DiagnoseOutcome:
         objective="forecast",
         nproc=1,
     )
-    stamp, run_dir = stamped_run_dir(opts.results_dir, f"{spec.name}-diagnose-{seed}")
-    weights_path = run_dir / "weights.safetensors"
-    save_weights(weights_path, spec.model, tensors)
-    head = schema.header(
-        ident, run_id=run_dir.name, timestamp=stamp, workload=spec.name, device=opts.device, commit=source_commit()
+    run_dir, weights_path, head = open_run(
+        opts.results_dir, f"{spec.name}-diagnose-{seed}", spec, tensors, ident, opts.device
     )
     results, prefixes = {}, {}
     for key, side in sides.items():

@@ -20,16 +20,15 @@ from runners.experiments.datasets import configured, forecast_inits, save_mask
 from runners.experiments.runs import (
     device_profile,
     environment_fields,
+    open_run,
     recorded,
     run_config,
     run_timed_worker,
-    source_commit,
-    stamped_run_dir,
 )
 from runners.options import DEFAULT_FORECAST_HOURS, ForecastOptions
 from runners.records import schema
 from runners.records.store import append_record, records_path
-from runners.weights.canonical import save_weights, starting_weights, weights_digest
+from runners.weights.canonical import starting_weights, weights_digest
 from runners.workloads.registry import get_workload
 
 
@@ -148,11 +147,8 @@ def run_forecast(opts: ForecastOptions, progress=print) -> ForecastOutcome:
         objective="forecast",
         nproc=1,
     )
-    stamp, run_dir = stamped_run_dir(opts.results_dir, f"{spec.name}-forecast-{seed}")
-    weights_path = run_dir / "weights.safetensors"
-    save_weights(weights_path, spec.model, tensors)
-    head = schema.header(
-        ident, run_id=run_dir.name, timestamp=stamp, workload=spec.name, device=opts.device, commit=source_commit()
+    run_dir, weights_path, head = open_run(
+        opts.results_dir, f"{spec.name}-forecast-{seed}", spec, tensors, ident, opts.device
     )
     run_head = {
         **head,

@@ -18,17 +18,16 @@ from runners.errors import PairbenchError
 from runners.experiments.runs import (
     device_profile,
     environment_fields,
+    open_run,
     recorded,
     run_config,
     run_timed_worker,
-    source_commit,
-    stamped_run_dir,
 )
 from runners.options import PairOptions
 from runners.records import schema
 from runners.records.store import append_record, read_records_lenient, records_path
 from runners.spec import RunConfig, masked_objective_refusal
-from runners.weights.canonical import save_weights, starting_weights, weights_digest
+from runners.weights.canonical import starting_weights, weights_digest
 from runners.workloads.registry import get_workload
 
 
@@ -208,12 +207,7 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
             latest = max(runs, key=lambda r: (r["timestamp"], r["run_id"]))
             folder = Path(opts.results_dir) / latest["run_id"]
             return PairOutcome(run_dir=folder, records=runs, parity=found, parity_record=parity_record)
-    stamp, run_dir = stamped_run_dir(opts.results_dir, f"{spec.name}-{seed}")
-    weights_path = run_dir / "weights.safetensors"
-    save_weights(weights_path, spec.model, tensors)
-    head = schema.header(
-        ident, run_id=run_dir.name, timestamp=stamp, workload=spec.name, device=opts.device, commit=source_commit()
-    )
+    run_dir, weights_path, head = open_run(opts.results_dir, f"{spec.name}-{seed}", spec, tensors, ident, opts.device)
     run_head = {**head, "weights_source": weights_source}
     records, results, run_dirs = [], {}, {}
     for fw in opts.frameworks:

@@ -20,6 +20,7 @@ from runners.execution.lifeline import PARENT_ENV, die_with_parent, parent_token
 from runners.options import QUIET_WAIT_S
 from runners.records import schema
 from runners.spec import RunConfig
+from runners.weights.canonical import save_weights
 
 
 def utc_stamp() -> str:
@@ -31,6 +32,18 @@ def stamped_run_dir(results_dir: Path, name: str) -> tuple[str, Path]:
     """A run's time stamp and its fresh folder ``<stamp>-<name>`` in ``results_dir``."""
     stamp = utc_stamp()
     return stamp, new_run_dir(Path(results_dir), f"{stamp}-{name}")
+
+
+def open_run(results_dir: Path, name: str, spec, tensors: dict, ident: dict, device: str) -> tuple[Path, Path, dict]:
+    """A run's fresh stamped folder ``<stamp>-<name>``, the starting weights saved in it, and its records' header:
+    ``(run_dir, weights_path, head)``."""
+    stamp, run_dir = stamped_run_dir(results_dir, name)
+    weights_path = run_dir / "weights.safetensors"
+    save_weights(weights_path, spec.model, tensors)
+    head = schema.header(
+        ident, run_id=run_dir.name, timestamp=stamp, workload=spec.name, device=device, commit=source_commit()
+    )
+    return run_dir, weights_path, head
 
 
 def device_profile(run: RunConfig, result: dict):
