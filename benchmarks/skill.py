@@ -10,7 +10,7 @@ def run_skills(workload: str, precision: str, device: str, frameworks: list[str]
     from runners.experiments.skill import run_skill
 
     opts = common.task_options("skill", workload, precision, device, frameworks)
-    summary = run_skill(opts, progress=lambda line: print(f"[asv] {line}", flush=True))
+    summary = run_skill(opts, progress=lambda line: print(f"[asv] {line}", flush=True)).summary
     hours, channels = summary["hours"], summary["channels"]
     out = {}
     for rec in summary["records"]:

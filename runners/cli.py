@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from runners.options import (
     DEFAULT_CHECK_EVERY,
     DEFAULT_WORKLOAD,
     QUIET_WAIT_S,
+    DataParallelOptions,
     ForecastOptions,
     PairOptions,
     SkillOptions,
@@ -376,14 +378,13 @@ def _cmd_skill(args) -> int:
     from runners.experiments.skill import run_skill
 
     _resolve_auto(args)
-    summary = run_skill(fill(SkillOptions, args))
+    outcome = run_skill(fill(SkillOptions, args))
     print()
-    print(skill_tables(summary))
-    for line in target_lines(summary):
+    print(skill_tables(outcome.summary))
+    for line in target_lines(outcome.summary):
         print(line)
-    print(f"\n{where_records_went(records_path(args.results_dir))}; run files in {summary['run_dir']}")
-    ok = all(r["status"] == "ok" for r in summary["records"])
-    return 0 if ok and (summary["agreement"] is None or summary["agreement"]["within_tolerance"]) else 1
+    print(f"\n{where_records_went(records_path(args.results_dir))}; run files in {outcome.run_dir}")
+    return 0 if outcome.ok else 1
 
 
 def _resolve_auto(args) -> None:
@@ -411,26 +412,25 @@ def _write_report(args, records: list[dict]) -> None:
 
 
 def _cmd_forecast(args) -> int:
-    import itertools
-    import secrets
 
     from reports.console import forecast_lines
     from runners.experiments.forecast import run_forecast
+    from runners.experiments.skeleton import expand
 
     _resolve_auto(args)
     if args.seed is None:
         args.seed = secrets.randbits(31)  # one seed for the whole sweep: every point starts alike
-    sweep = list(itertools.product(args.precision, args.mode, args.batch_size))
-    opts = [fill(ForecastOptions, args, precision=p, mode=m, batch_size=b) for p, m, b in sweep]
-    for o in opts:  # every point checked before the first runs
-        o.validate()
+    plan = expand(
+        lambda **point: fill(ForecastOptions, args, **point),
+        precision=args.precision, mode=args.mode, batch_size=args.batch_size,
+    )  # fmt: skip
     records, ok = [], True
-    for o in opts:
+    for o in plan:
         outcome = run_forecast(o)
         print(f"\n{args.workload}, {o.precision}, {o.mode}, {o.batch_size} forecast(s) at once:")
-        print("\n".join(forecast_lines(outcome.records, outcome.parity_record)))
+        print("\n".join(forecast_lines(outcome.records, outcome.comparison_record)))
         print(f"run files in {outcome.run_dir}")
-        records += [*outcome.records, *([outcome.parity_record] if outcome.parity_record else [])]
+        records += outcome.all_records
         ok &= outcome.ok
     print(f"\n{where_records_went(records_path(args.results_dir))}")
     _write_report(args, records)
@@ -459,18 +459,15 @@ def _cmd_devices(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    import itertools
-    import secrets
 
     from tqdm import tqdm
 
     from reports.console import parity_lines, run_table
     from runners.experiments.pair import run_pair
+    from runners.experiments.skeleton import expand
 
     _resolve_auto(args)
-    if args.nproc < 1:
-        raise PairbenchError(f"--nproc must be at least 1, got {args.nproc}")
-    if args.nproc > 1 or args.nnodes != 1:
+    if args.nproc != 1 or args.nnodes != 1:
         return _cmd_data_parallel(args)
     if args.node_rank != 0 or args.master_port is not None or args.master_addr != "127.0.0.1":
         raise PairbenchError(
@@ -478,24 +475,23 @@ def _cmd_run(args) -> int:
         )
     if args.seed is None and not args.resume:
         args.seed = secrets.randbits(31)  # one seed for the whole sweep: every point starts alike
-    sweep = list(itertools.product(args.precision, args.mode, args.batch_size or (None,)))
-    points = [fill(PairOptions, args, precision=p, mode=m, batch_size=b) for p, m, b in sweep]
-    for opts in points:  # every point checked before the first runs
-        opts.validate()
+    plan = expand(
+        lambda **point: fill(PairOptions, args, **point),
+        precision=args.precision, mode=args.mode, batch_size=args.batch_size or (None,),
+    )  # fmt: skip
     records, ok = [], True
-    for opts in tqdm(points, desc="sweep", unit="run", disable=len(sweep) == 1):
-        precision, mode = opts.precision, opts.mode
+    for opts in tqdm(plan, desc="sweep", unit="run", disable=len(plan) == 1):
         outcome = run_pair(opts)
         extra = ", recompute" if args.recompute else ""
         extra += f", {args.objective}" if args.objective != "forecast" else ""
-        print(f"\n{args.workload}, {precision}, {mode}{extra}:")
+        print(f"\n{args.workload}, {opts.precision}, {opts.mode}{extra}:")
         print(run_table(outcome.records))
-        if outcome.parity_record:
+        if outcome.comparison_record:
             print()
-            print("\n".join(parity_lines(outcome.parity_record)))
+            print("\n".join(parity_lines(outcome.comparison_record)))
         folders = sorted({str(Path(args.results_dir) / r["run_id"]) for r in outcome.records} | {str(outcome.run_dir)})
         print(f"run files in {', '.join(folders)}")
-        records += [*outcome.records, *([outcome.parity_record] if outcome.parity_record else [])]
+        records += outcome.all_records
         ok &= outcome.ok
     print(f"\n{where_records_went(records_path(args.results_dir))}")
     if args.skill is not False:
@@ -524,22 +520,7 @@ def _data_parallel_refusals(args) -> list[str]:
 def _cmd_data_parallel(args) -> int:
     """``--nproc N``: each framework trained data-parallel over N processes, beside one process with the
     same global batch (losses compared, scaling efficiency); one set of records per batch size."""
-    import secrets
-
-    from runners.experiments.distributed import (
-        Topology,
-        backend_for,
-        check_split,
-        identity,
-        run_data_parallel,
-        threads_per_rank,
-        to_record,
-    )
-    from runners.experiments.runs import new_run_dir, source_commit, utc_stamp
-    from runners.records import schema
-    from runners.records.store import append_record
-    from runners.weights.canonical import save_weights, starting_weights
-    from runners.workloads.registry import get_workload
+    from runners.experiments.data_parallel import plan_data_parallel, run_data_parallel_point
 
     refused = _data_parallel_refusals(args)
     if refused:
@@ -547,70 +528,14 @@ def _cmd_data_parallel(args) -> int:
             f"data-parallel runs (--nproc) train fp32 eager forecast steps with no forward timing, skill training "
             f"or resume, so {', '.join(refused)} cannot be honoured; run without --nproc for that"
         )
-    topo = Topology(args.nnodes, args.node_rank, args.master_addr, args.master_port)
-    topo.check()
-    world = args.nproc * args.nnodes
-    batches = args.batch_size or (2 * world,)
-    for batch in batches:
-        fill(PairOptions, args, precision="fp32", mode="eager", batch_size=batch).validate()
-        check_split(batch, world)
-    for fw in args.frameworks:
-        backend_for(fw, args.device)
-    spec = get_workload(args.workload)
-    seed = args.seed if args.seed is not None else secrets.randbits(31)
-    tensors, weights_source = starting_weights(spec.model, args.weights, seed)
-    threads = args.threads or threads_per_rank(args.device, args.nproc)
-    records_file = records_path(args.results_dir)
-    stamp = utc_stamp()
+    if args.seed is None:
+        args.seed = secrets.randbits(31)  # one seed for the whole sweep: every point starts alike
     records, ok = [], True
-    for batch in batches:
-        node = f"-node{topo.node_rank}of{topo.nnodes}" if topo.nnodes > 1 else ""
-        run_dir = new_run_dir(Path(args.results_dir), f"{stamp}-{spec.name}-dp{world}{node}-b{batch}-{seed}")
-        weights = run_dir / "weights.safetensors"
-        digest = save_weights(weights, spec.model, tensors)
-        ident = identity(spec.name, world, batch, args.train_steps, args.warmup_steps, seed, digest, threads)
-        head = schema.header(
-            ident, run_id=run_dir.name, timestamp=stamp, workload=spec.name, device=args.device,
-            commit=source_commit(),
-        )  # fmt: skip
-        head["weights_source"] = weights_source
-        for fw in args.frameworks:
-            where = f" (node {topo.node_rank} of {topo.nnodes}, {args.nproc} here)" if topo.nnodes > 1 else ""
-            beside = "" if topo.node_rank > 0 else ", and 1 process beside"
-            print(f"[{fw}] {spec.name}: {world} processes{where}, global batch {batch}{beside} ...")
-            res = run_data_parallel(
-                spec.name,
-                fw,
-                args.nproc,
-                batch,
-                steps=args.train_steps,
-                warmup=args.warmup_steps,
-                seed=seed,
-                device=args.device,
-                results_dir=run_dir / fw,
-                timeout_s=args.timeout,
-                reference=True,
-                weights=weights,
-                threads=threads,
-                topology=topo,
-            )
-            rec = to_record(res, head)
-            append_record(records_file, rec)
-            records.append(rec)
-            if rec["status"] != "ok":
-                ok = False
-                print(f"[{fw}] {rec['status']}: {rec['reason']}")
-                continue
-            if "reference_samples_per_s" not in rec:  # a node other than 0: node 0 compares with one process
-                print(f"[{fw}] ok: node {topo.node_rank}'s ranks done; node 0's record compares the run with 1 process")
-                continue
-            print(
-                f"[{fw}] ok: {rec['samples_per_s_total']:.4g} samples/s in total, "
-                f"{rec['samples_per_s_per_device']:.4g} per process; 1 process {rec['reference_samples_per_s']:.4g}; "
-                f"scaling efficiency {rec['scaling_efficiency']:.2f}; losses within {rec['loss_max_rel_diff']:.1e} "
-                "of 1 process"
-            )
-    print(f"\n{where_records_went(records_file)}")
+    for opts in plan_data_parallel(fill(DataParallelOptions, args, batch_size=None), args.batch_size):
+        outcome = run_data_parallel_point(opts)
+        records += outcome.records
+        ok &= outcome.ok
+    print(f"\n{where_records_went(records_path(args.results_dir))}")
     _write_report(args, records)
     return 0 if ok else 1
 
@@ -623,7 +548,7 @@ def _run_skill_after(args, records: list[dict]) -> bool:
 
     print()
     try:  # what the run shares with the skill part; the rest are the skill task's defaults
-        summary = run_skill(
+        outcome = run_skill(
             SkillOptions(
                 workload=args.workload,
                 frameworks=args.frameworks,
@@ -642,10 +567,9 @@ def _run_skill_after(args, records: list[dict]) -> bool:
         print(f"skill: failed: {exc}")
         return False
     print()
-    print(skill_tables(summary))
-    records += summary["records"]
-    good = all(r["status"] == "ok" for r in summary["records"])
-    return good and (summary["agreement"] is None or summary["agreement"]["within_tolerance"])
+    print(skill_tables(outcome.summary))
+    records += outcome.records
+    return outcome.ok
 
 
 def _interrupt_once(signum, frame):

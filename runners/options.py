@@ -32,7 +32,7 @@ BOUNDS = {
     "warmup_steps": (0, MAX_STEPS), "train_steps": (1, MAX_STEPS), "forward_steps": (1, MAX_STEPS),
     "batch_size": (1, MAX_BATCH), "threads": (1, MAX_THREADS), "n_init": (1, MAX_STEPS), "n_lead": (1, MAX_STEPS),
     "repeats": (1, MAX_STEPS), "warmup": (0, MAX_STEPS), "check_every": (1, MAX_STEPS),
-    "require_quiet": (0, MAX_QUIET_REPEATS),
+    "require_quiet": (0, MAX_QUIET_REPEATS), "nproc": (1, MAX_THREADS),
 }  # fmt: skip
 # Command-line names of option fields that differ from the field's name.
 ARG_OF = {"timeout_s": "timeout"}
@@ -197,6 +197,89 @@ class ForecastOptions:
     def validate(self) -> None:
         check_choices(self)
         check_common(self)
+
+
+@dataclass
+class DataParallelOptions:
+    """``pairbench run --nproc N`` (``--nnodes``): each framework trained data-parallel over ``nproc`` processes per
+    node with global batch ``batch_size``, beside one process with the same global batch; fp32 eager forecast
+    steps on synthetic batches."""
+
+    workload: str = DEFAULT_WORKLOAD
+    frameworks: tuple[str, ...] = FRAMEWORKS
+    device: str = "cpu"
+    nproc: int = 2
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int | None = None
+    batch_size: int | None = None  # None: two samples per process
+    warmup_steps: int = 3
+    train_steps: int = 20
+    threads: int | None = None
+    seed: int | None = None
+    weights: str | None = None
+    results_dir: Path = Path("results")
+    timeout_s: float = 3600.0
+
+    @property
+    def topology(self) -> Topology:
+        return Topology(self.nnodes, self.node_rank, self.master_addr, self.master_port)
+
+    @property
+    def world(self) -> int:
+        """The processes over every node."""
+        return self.nproc * self.nnodes
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size or 2 * self.world
+
+    def validate(self) -> None:
+        check_choices(self)
+        check_count("nproc", self.nproc)
+        check_common(self)
+        self.topology.check()
+        check_split(self.global_batch, self.world)
+
+
+def check_split(global_batch: int, nproc: int) -> int:
+    """The per-rank batch; a global batch that does not split evenly is refused."""
+    if nproc < 1:
+        raise PairbenchError(f"the number of processes must be at least 1, got {nproc}")
+    if global_batch < 1 or global_batch % nproc:
+        raise PairbenchError(
+            f"global batch {global_batch} cannot be split evenly over {nproc} processes; use a multiple of {nproc}"
+        )
+    return global_batch // nproc
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Where the ranks of one data-parallel job are: ``nnodes`` nodes of ``nproc`` processes each, this one being
+    ``node_rank``, all meeting at ``master_addr:master_port`` (node 0's address). One node on loopback by default."""
+
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int | None = None  # None: a free loopback port (one node only)
+
+    def check(self) -> None:
+        if self.nnodes < 1:
+            raise PairbenchError(f"--nnodes must be at least 1, got {self.nnodes}")
+        if not 0 <= self.node_rank < self.nnodes:
+            raise PairbenchError(f"--node-rank must be from 0 to {self.nnodes - 1}, got {self.node_rank}")
+        if self.master_port is None and self.nnodes > 1:
+            raise PairbenchError("a run over several nodes needs --master-port, the same on every node")
+        if self.master_port is not None and not 1 <= self.master_port <= 65535:
+            raise PairbenchError(f"--master-port must be from 1 to 65535, got {self.master_port}")
+
+    def ranks(self, nproc: int) -> range:
+        """The global ranks of this node's processes."""
+        return range(self.node_rank * nproc, (self.node_rank + 1) * nproc)
+
+    def endpoint(self, port: int) -> str:
+        return f"{self.master_addr}:{port}"
 
 
 def check_common(opts) -> None:

@@ -127,7 +127,7 @@ def _pair(tmp_path, **kw):
     out = run_pair(PairOptions(results_dir=tmp_path, forward_steps=2, warmup_steps=0, **kw), progress=lambda s: None)
     for rec in out.records:
         assert rec["status"] == "ok", rec.get("reason")
-    p = out.parity
+    p = out.comparison
     assert p["forward_rel_l2"] <= TOLERANCES["forward"], (out.records[0]["seed"], p)
     assert p["gradient_max_rel_l2"] <= TOLERANCES["gradients"], (out.records[0]["seed"], p)
     assert p["loss_max_rel"] <= TOLERANCES["losses"], (out.records[0]["seed"], p)
@@ -341,7 +341,7 @@ def test_skill_on_the_built_in_ocean_scores_the_ocean_only(tmp_path):
     opts = SkillOptions(
         workload="aigoms-tiny", batch_size=4, train_steps=30, n_init=4, n_lead=3, seed=4, results_dir=tmp_path
     )
-    summary = run_skill(opts, progress=lambda s: None)
+    summary = run_skill(opts, progress=lambda s: None).summary
     cfg = CONFIGS["aigoms-tiny"]
     assert [r["status"] for r in summary["records"]] == ["ok", "ok"], summary["records"]
     assert summary["channels"] == list(cfg.out_channels) and summary["hours"] == 24.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,8 +11,8 @@ from conftest import needs_mindspore, needs_torch, run_json
 
 from runners.errors import PairbenchError
 from runners.experiments import distributed
+from runners.experiments.data_parallel import DataParallel
 from runners.experiments.distributed import (
-    check_split,
     exit_report,
     failure_reason,
     run_data_parallel,
@@ -19,6 +20,7 @@ from runners.experiments.distributed import (
     telling_line,
     to_record,
 )
+from runners.options import DataParallelOptions, check_split
 from runners.records import schema
 
 WORKLOAD = "fourcastnet-tiny"
@@ -220,8 +222,9 @@ def test_throughput_takes_the_slowest_rank_per_step():
     }  # fmt: skip
     launch = {"framework": "torch", "launcher": "torchrun", "mode": "data_parallel", "nproc": 2, "global_batch": 8}
     result = {**out, **compared, **launch, "status": "ok"}
+    opts = DataParallelOptions(nproc=2, batch_size=8, train_steps=3, warmup_steps=0, seed=1, threads=1)
     head = schema.header(
-        distributed.identity(WORKLOAD, 2, 8, 3, 0, 1, "a" * 64, 1),
+        DataParallel().points(opts, print)[0].ident,
         run_id="r", timestamp="20261202T000000Z", workload=WORKLOAD, device="cpu", commit=None,
     )  # fmt: skip
     head["weights_source"] = "init_weights(seed=1)"
@@ -287,3 +290,13 @@ def test_node_options_are_checked_before_any_work(tmp_path):
         proc = run_python(f"import sys; from runners.cli import main; sys.exit(main({argv!r}))")
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
         assert not any(tmp_path.iterdir()), args
+
+
+@needs_torch
+def test_a_relative_results_dir_is_found_by_the_ranks(tmp_path, monkeypatch):
+    """The launcher and its ranks run in the checkout: a results directory relative to the user's working directory
+    (``pairbench run --nproc 2 --results-dir results``) reaches them as an absolute path."""
+    monkeypatch.chdir(tmp_path)
+    out = run_data_parallel(WORKLOAD, "torch", 2, 4, steps=1, warmup=0, results_dir="rel", timeout_s=300)
+    assert out["status"] == "ok", out.get("reason")
+    assert Path(out["results_dir"]).is_absolute() and (tmp_path / "rel" / "weights.safetensors").is_file()

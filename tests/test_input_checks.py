@@ -339,7 +339,7 @@ def test_forward_steps_is_part_of_a_runs_identity_and_older_records_are_refused_
 
 @needs_torch
 def test_resume_with_other_forward_steps_runs_again(tmp_path, monkeypatch):
-    from runners.experiments import pair
+    from runners.experiments import pair, skeleton
 
     opts = dict(frameworks=("torch",), seed=1, warmup_steps=0, train_steps=1, forward_steps=1, results_dir=tmp_path)
     assert pair.run_pair(PairOptions(**opts), progress=lambda s: None).records[0]["status"] == "ok"
@@ -347,7 +347,7 @@ def test_resume_with_other_forward_steps_runs_again(tmp_path, monkeypatch):
     def must_not_run(*_args, **_kw):
         raise RuntimeError("ran")
 
-    monkeypatch.setattr(pair, "run_timed_worker", must_not_run)
+    monkeypatch.setattr(skeleton, "run_timed_worker", must_not_run)
     said = []
     pair.run_pair(PairOptions(**opts, resume=True), progress=said.append)  # the same run: already done
     assert any("already done" in line for line in said)

@@ -80,8 +80,9 @@ def test_every_precision_and_mode_runs_or_says_unsupported(tmp_path, fp32_eager,
         bound = 1e-4 if precision == "fp32" else TRACK_FP32[precision]
         assert worst <= bound, (fw, precision, mode, worst)
     if len(ran) == 2:
-        assert out.parity["tolerances"] == bounds_for(precision, "cpu")[0] is not None
-        assert out.parity["verdict"] == "pass", {k: v for k, v in out.parity.items() if k != "loss_rel_per_step"}
+        assert out.comparison["tolerances"] == bounds_for(precision, "cpu")[0] is not None
+        said = {k: v for k, v in out.comparison.items() if k != "loss_rel_per_step"}
+        assert out.comparison["verdict"] == "pass", said
     if mode == "compiled" and "torch" in ran:
         assert recs["torch"]["execution_mode"] == "torch.compile"
         assert recs["torch"]["compile_vec_isa"]  # what the compiled CPU code was generated for
@@ -131,7 +132,7 @@ def test_a_killed_framework_does_not_stop_the_other(tmp_path, monkeypatch):
     )
     recs = {r["framework"]: r for r in out.records}
     assert recs["torch"]["status"] == "failed" and "killed by signal 9" in recs["torch"]["reason"]
-    assert recs["mindspore"]["status"] == "ok" and out.parity is None and not out.ok
+    assert recs["mindspore"]["status"] == "ok" and out.comparison is None and not out.ok
 
 
 def test_auto_picks_an_npu_when_npu_smi_lists_one_and_never_falls_back(tmp_path, monkeypatch):

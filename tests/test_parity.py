@@ -36,7 +36,7 @@ def _run(tmp_path, **kw):
 
 
 def _assert_parity(out):
-    p = out.parity
+    p = out.comparison
     seed = out.records[0]["seed"]
     assert p["forward_rel_l2"] <= TOLERANCES["forward"] == 1e-5, (seed, p)
     assert p["gradient_max_rel_l2"] <= TOLERANCES["gradients"] == 1e-4, (seed, p)
@@ -93,7 +93,7 @@ def test_absent_device_is_an_unavailable_record_not_a_cpu_fallback(tmp_path):
     assert by_fw["torch"]["reason"].startswith("device cuda:0 is absent")
     assert by_fw["mindspore"]["status"] == "unavailable"
     assert "absent for MindSpore" in by_fw["mindspore"]["reason"]
-    assert out.parity is None and not out.ok
+    assert out.comparison is None and not out.ok
     assert "step_ms_p50" not in by_fw["torch"]  # no timing invented for a run that did not happen
 
 

@@ -232,7 +232,7 @@ def _parity_fixture(tmp_path):
         PairOptions(results_dir=tmp_path, seed=3, warmup_steps=0, train_steps=1, forward_steps=1),
         progress=lambda s: None,
     )
-    assert out.parity["verdict"] == "pass"
+    assert out.comparison["verdict"] == "pass"
     return out
 
 
@@ -314,7 +314,7 @@ def test_skill_records_validate(tmp_path):
     summary = run_skill(
         SkillOptions(frameworks=("torch",), train_steps=2, n_init=2, n_lead=2, seed=1, results_dir=tmp_path),
         progress=lambda s: None,
-    )
+    ).summary
     (rec,) = read_records(tmp_path / "records.jsonl")
     assert rec["record_type"] == "skill" and rec["status"] == "ok" and rec == summary["records"][0]
     assert rec["data"]["n_lead"] == 2 and len(rec["data"]["test_inits"]) == 2
@@ -453,13 +453,13 @@ def test_resume_skips_only_the_same_run(tmp_path):
     with open(tmp_path / "records.jsonl", "a") as fh:
         fh.write('{"torn": ')  # a run killed mid-write: set aside (kept beside the file), never glued to
     second, skipped = pair()  # torch is the same run: skipped; MindSpore runs, and the pair gets its parity
-    assert [s.split("]")[0] for s in skipped] == ["[torch"] and second.parity["verdict"] == "pass"
+    assert [s.split("]")[0] for s in skipped] == ["[torch"] and second.comparison["verdict"] == "pass"
     assert second.records[0] == first.records[0]
     assert (tmp_path / "records.jsonl.torn").read_text() == '{"torn": \n'
     folders = sorted(p for p in tmp_path.iterdir() if p.is_dir())
     third, skipped = pair()  # all done: nothing runs, no new folder, no copy of the weights, the recorded parity
     assert len(skipped) == 2 and sorted(p for p in tmp_path.iterdir() if p.is_dir()) == folders
-    assert third.records == second.records and third.parity_record == second.parity_record
+    assert third.records == second.records and third.comparison_record == second.comparison_record
     for changed in ({"recompute": True}, {"threads": 1}):  # another identity: nothing is skipped
         _, skipped = pair(**changed)
         assert skipped == [], changed
@@ -476,10 +476,11 @@ def test_resume_skips_only_the_same_run(tmp_path):
     pair(frameworks=("mindspore",), **alone)
     before = len(read_records_lenient(tmp_path / "records.jsonl")[0])
     fourth, skipped = pair(**alone)
-    assert len(skipped) == 2 and fourth.parity["verdict"] == "pass" and fourth.parity_record["record_type"] == "parity"
+    assert len(skipped) == 2 and fourth.comparison["verdict"] == "pass"
+    assert fourth.comparison_record["record_type"] == "parity"
     assert len(read_records_lenient(tmp_path / "records.jsonl")[0]) == before + 1
     fifth, _ = pair(**alone)
-    assert fifth.parity_record == fourth.parity_record
+    assert fifth.comparison_record == fourth.comparison_record
     assert len(read_records_lenient(tmp_path / "records.jsonl")[0]) == before + 1
 
 
@@ -508,9 +509,12 @@ def test_parity_of_each_device_is_shown_and_failures_print_no_nan():
 
 def test_data_parallel_without_its_reference_still_records():
     from runners.experiments import distributed
+    from runners.experiments.data_parallel import DataParallel
+    from runners.options import DataParallelOptions
 
+    opts = DataParallelOptions(nproc=2, batch_size=4, train_steps=1, warmup_steps=0, seed=1, threads=1)
     head = schema.header(
-        distributed.identity("fourcastnet-tiny", 2, 4, 1, 0, 1, "a" * 64, 1),
+        DataParallel().points(opts, print)[0].ident,
         run_id="r", timestamp="20261202T000000Z", workload="fourcastnet-tiny", device="cpu", commit=None,
     )  # fmt: skip
     head["weights_source"] = "x"

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from metrics.timing import summarize
-from runners.data.synthetic import DATA_GENERATOR
 from runners.devices import TORCH_BACKENDS, parse_device
 from runners.errors import PairbenchError
 from runners.execution.lifeline import die_with_parent
 from runners.experiments.runs import worker_env
+from runners.options import Topology, check_split
 from runners.records import schema
 from runners.spec import check_framework
 from runners.weights.canonical import save_weights
@@ -43,17 +43,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def check_split(global_batch: int, nproc: int) -> int:
-    """The per-rank batch; a global batch that does not split evenly is refused."""
-    if nproc < 1:
-        raise PairbenchError(f"the number of processes must be at least 1, got {nproc}")
-    if global_batch < 1 or global_batch % nproc:
-        raise PairbenchError(
-            f"global batch {global_batch} cannot be split evenly over {nproc} processes; use a multiple of {nproc}"
-        )
-    return global_batch // nproc
 
 
 def backend_for(framework: str, device: str) -> str:
@@ -80,34 +69,6 @@ def _python_shim(job: Path) -> Path:
     shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     shim.chmod(0o755)
     return bin_dir
-
-
-@dataclass(frozen=True)
-class Topology:
-    """Where the ranks of one data-parallel job are: ``nnodes`` nodes of ``nproc`` processes each, this one being
-    ``node_rank``, all meeting at ``master_addr:master_port`` (node 0's address). One node on loopback by default."""
-
-    nnodes: int = 1
-    node_rank: int = 0
-    master_addr: str = "127.0.0.1"
-    master_port: int | None = None  # None: a free loopback port (one node only)
-
-    def check(self) -> None:
-        if self.nnodes < 1:
-            raise PairbenchError(f"--nnodes must be at least 1, got {self.nnodes}")
-        if not 0 <= self.node_rank < self.nnodes:
-            raise PairbenchError(f"--node-rank must be from 0 to {self.nnodes - 1}, got {self.node_rank}")
-        if self.master_port is None and self.nnodes > 1:
-            raise PairbenchError("a run over several nodes needs --master-port, the same on every node")
-        if self.master_port is not None and not 1 <= self.master_port <= 65535:
-            raise PairbenchError(f"--master-port must be from 1 to 65535, got {self.master_port}")
-
-    def ranks(self, nproc: int) -> range:
-        """The global ranks of this node's processes."""
-        return range(self.node_rank * nproc, (self.node_rank + 1) * nproc)
-
-    def endpoint(self, port: int) -> str:
-        return f"{self.master_addr}:{port}"
 
 
 def launch_command(framework: str, nproc: int, port: int, job: Path, request: Path, topo: Topology = Topology()):
@@ -454,9 +415,10 @@ def run_data_parallel(
     if missing:
         empty = DPJob(framework, workload, global_batch, steps, warmup, seed, device, Path(), None, timeout_s)
         return {**empty.base(nproc), "status": "unavailable", "reason": missing}
-    root = Path(results_dir) if results_dir else _default_dir(workload, framework, nproc, seed)
+    # absolute: the launcher and its ranks run in the checkout, not in this process's working directory
+    root = (Path(results_dir) if results_dir else _default_dir(workload, framework, nproc, seed)).absolute()
     root.mkdir(parents=True, exist_ok=True)
-    wfile = _weights_file(root, workload, seed, weights)
+    wfile = _weights_file(root, workload, seed, weights).absolute()
     threads = threads or threads_per_rank(device, nproc)
     job = DPJob(framework, workload, global_batch, steps, warmup, seed, device, wfile, threads, timeout_s)
     result = run_job(job, nproc, root / f"{framework}-n{nproc}", topology)
@@ -474,30 +436,6 @@ _AS_IDENTITY = (
     "step_ms_per_rank", "framework", "status", "reason",
 )  # fmt: skip
 _COMPARED = ("speedup", "scaling_efficiency", "loss_max_rel_diff", "grad0_max_rel_l2", "param_max_rel_l2")
-
-
-def identity(workload: str, nproc: int, global_batch: int, steps: int, warmup: int, seed: int, digest: str,
-             threads: int | None) -> dict:  # fmt: skip
-    """The identity (runners.records.schema) of a data-parallel run: fp32 eager forecast steps on synthetic batches."""
-    spec = get_workload(workload)
-    return schema.identity(
-        "data_parallel",
-        model=spec.model.to_dict(),
-        weights_sha256=digest,
-        seed=seed,
-        data={"generator": DATA_GENERATOR},
-        hyper_parameters=spec.hyper_parameters(),
-        batch_size=global_batch,
-        precision="fp32",
-        mode="eager",
-        recompute=False,
-        threads=threads,
-        warmup_steps=warmup,
-        train_steps=steps,
-        forward_steps=0,
-        objective="forecast",
-        nproc=nproc,
-    )
 
 
 def to_record(result: dict, head: dict) -> dict:

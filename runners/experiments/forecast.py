@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,34 +15,14 @@ from metrics.timing import summarize
 from runners.data.synthetic import DATA_GENERATOR
 from runners.devices import parse_device
 from runners.errors import PairbenchError
+from runners.experiments import skeleton
 from runners.experiments.datasets import configured, forecast_inits, save_mask
-from runners.experiments.runs import (
-    device_profile,
-    environment_fields,
-    open_run,
-    recorded,
-    run_config,
-    run_timed_worker,
-)
+from runners.experiments.runs import device_profile, environment_fields
+from runners.experiments.skeleton import Experiment, Outcome, Point, run_point
 from runners.options import DEFAULT_FORECAST_HOURS, ForecastOptions
 from runners.records import schema
-from runners.records.store import append_record, records_path
 from runners.weights.canonical import starting_weights, weights_digest
 from runners.workloads.registry import get_workload
-
-
-@dataclass
-class ForecastOutcome:
-    run_dir: Path
-    records: list[dict]
-    parity_record: dict | None
-
-    @property
-    def ok(self) -> bool:
-        """Every framework forecast and the trajectories did not fail their parity check."""
-        return all(r["status"] == "ok" for r in self.records) and (
-            self.parity_record is None or self.parity_record["verdict"] != "fail"
-        )
 
 
 def lead_steps(n_lead: int | None, time_step_hours: float) -> int:
@@ -117,73 +96,72 @@ def _initial_conditions(dataset, spec, n_lead: int, seed: int, batch: int) -> tu
     return forecast_inits(dataset, room, batch)
 
 
-def run_forecast(opts: ForecastOptions, progress=print) -> ForecastOutcome:
-    """Forecast with ``opts.workload`` in each framework from one weights file; returns records and parity."""
-    opts.validate()
-    spec = get_workload(opts.workload).overridden(opts.model)
-    dataset = None
-    if opts.data is not None:
-        spec, dataset = configured(spec, opts.data, progress)
-    seed = secrets.randbits(31) if opts.seed is None else opts.seed
-    hours = dataset.time_step_hours if dataset is not None else spec.time_step_hours
-    n_lead = lead_steps(opts.n_lead, hours)
-    tensors, weights_source = starting_weights(spec.model, opts.weights, seed)
-    ic_ident, ic_worker, ic_label = _initial_conditions(dataset, spec, n_lead, seed, opts.batch_size)
-    ident = schema.identity(
-        "forecast",
-        model=spec.model.to_dict(),
-        weights_sha256=weights_digest(tensors),
-        seed=seed,
-        data={"initial_conditions": ic_ident, "n_lead": n_lead, "lead_hours": hours, "repeats": opts.repeats},
-        hyper_parameters=spec.hyper_parameters(),
-        batch_size=opts.batch_size,
-        precision=opts.precision,
-        mode=opts.mode,
-        recompute=False,
-        threads=opts.threads,
-        warmup_steps=opts.warmup,
-        train_steps=0,
-        forward_steps=0,
-        objective="forecast",
-        nproc=1,
-    )
-    run_dir, weights_path, head = open_run(
-        opts.results_dir, f"{spec.name}-forecast-{seed}", spec, tensors, ident, opts.device
-    )
-    run_head = {
-        **head,
-        "weights_source": weights_source,
-        "initial_conditions": ic_label,
-        "n_lead": n_lead,
-        "lead_hours": hours,
-        "forecast_hours": n_lead * hours,
-    }
-    records_file = records_path(opts.results_dir)
-    worker_data = {**ic_worker, "n_lead": n_lead, "repeats": opts.repeats}
-    if dataset is not None:
-        worker_data["mask"] = save_mask(dataset, run_dir)
-    records, done = [], []
-    for fw in opts.frameworks:
-        progress(
-            f"[{fw}] {spec.name} on {opts.device}: {opts.batch_size} forecast(s) of {n_lead} x {hours:g} h, "
-            f"{opts.precision}, {opts.mode} ..."
+class Forecast(Experiment):
+    """Forecasts: the same autoregressive inference in each framework from the same initial conditions."""
+
+    task = "forecast"
+
+    def points(self, opts: ForecastOptions, progress) -> list[Point]:
+        spec = get_workload(opts.workload).overridden(opts.model)
+        dataset = None
+        if opts.data is not None:
+            spec, dataset = configured(spec, opts.data, progress)
+        seed = secrets.randbits(31) if opts.seed is None else opts.seed
+        hours = dataset.time_step_hours if dataset is not None else spec.time_step_hours
+        n_lead = lead_steps(opts.n_lead, hours)
+        tensors, weights_source = starting_weights(spec.model, opts.weights, seed)
+        ic_ident, ic_worker, ic_label = _initial_conditions(dataset, spec, n_lead, seed, opts.batch_size)
+        ident = skeleton.point_identity(
+            "forecast",
+            spec,
+            digest=weights_digest(tensors),
+            seed=seed,
+            data={"initial_conditions": ic_ident, "n_lead": n_lead, "lead_hours": hours, "repeats": opts.repeats},
+            batch_size=opts.batch_size,
+            precision=opts.precision,
+            mode=opts.mode,
+            threads=opts.threads,
+            warmup_steps=opts.warmup,
         )
-        run = run_config(ident, spec.name, fw, weights_path, opts.device, task="forecast", data=worker_data)
-        result = run_timed_worker(run, run_dir / fw, opts.timeout_s, opts.require_quiet, progress)
-        rec = recorded(run_head, fw, result, lambda r=run, res=result: forecast_fields(r, spec, res, hours))
-        append_record(records_file, rec)
-        records.append(rec)
-        if rec["status"] == "ok":
-            done.append(fw)
-        progress(f"[{fw}] {rec['status']}" + (f": {rec['reason']}" if "reason" in rec else ""))
-    parity_record = None
-    if len(done) >= 2:
-        reference = "torch" if "torch" in done else done[0]
-        other = next(fw for fw in done if fw != reference)
+        head = {
+            "weights_source": weights_source,
+            "initial_conditions": ic_label,
+            "n_lead": n_lead,
+            "lead_hours": hours,
+            "forecast_hours": n_lead * hours,
+        }
+        worker_data = {**ic_worker, "n_lead": n_lead, "repeats": opts.repeats}
+        name = f"{spec.name}-forecast-{seed}"
+        return [Point(spec, name, ident, tensors, head, worker_data, context={"dataset": dataset})]
+
+    def prepare(self, point: Point, run_dir: Path) -> dict:
+        dataset = point.context["dataset"]
+        return {} if dataset is None else {"mask": save_mask(dataset, run_dir)}
+
+    def announce(self, framework: str, point: Point, opts) -> str:
+        n_lead, hours = point.head["n_lead"], point.head["lead_hours"]
+        return (
+            f"[{framework}] {point.spec.name} on {opts.device}: {opts.batch_size} forecast(s) of {n_lead} x {hours:g} "
+            f"h, {opts.precision}, {opts.mode} ..."
+        )
+
+    def fields(self, run, result: dict, point: Point, run_dir: Path) -> dict:
+        return forecast_fields(run, point.spec, result, point.head["lead_hours"])
+
+    def compare(self, point: Point, run_dir: Path, head: dict, results: dict[str, dict]) -> Outcome:
+        reference, other = skeleton.reference_and_other(results)
         (a, b), members, leads = kept_alike(run_dir / f"{other}.npz", run_dir / f"{reference}.npz")
-        found = compare_trajectories(a, b, (other, reference), opts.precision, parse_device(opts.device).kind, leads)
+        precision, kind = head["precision"], parse_device(head["device"]).kind
+        found = compare_trajectories(a, b, (other, reference), precision, kind, leads)
         found_here = {**found, "compared_members": members, "compared_leads": leads}
         (run_dir / "forecast_parity.json").write_text(json.dumps(found_here, indent=1))
-        parity_record = schema.record(head, "forecast_parity", **found)
-        append_record(records_file, parity_record)
-    return ForecastOutcome(run_dir, records, parity_record)
+        return skeleton.comparison_outcome(head, "forecast_parity", found, found["verdict"] != "fail")
+
+
+def run_forecast(opts: ForecastOptions, progress=print) -> Outcome:
+    """Forecast with ``opts.workload`` in each framework from one weights file; returns records and the trajectories'
+    parity (``comparison_record``)."""
+    opts.validate()
+    exp = Forecast()
+    (point,) = exp.points(opts, progress)
+    return run_point(exp, opts, point, progress)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,35 +14,15 @@ from metrics.timing import summarize
 from runners.data.synthetic import DATA_GENERATOR
 from runners.devices import parse_device
 from runners.errors import PairbenchError
-from runners.experiments.runs import (
-    device_profile,
-    environment_fields,
-    open_run,
-    recorded,
-    run_config,
-    run_timed_worker,
-)
+from runners.experiments import skeleton
+from runners.experiments.runs import device_profile, environment_fields
+from runners.experiments.skeleton import Experiment, Outcome, Point, run_point
 from runners.options import PairOptions
 from runners.records import schema
 from runners.records.store import append_record, read_records_lenient, records_path
 from runners.spec import RunConfig, masked_objective_refusal
 from runners.weights.canonical import starting_weights, weights_digest
 from runners.workloads.registry import get_workload
-
-
-@dataclass
-class PairOutcome:
-    run_dir: Path
-    records: list[dict]
-    parity: dict | None
-    parity_record: dict | None = None
-
-    @property
-    def ok(self) -> bool:
-        """Every framework ran and parity did not fail ("bounds not established" is no failure)."""
-        statuses_ok = all(r["status"] == "ok" for r in self.records)
-        return statuses_ok and (self.parity is None or self.parity["verdict"] != "fail")
-
 
 _MEMORY_AND_COMPILE = (
     "first_step_ms", "compile_s", "forward_first_ms", "first_backward_ms", "backward_rss_growth_mb",
@@ -160,44 +139,67 @@ def parity(run_dirs: dict[str, Path], reference: str, other: str, results: dict[
     )
 
 
-def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
-    """Run ``opts.workload`` in each framework from one weights file; returns records and parity."""
+class Pair(Experiment):
+    """Paired training runs: parity (forward, gradients, losses) and timings on synthetic batches."""
+
+    task = "pair"
+
+    def points(self, opts: PairOptions, progress) -> list[Point]:
+        spec = get_workload(opts.workload).overridden(opts.model)
+        if opts.objective == "masked" and (refusal := masked_objective_refusal(spec)):
+            raise PairbenchError(refusal)
+        seed = secrets.randbits(31) if opts.seed is None else opts.seed
+        # read and checked before anything is written: a refusal leaves no run folder behind
+        tensors, weights_source = starting_weights(spec.model, opts.weights, seed)
+        ident = skeleton.point_identity(
+            "run",
+            spec,
+            digest=weights_digest(tensors),
+            seed=seed,
+            data={"generator": DATA_GENERATOR},
+            batch_size=opts.batch_size or spec.batch_size,
+            precision=opts.precision,
+            mode=opts.mode,
+            threads=opts.threads,
+            recompute=opts.recompute,
+            warmup_steps=opts.warmup_steps,
+            train_steps=opts.train_steps,
+            forward_steps=opts.forward_steps,
+            objective=opts.objective,
+        )
+        head = {"weights_source": weights_source}
+        return [Point(spec, f"{spec.name}-{seed}", ident, tensors, head)]
+
+    def announce(self, framework: str, point: Point, opts) -> str:
+        batch = point.ident["batch_size"]
+        return f"[{framework}] {point.spec.name} on {opts.device}, batch {batch}: building and running ..."
+
+    def fields(self, run, result: dict, point: Point, run_dir: Path) -> dict:
+        return run_fields(run, point.spec, result)
+
+    def compare(self, point: Point, run_dir: Path, head: dict, results: dict[str, dict]) -> Outcome:
+        reference, other = skeleton.reference_and_other(results)
+        records = {fw: res["record"] for fw, res in results.items()}
+        folders = {fw: run_dir.parent / rec["run_id"] for fw, rec in records.items()}
+        found = parity(folders, reference, other, records, point.spec, head)
+        (run_dir / "parity.json").write_text(json.dumps(found, indent=1))
+        return skeleton.comparison_outcome(head, "parity", found, found["verdict"] != "fail")
+
+
+def run_pair(opts: PairOptions, progress=print) -> Outcome:
+    """Run ``opts.workload`` in each framework from one weights file; returns records and parity (``comparison``)."""
     opts.validate()
-    spec = get_workload(opts.workload).overridden(opts.model)
-    if opts.objective == "masked" and (refusal := masked_objective_refusal(spec)):
-        raise PairbenchError(refusal)
-    seed = secrets.randbits(31) if opts.seed is None else opts.seed
-    batch = opts.batch_size or spec.batch_size
-    # read and checked before anything is written: a refusal leaves no run folder behind
-    tensors, weights_source = starting_weights(spec.model, opts.weights, seed)
-    hp = spec.hyper_parameters()
-    ident = schema.identity(
-        "run",
-        model=spec.model.to_dict(),
-        weights_sha256=weights_digest(tensors),
-        seed=seed,
-        data={"generator": DATA_GENERATOR},
-        hyper_parameters=hp,
-        batch_size=batch,
-        precision=opts.precision,
-        mode=opts.mode,
-        recompute=opts.recompute,
-        threads=opts.threads,
-        warmup_steps=opts.warmup_steps,
-        train_steps=opts.train_steps,
-        forward_steps=opts.forward_steps,
-        objective=opts.objective,
-        nproc=1,
-    )
+    exp = Pair()
+    (point,) = exp.points(opts, progress)
     records_file = records_path(opts.results_dir)
     existing = records_on_file(records_file, progress) if opts.resume else []
-    done = completed_runs(existing, {**ident, "device": opts.device})
+    done = completed_runs(existing, {**point.ident, "device": opts.device})
     if done and all(fw in done for fw in opts.frameworks):  # nothing to run: no new folder, no copy of the weights
         runs = [done[fw] for fw in opts.frameworks]
         found = parity_record = None
         try:
             if len(runs) > 1:  # the pairing's parity, from the recorded runs' own arrays
-                found, parity_record = recorded_pairing(records_file, existing, runs, spec, ident)
+                found, parity_record = recorded_pairing(records_file, existing, runs, point.spec, point.ident)
         except (OSError, KeyError) as exc:
             progress(f"--resume: the arrays of the runs already done cannot be read ({exc}); running them again")
             done = {}
@@ -206,34 +208,6 @@ def run_pair(opts: PairOptions, progress=print) -> PairOutcome:
                 progress(f"[{fw}] already done in {done[fw]['run_id']}: skipped (--resume)")
             latest = max(runs, key=lambda r: (r["timestamp"], r["run_id"]))
             folder = Path(opts.results_dir) / latest["run_id"]
-            return PairOutcome(run_dir=folder, records=runs, parity=found, parity_record=parity_record)
-    run_dir, weights_path, head = open_run(opts.results_dir, f"{spec.name}-{seed}", spec, tensors, ident, opts.device)
-    run_head = {**head, "weights_source": weights_source}
-    records, results, run_dirs = [], {}, {}
-    for fw in opts.frameworks:
-        if fw in done:
-            rec = done[fw]
-            records.append(rec)
-            results[fw] = {"status": "ok", "losses": rec["losses"], "loss_initial": rec["loss_initial"]}
-            run_dirs[fw] = Path(opts.results_dir) / rec["run_id"]
-            progress(f"[{fw}] already done in {rec['run_id']}: skipped (--resume)")
-            continue
-        run_dirs[fw] = run_dir
-        progress(f"[{fw}] {spec.name} on {opts.device}, batch {batch}: building and running ...")
-        run = run_config(ident, spec.name, fw, weights_path, opts.device)
-        results[fw] = run_timed_worker(run, run_dir / fw, opts.timeout_s, opts.require_quiet, progress)
-        rec = recorded(run_head, fw, results[fw], lambda r=run, res=results[fw]: run_fields(r, spec, res))
-        append_record(records_file, rec)
-        records.append(rec)
-        progress(f"[{fw}] {rec['status']}" + (f": {rec['reason']}" if "reason" in rec else ""))
-
-    found = parity_record = None
-    ok = [fw for fw in opts.frameworks if results[fw]["status"] == "ok"]
-    if len(ok) >= 2:
-        reference = "torch" if "torch" in ok else ok[0]
-        other = next(fw for fw in ok if fw != reference)
-        found = parity(run_dirs, reference, other, results, spec, head)
-        (run_dir / "parity.json").write_text(json.dumps(found, indent=1))
-        parity_record = schema.record(head, "parity", **found)
-        append_record(records_file, parity_record)
-    return PairOutcome(run_dir=run_dir, records=records, parity=found, parity_record=parity_record)
+            agrees = found is None or found["verdict"] != "fail"
+            return Outcome(folder, runs, comparison=found, comparison_record=parity_record, agrees=agrees)
+    return run_point(exp, opts, point, progress, done)

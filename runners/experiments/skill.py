@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from pathlib import Path
 
 import numpy as np
 
@@ -15,10 +16,12 @@ from runners.data.source import read_indices
 from runners.data.stats import save_stats
 from runners.errors import PairbenchError
 from runners.experiments.datasets import builtin, configured, evenly, save_mask
+from runners.experiments.runs import environment_fields
+from runners.experiments.skeleton import Experiment, Outcome, Point, point_identity, run_point
 from runners.options import SkillOptions
 from runners.records import schema
-from runners.records.store import append_record, records_path
 from runners.spec import scored_mask
+from runners.weights.canonical import starting_weights, weights_digest
 from runners.workloads.registry import get_workload
 
 # Two fp32 trainings of 400 Adam steps drift apart by rounding alone; measured RMSE curves of the two
@@ -95,139 +98,138 @@ def _validation(train: tuple[int, int], lead: int, n_init: int, breaks=()) -> tu
     return (t0, t1 - held), evenly((t1 - held, t1), n_init, lead, "validation split", breaks)
 
 
-def run_skill(opts: SkillOptions, progress=print) -> dict:
-    """Train, roll out and score each framework; returns the summary also written to skill.json."""
-    from runners.experiments.runs import (
-        environment_fields,
-        recorded,
-        run_config,
-        run_timed_worker,
-        source_commit,
-        stamped_run_dir,
-    )
-    from runners.weights.canonical import save_weights
+class Skill(Experiment):
+    """Skill: train to a budget or a target on data, roll out from the same initial conditions, score."""
 
-    opts.validate()  # before the data is prepared and before any folder is made
-    spec = get_workload(opts.workload).overridden(opts.model)
-    seed = secrets.randbits(31) if opts.seed is None else opts.seed
-    spec, data = configured(spec, opts.data, progress) if opts.data is not None else (spec, builtin(spec, progress))
-    n_out = spec.model.out_chans
-    channels = data.channels[:n_out]
-    hours = data.time_step_hours
-    check_scorable(channels, hours)
-    mask = scored_mask(spec, data.mask)
-    train, target, worker_target = data.train, None, None
-    if opts.target_rmse is not None:
-        name, lead, value = parse_target(opts.target_rmse, channels, hours)
-        train, val_inits = _validation(data.train, lead, opts.n_init, data.breaks)
-        target = {"channel": name, "lead_hours": lead * hours, "rmse": value, "check_every": opts.check_interval,
-                  "validation_inits": val_inits.tolist()}  # fmt: skip
-        worker_target = {
-            "channel_index": channels.index(name), "lead_steps": lead, "rmse": value,
-            "check_every": opts.check_interval,
-            "inits": val_inits.tolist(), "lats_deg": data.lats_deg.tolist(), "convention": data.weights_convention,
-        }  # fmt: skip
-    inits = evenly(data.test, opts.n_init, opts.n_lead, "test split", data.breaks)
+    task = "skill"
 
-    stamp, run_dir = stamped_run_dir(opts.results_dir, f"{spec.name}-skill-{seed}")
-    save_stats(run_dir / "stats", data.mean, data.std, data.clim)
-    weights_path = run_dir / "weights.safetensors"
-    digest = save_weights(weights_path, spec.model, spec.model.init_weights(seed))
-    hp = {**spec.hyper_parameters(), "lr": opts.lr, **({"target_rmse": target} if target else {})}
-    data_info = {
-        "source": data.worker,
-        "mean": data.mean.tolist(),
-        "std": data.std.tolist(),
-        "mask": save_mask(data, run_dir),
-        "train": list(train),
-        "inits": inits.tolist(),
-        "n_lead": opts.n_lead,
-        "target": worker_target,
-        "breaks": list(data.breaks),
-    }
-    ident = schema.identity(
-        "skill",
-        model=spec.model.to_dict(),
-        weights_sha256=digest,
-        seed=seed,
-        data={**data.identity, "train_range": list(train), "test_inits": inits.tolist(), "n_lead": opts.n_lead},
-        hyper_parameters=hp,
-        batch_size=opts.batch_size,
-        precision="fp32",
-        mode="eager",
-        recompute=False,
-        threads=None,
-        warmup_steps=0,
-        train_steps=opts.train_steps,
-        forward_steps=0,
-        objective="forecast",
-        nproc=1,
-    )
-    head = schema.header(
-        ident, run_id=run_dir.name, timestamp=stamp, workload=spec.name, device=opts.device, commit=source_commit()
-    )
-    scored = [
-        *(["ocean at each channel's depth"] if spec.model.output_mask() is not None else []),
-        *(["the cells the data has at every time"] if data.mask is not None else []),
-    ]
-    head.update(
-        weights_convention=data.weights_convention,
-        rmse_order="sqrt_of_mean_mse",
-        scored_cells=", ".join(scored) or "all",
-    )
+    def points(self, opts: SkillOptions, progress) -> list[Point]:
+        spec = get_workload(opts.workload).overridden(opts.model)
+        seed = secrets.randbits(31) if opts.seed is None else opts.seed
+        spec, data = configured(spec, opts.data, progress) if opts.data is not None else (spec, builtin(spec, progress))
+        n_out = spec.model.out_chans
+        channels = data.channels[:n_out]
+        hours = data.time_step_hours
+        check_scorable(channels, hours)
+        mask = scored_mask(spec, data.mask)
+        train, target, worker_target = data.train, None, None
+        if opts.target_rmse is not None:
+            name, lead, value = parse_target(opts.target_rmse, channels, hours)
+            train, val_inits = _validation(data.train, lead, opts.n_init, data.breaks)
+            target = {"channel": name, "lead_hours": lead * hours, "rmse": value, "check_every": opts.check_interval,
+                      "validation_inits": val_inits.tolist()}  # fmt: skip
+            worker_target = {
+                "channel_index": channels.index(name), "lead_steps": lead, "rmse": value,
+                "check_every": opts.check_interval,
+                "inits": val_inits.tolist(), "lats_deg": data.lats_deg.tolist(), "convention": data.weights_convention,
+            }  # fmt: skip
+        inits = evenly(data.test, opts.n_init, opts.n_lead, "test split", data.breaks)
+        tensors, _ = starting_weights(spec.model, None, seed)
+        hp = {**spec.hyper_parameters(), "lr": opts.lr, **({"target_rmse": target} if target else {})}
+        worker_data = {
+            "source": data.worker,
+            "mean": data.mean.tolist(),
+            "std": data.std.tolist(),
+            "train": list(train),
+            "inits": inits.tolist(),
+            "n_lead": opts.n_lead,
+            "target": worker_target,
+            "breaks": list(data.breaks),
+        }
+        ident = point_identity(
+            "skill",
+            spec,
+            digest=weights_digest(tensors),
+            seed=seed,
+            data={**data.identity, "train_range": list(train), "test_inits": inits.tolist(), "n_lead": opts.n_lead},
+            batch_size=opts.batch_size,
+            hyper_parameters=hp,
+            train_steps=opts.train_steps,
+        )
+        scored = [
+            *(["ocean at each channel's depth"] if spec.model.output_mask() is not None else []),
+            *(["the cells the data has at every time"] if data.mask is not None else []),
+        ]
+        head = {
+            "weights_convention": data.weights_convention,
+            "rmse_order": "sqrt_of_mean_mse",
+            "scored_cells": ", ".join(scored) or "all",
+        }
+        src = data.source
+        clim = data.clim[:n_out]
+        # Missing cells (NaN or Inf: outside the mask, never scored) take the climatology, so that nothing
+        # non-finite enters the arithmetic.
+        truth = np.stack([read_indices(src, np.arange(i + 1, i + 1 + opts.n_lead))[:, :n_out] for i in inits])
+        x0 = read_indices(src, inits)[:, :n_out]
+        truth, x0 = np.where(np.isfinite(truth), truth, clim), np.where(np.isfinite(x0), x0, clim)
+        score = _scorer(clim, data.weights_convention, channels, mask, data.lats_deg)
+        refs = {
+            "persistence": score(persistence_forecast(x0, opts.n_lead), truth),
+            "climatology": score(climatology_forecast(clim, len(inits), opts.n_lead), truth),
+        }
+        ref_fields = {
+            **_flat_scores("persistence_", refs["persistence"], channels, hours),
+            **_flat_scores("climatology_", refs["climatology"], channels, hours),
+        }
+        summary = {"run_dir": None, "channels": list(channels), "hours": hours, "scores": {}, "records": []}
+        summary["target"] = target
+        for name, s in refs.items():
+            summary["scores"][name] = _table(s)
+        context = {"data": data, "truth": truth, "score": score, "ref_fields": ref_fields, "summary": summary,
+                   "frameworks": opts.frameworks}  # fmt: skip
+        return [Point(spec, f"{spec.name}-skill-{seed}", ident, tensors, head, worker_data, context)]
 
-    src = data.source
-    clim = data.clim[:n_out]
-    # Missing cells (NaN or Inf: outside the mask, never scored) take the climatology, so that nothing non-finite
-    # enters the arithmetic.
-    truth = np.stack([read_indices(src, np.arange(i + 1, i + 1 + opts.n_lead))[:, :n_out] for i in inits])
-    x0 = read_indices(src, inits)[:, :n_out]
-    truth, x0 = np.where(np.isfinite(truth), truth, clim), np.where(np.isfinite(x0), x0, clim)
-    score = _scorer(clim, data.weights_convention, channels, mask, data.lats_deg)
-    refs = {
-        "persistence": score(persistence_forecast(x0, opts.n_lead), truth),
-        "climatology": score(climatology_forecast(clim, len(inits), opts.n_lead), truth),
-    }
-    ref_fields = {
-        **_flat_scores("persistence_", refs["persistence"], channels, hours),
-        **_flat_scores("climatology_", refs["climatology"], channels, hours),
-    }
+    def prepare(self, point: Point, run_dir: Path) -> dict:
+        data = point.context["data"]
+        save_stats(run_dir / "stats", data.mean, data.std, data.clim)
+        point.context["summary"]["run_dir"] = str(run_dir)
+        return {"mask": save_mask(data, run_dir)}
 
-    summary = {"run_dir": str(run_dir), "channels": list(channels), "hours": hours, "scores": {}, "records": []}
-    summary["target"] = target
-    for name, s in refs.items():
-        summary["scores"][name] = _table(s)
-    for fw in opts.frameworks:
+    def announce(self, framework: str, point: Point, opts) -> str:
+        target = point.context["summary"]["target"]
         what = f"until {opts.target_rmse} (at most {opts.train_steps} steps)" if target else f"{opts.train_steps} steps"
-        progress(f"[{fw}] training {what} of batch {opts.batch_size}, then {opts.n_lead}-step rollouts ...")
-        run = run_config(ident, spec.name, fw, weights_path, opts.device, task="skill", data=data_info)
-        result = run_timed_worker(run, run_dir / fw, opts.timeout_s, opts.require_quiet, progress)
+        return f"[{framework}] training {what} of batch {opts.batch_size}, then {opts.n_lead}-step rollouts ..."
 
-        def fields(fw=fw, result=result) -> dict:
-            scale, shift = data.std[:n_out, None, None], data.mean[:n_out, None, None]
-            s = score(np.load(run_dir / f"{fw}.npz")["forecasts"] * scale + shift, truth)
-            summary["scores"][fw] = _table(s)
-            return {
-                **environment_fields(result),
-                "losses": result["losses"],
-                "step_ms": result["step_ms"],
-                "step_ms_p50": float(np.median(result["step_ms"])),
-                "rollout_ms_p50": float(np.median(result["rollout_ms"])),
-                **_flat_scores("", s, channels, hours),
-                **ref_fields,
-                **({**result["tta"], "tta_target": target} if target else {}),
-            }
+    def fields(self, run, result: dict, point: Point, run_dir: Path) -> dict:
+        c = point.context
+        data, n_out, hours = c["data"], point.spec.model.out_chans, c["summary"]["hours"]
+        scale, shift = data.std[:n_out, None, None], data.mean[:n_out, None, None]
+        s = c["score"](np.load(run_dir / f"{run.framework}.npz")["forecasts"] * scale + shift, c["truth"])
+        c["summary"]["scores"][run.framework] = _table(s)
+        target = c["summary"]["target"]
+        return {
+            **environment_fields(result),
+            "losses": result["losses"],
+            "step_ms": result["step_ms"],
+            "step_ms_p50": float(np.median(result["step_ms"])),
+            "rollout_ms_p50": float(np.median(result["rollout_ms"])),
+            **_flat_scores("", s, c["summary"]["channels"], hours),
+            **c["ref_fields"],
+            **({**result["tta"], "tta_target": target} if target else {}),
+        }
 
-        rec = recorded(head, fw, result, fields)
+    def record(self, head: dict, framework: str, run, result: dict, point: Point, run_dir: Path) -> dict:
+        rec = super().record(head, framework, run, result, point, run_dir)
         if rec["status"] != "ok":
-            summary["scores"].pop(fw, None)
-        append_record(records_path(opts.results_dir), rec)
-        summary["records"].append(rec)
-        progress(f"[{fw}] {rec['status']}" + (f": {rec['reason']}" if "reason" in rec else ""))
-    # Trained to a target, each framework stops at its own step: their scores are not meant to agree.
-    summary["agreement"] = None if target else _agreement(summary["scores"], opts.frameworks)
-    (run_dir / "skill.json").write_text(json.dumps(summary, indent=1))
-    return summary
+            point.context["summary"]["scores"].pop(framework, None)
+        point.context["summary"]["records"].append(rec)
+        return rec
+
+    def finish(self, outcome: Outcome, point: Point, run_dir: Path) -> None:
+        summary = point.context["summary"]
+        # Trained to a target, each framework stops at its own step: their scores are not meant to agree.
+        summary["agreement"] = None if summary["target"] else _agreement(summary["scores"], point.context["frameworks"])
+        (run_dir / "skill.json").write_text(json.dumps(summary, indent=1))
+        outcome.summary, outcome.comparison = summary, summary["agreement"]
+        outcome.agrees = summary["agreement"] is None or summary["agreement"]["within_tolerance"]
+
+
+def run_skill(opts: SkillOptions, progress=print) -> Outcome:
+    """Train, roll out and score each framework; the outcome's ``summary`` is also written to skill.json."""
+    opts.validate()  # before the data is prepared and before any folder is made
+    exp = Skill()
+    (point,) = exp.points(opts, progress)
+    return run_point(exp, opts, point, progress)
 
 
 def _scorer(clim, convention, channels, mask=None, lats_deg=None):
