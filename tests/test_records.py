@@ -357,10 +357,10 @@ def _timed(runner, steps=5, **kw):
 
 def _events_around_the_window(monkeypatch, runner: _SlowRunner) -> list[str]:
     """What happened in order: the runner's transfers and steps, and the power window's opening and closing."""
-    import runners.execution.tasks as tasks
+    import runners.execution.window as window
 
     events: list[str] = []
-    real = tasks.window_collector
+    real = window.window_collector
 
     class Watched:
         def __init__(self, run):
@@ -374,7 +374,7 @@ def _events_around_the_window(monkeypatch, runner: _SlowRunner) -> list[str]:
             events.append("close")
             return self.inner.stop()
 
-    monkeypatch.setattr(tasks, "window_collector", Watched)
+    monkeypatch.setattr(window, "window_collector", Watched)
     put, step = runner.put, runner.train_step
     runner.put = lambda a: events.append("put") or put(a)
     runner.train_step = lambda *a: events.append("step") or step(*a)

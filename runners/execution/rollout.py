@@ -8,10 +8,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from metrics.load import LoadWatch
-from metrics.power.collectors import collector_for
 from runners.data.synthetic import synthetic_batch
-from runners.devices import parse_device
+from runners.execution.window import TimedWindow
 from runners.records.schema import WINDOW_FORECASTS
 from runners.spec import RunConfig
 
@@ -24,12 +22,6 @@ KEPT_LEADS = 5
 # a tiny model's forecast takes milliseconds, and the samplers read every 100 to 200 ms.
 MIN_POWER_WINDOW_S = 2.0
 MAX_TIMED_FORECASTS = 10_000
-
-
-def window_collector(run: RunConfig):
-    """The power collector of ``run``'s device (see metrics.power.collectors)."""
-    dev = parse_device(run.device)
-    return collector_for(dev.kind, dev.index, run.power_rate_hz)
 
 
 def _evenly(n: int, k: int) -> list[int]:
@@ -177,10 +169,7 @@ def execute_forecast(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.n
     first_ms = (time.perf_counter() - t0) * 1e3
     for _ in range(run.warmup_steps):
         roll.run(runner, x0, n_lead)
-    collector, load = window_collector(run), LoadWatch()
-    runner.synchronize()
-    load.start()
-    collector.start()
+    window = TimedWindow(run, runner, WINDOW_FORECASTS).open()
     forecast_ms: list[float] = []
     start = time.perf_counter()
     while len(forecast_ms) < repeats or (
@@ -189,7 +178,7 @@ def execute_forecast(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.n
         t0 = time.perf_counter()
         roll.run(runner, x0, n_lead)
         forecast_ms.append((time.perf_counter() - t0) * 1e3)
-    power = collector.stop()
+    measured = window.close(forecast_ms, run.batch_size * len(forecast_ms))
     lead_ms: list[float] = []
     roll.run(runner, x0, n_lead, lead_ms=lead_ms)
     result = {
@@ -199,9 +188,7 @@ def execute_forecast(run: RunConfig, spec, runner) -> tuple[dict, dict[str, np.n
         "trajectory_members": members,
         "trajectory_leads": [k + 1 for k in leads],
         **runner.device_memory(),
-        **power.to_record(samples_in_window=run.batch_size * len(forecast_ms)),
-        **load.stop(forecast_ms),
-        "power_window": WINDOW_FORECASTS,
+        **measured,
     }
     kept = {"members": np.asarray(members), "leads": np.asarray(leads) + 1}
     return result, {"trajectory": np.stack(trajectory, axis=1), **kept}

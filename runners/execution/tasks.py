@@ -8,13 +8,13 @@ import time
 
 import numpy as np
 
-from metrics.load import LoadWatch
 from metrics.memory import RssPeak
 from metrics.parity import has_gradient
 from metrics.timing import time_steps
 from runners.data.synthetic import synthetic_batch
 from runners.errors import PairbenchError, UnsupportedError
-from runners.execution.rollout import data_reader, data_rollout, window_collector
+from runners.execution.rollout import data_reader, data_rollout
+from runners.execution.window import TimedWindow
 from runners.records.schema import WINDOW_STEPS, WINDOW_STEPS_AND_INPUTS, WINDOW_TO_TARGET
 from runners.spec import RunConfig, masked_objective_refusal, scored_mask
 
@@ -48,27 +48,20 @@ def timed_training(run: RunConfig, runner, batch, n_steps: int, samples_per_step
     timed_steps = range(run.warmup_steps, run.warmup_steps + n_steps)
     staged = sum(a.nbytes for a in batch(timed_steps[0])) * n_steps <= STAGE_BYTES
     ready = [stage(i) for i in timed_steps] if staged else []
-    collector, load = window_collector(run), LoadWatch()
-    # Power, the machine's load and timings come from the same window, fenced by synchronisation.
-    runner.synchronize()
-    load.start()
-    collector.start()
+    window = TimedWindow(run, runner, WINDOW_STEPS if staged else WINDOW_STEPS_AND_INPUTS).open()
     timed = []
     for k, i in enumerate(timed_steps):
         inputs, input_ms = ready[k] if staged else stage(i)
         timed.append((*step(inputs, i), input_ms))
-    runner.synchronize()
-    power = collector.stop()
     step_ms = [t for _, t, _ in timed]
+    measured = window.close(step_ms, samples_per_step * n_steps)
     return {
-        **load.stop(step_ms),
         "losses": [loss for loss, _ in warmup] + [loss for loss, _, _ in timed],
         "input_ms": [t for _, _, t in timed],
         "step_ms": step_ms,
         "first_step_ms": warmup[0][1] if warmup else None,
         **runner.device_memory(),
-        **power.to_record(samples_in_window=samples_per_step * n_steps),
-        "power_window": WINDOW_STEPS if staged else WINDOW_STEPS_AND_INPUTS,
+        **measured,
     }
 
 
@@ -188,10 +181,7 @@ def train_to_target(run: RunConfig, runner, batch, d: dict, fields, spec, data_m
         pred = kept[-1][:, c : c + 1] * scale + shift
         return float(metric.compute(pred, truth, np.asarray(t["lats_deg"]), mask=mask)[0])
 
-    collector, load = window_collector(run), LoadWatch()
-    runner.synchronize()
-    load.start()
-    collector.start()
+    window = TimedWindow(run, runner, WINDOW_TO_TARGET).open()
     start = time.perf_counter()
     losses, step_ms, checks, reached = [], [], [], None
     for i in range(run.train_steps):
@@ -210,9 +200,7 @@ def train_to_target(run: RunConfig, runner, batch, d: dict, fields, spec, data_m
         if np.isfinite(value) and value <= float(t["rmse"]):
             reached = (i + 1, time.perf_counter() - start)
             break
-    runner.synchronize()
-    power = collector.stop()
-    power_fields = {**power.to_record(samples_in_window=run.batch_size * len(step_ms)), **load.stop(step_ms)}
+    power_fields = window.close(step_ms, run.batch_size * len(step_ms))
     finite = [v for _, v in checks if v is not None]
     return {
         "losses": losses,
@@ -221,7 +209,6 @@ def train_to_target(run: RunConfig, runner, batch, d: dict, fields, spec, data_m
         "first_step_ms": step_ms[0] if step_ms else None,
         **runner.device_memory(),
         **power_fields,
-        "power_window": WINDOW_TO_TARGET,
         "tta": {
             "tta_reached": reached is not None,
             "tta_checks": checks,

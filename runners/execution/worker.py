@@ -22,6 +22,7 @@ from metrics.device.cpu import cpu_features
 from metrics.device.machine import cpu_name
 from runners.errors import PairbenchError, UnsupportedError, first_line
 from runners.execution.capture import execute_diagnose
+from runners.execution.result import result_problem
 from runners.execution.rollout import execute_forecast
 from runners.execution.tasks import execute_pair, execute_skill
 from runners.spec import RunConfig, check_framework, load_object
@@ -102,6 +103,9 @@ def execute(run: RunConfig) -> tuple[dict, dict[str, np.ndarray]]:
         "cpu_features": cpu_features(),
         **result,
     }
+    problem = result_problem(result)
+    if problem:  # a task that does not report what it declares: a defect of this program, said as one
+        raise RuntimeError(f"the {run.task} task's result does not match its declaration: {problem}")
     return result, arrays
 
 

@@ -17,6 +17,7 @@ from metrics.load import wait_until_quiet
 from runners.devices import parse_device
 from runners.errors import PairbenchError
 from runners.execution.lifeline import PARENT_ENV, die_with_parent, parent_token
+from runners.execution.result import read_result
 from runners.options import QUIET_WAIT_S
 from runners.records import schema
 from runners.spec import RunConfig
@@ -118,7 +119,7 @@ def run_worker(run: RunConfig, prefix: Path, timeout_s: float) -> dict:
     wall_s = time.perf_counter() - t0
     result_path = prefix.with_suffix(".json")
     if result_path.is_file():
-        result = json.loads(result_path.read_text())
+        result = read_result(result_path)
     else:
         how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
         result = {"status": "failed", "reason": f"worker {how} before writing a result (log: {log})"}
