@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from metrics.device.machine import KINDS, first_accelerator
 from runners.errors import PairbenchError
 
-# What each framework calls a device kind: torch.distributed's collective backend, MindSpore's device target.
-TORCH_BACKENDS = {"cpu": "gloo", "cuda": "nccl"}
+# What each framework calls a device kind: its collective backend for data parallel (torch.distributed's process
+# group, HCCL through torch_npu; MindSpore's init() picks its own from the device target), MindSpore's device target.
+TORCH_BACKENDS = {"cpu": "gloo", "cuda": "nccl", "ascend": "hccl"}
+MINDSPORE_BACKENDS = {"cpu": "mccl", "cuda": "nccl", "ascend": "hccl"}
 MINDSPORE_TARGETS = {"cpu": "CPU", "cuda": "GPU", "ascend": "Ascend"}
 
 

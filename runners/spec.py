@@ -232,9 +232,16 @@ class RunConfig:
     data: dict[str, Any] = field(default_factory=dict)  # the skill task's data set and rollout settings
     model: dict[str, Any] = field(default_factory=dict)
     hyper_parameters: dict[str, Any] = field(default_factory=dict)
+    # One rank of a data-parallel group: {"backend": collective backend (runners.devices), "world": processes};
+    # the launcher's environment gives the rendezvous and this process's rank. Empty: a single-process run.
+    distributed: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As JSON for the worker; ``distributed`` only where set, so a single-process request is what it was."""
+        d = asdict(self)
+        if not self.distributed:
+            del d["distributed"]
+        return d
 
 
 def loss_mask(spec: WorkloadSpec, data: dict | None = None) -> np.ndarray | None:
@@ -281,3 +288,14 @@ class Runner(Protocol):
     def synchronize(self) -> None: ...
 
     def state(self) -> dict[str, np.ndarray]: ...
+
+    # One rank of a data-parallel group (RunConfig.distributed): ``rank`` and ``world`` (0 and 1 alone), the last
+    # train_step's averaged gradients, a mean over the ranks, and leaving the group.
+    rank: int
+    world: int
+
+    def grads(self) -> dict[str, np.ndarray]: ...
+
+    def mean_over_ranks(self, values: list[float]) -> list[float]: ...
+
+    def close(self) -> None: ...

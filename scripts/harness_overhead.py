@@ -1,4 +1,5 @@
-"""Harness overhead: median training-step time through the runner (worker) over a bare hand-written loop."""
+"""Harness overhead: median training-step time through the worker (its power window, load watch and staging) over
+a bare loop calling the same runner's training step."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ sys.path.insert(0, str(ROOT))
 from reports.stats import bootstrap_ratio  # noqa: E402
 from runners.data.synthetic import synthetic_batch  # noqa: E402
 from runners.errors import PairbenchError  # noqa: E402
+from runners.execution.worker import build  # noqa: E402
 from runners.experiments.runs import run_worker  # noqa: E402
-from runners.spec import RunConfig, check_framework, load_object  # noqa: E402
-from runners.weights.canonical import load_weights, save_weights  # noqa: E402
+from runners.spec import RunConfig, check_framework  # noqa: E402
+from runners.weights.canonical import save_weights  # noqa: E402
 from runners.workloads.registry import get_workload  # noqa: E402
 
 TARGET = 1.01
@@ -36,84 +38,42 @@ DEFAULT_STEPS = {"fourcastnet-tiny": 100, "fourcastnet-small": 30, "aigoms-tiny"
 # --------------------------------------------------------------------------------------------------
 
 
-def _bare_torch(spec, weights, batches, threads):
-    """Returns step(i) -> loss for a hand-written PyTorch loop over the pre-built batches."""
-    import torch
-
-    from runners.backends.torch_backend import make_loss
-
-    if threads:
-        torch.set_num_threads(threads)
-    net = load_object(spec.models["torch"])(spec.model)
-    loss_fn = make_loss(spec, torch.device("cpu"))
-    net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=True)
-    opt = torch.optim.Adam(net.parameters(), lr=spec.lr, betas=spec.betas, eps=spec.adam_eps)
-    data = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches]
-
-    def step(i: int) -> float:
-        x, y = data[i]
-        opt.zero_grad(set_to_none=True)
-        loss = loss_fn(net(x), y)
-        loss.backward()
-        opt.step()
-        return loss.item()  # on CPU this waits for the whole step
-
-    return step
-
-
-def _bare_mindspore(spec, weights, batches, threads):
-    """Returns step(i) -> loss for a hand-written MindSpore (PyNative) loop over the pre-built batches."""
-    import mindspore as ms
-    from mindspore import Tensor
-
-    from runners.backends.mindspore_adam import TorchRuleAdam
-    from runners.backends.mindspore_backend import make_loss
-
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    if threads:
-        ms.set_context(runtime_num_threads=threads)
-    ms.set_device("CPU")
-    ms.runtime.launch_blocking()  # as the runner does on CPU: asynchronous dispatch costs ms per kernel here
-    net = load_object(spec.models["mindspore"])(spec.model)
-    for p in net.get_parameters():
-        p.set_data(Tensor(weights[p.name]))
-    params = net.trainable_params()
-    opt = TorchRuleAdam(params, lr=spec.lr, betas=spec.betas, eps=spec.adam_eps)
-
-    workload_loss = make_loss(spec)
-
-    def loss_fn(x, y):
-        return workload_loss(net(x), y)
-
-    grad_fn = ms.value_and_grad(loss_fn, None, params)
-    data = [(Tensor(x), Tensor(y)) for x, y in batches]
-
-    def step(i: int) -> float:
-        x, y = data[i]
-        loss, grads = grad_fn(x, y)
-        opt(grads)
-        return float(loss.asnumpy())
-
-    return step
+def measured_run(name: str, framework: str, weights: Path, steps: int, args) -> RunConfig:
+    """The run both sides measure: the worker is asked for it, the bare loop builds its runner from it."""
+    spec = get_workload(name)
+    return RunConfig(
+        workload=name,
+        framework=framework,
+        weights=str(weights),
+        threads=args.threads,
+        batch_size=args.batch,
+        warmup_steps=WARMUP_STEPS,
+        train_steps=steps,
+        forward_steps=1,  # the worker's forward timing is not compared; keep it short
+        seed=args.seed,
+        model=spec.model.to_dict(),
+        hyper_parameters=spec.hyper_parameters(),
+    )
 
 
 def bare_main(args) -> int:
-    """Time ``args.steps`` bare training steps after ``WARMUP_STEPS`` untimed ones; write their ms as JSON."""
-    spec = get_workload(args.workloads)
-    weights = load_weights(Path(args.weights), spec.model)
+    """Time ``args.steps`` bare training steps after ``WARMUP_STEPS`` untimed ones; write their ms and every step's
+    loss as JSON. The step is the runner's own (``train_step`` of the runner a RunConfig builds, as the worker builds
+    it), called in a plain perf_counter loop: no power window, no load watch, no staging."""
+    spec, _, runner, _ = build(measured_run(args.workloads, args.bare, Path(args.weights), args.steps, args))
     shape = (args.batch, spec.model.in_chans, *spec.model.img_size)
     # The worker's training steps use batches 1, 2, ... of the seed's stream (batch 0 is the parity batch).
     n = WARMUP_STEPS + args.steps
-    batches = [synthetic_batch(shape, spec.model.out_chans, args.seed, i + 1) for i in range(n)]
-    step = (_bare_torch if args.bare == "torch" else _bare_mindspore)(spec, weights, batches, args.threads)
-    for i in range(WARMUP_STEPS):
-        step(i)
-    step_ms = []
-    for i in range(WARMUP_STEPS, n):
+    host = [synthetic_batch(shape, spec.model.out_chans, args.seed, i + 1) for i in range(n)]
+    batches = [[runner.put(a) for a in arrays] for arrays in host]
+    losses, step_ms = [], []
+    for i in range(n):
         t0 = time.perf_counter()
-        step(i)
-        step_ms.append((time.perf_counter() - t0) * 1e3)
-    Path(args.out).write_text(json.dumps({"step_ms": step_ms}))
+        losses.append(runner.train_step(*batches[i]))
+        runner.synchronize()
+        if i >= WARMUP_STEPS:
+            step_ms.append((time.perf_counter() - t0) * 1e3)
+    Path(args.out).write_text(json.dumps({"step_ms": step_ms, "losses": losses}))
     return 0
 
 
@@ -168,19 +128,7 @@ def compare(args, tmp: Path) -> list[dict]:
         weights = tmp / f"{name}.safetensors"
         save_weights(weights, spec.model, spec.model.init_weights(args.seed))
         for fw in args.frameworks:
-            run = RunConfig(
-                workload=name,
-                framework=fw,
-                weights=str(weights),
-                threads=args.threads,
-                batch_size=args.batch,
-                warmup_steps=WARMUP_STEPS,
-                train_steps=steps,
-                forward_steps=1,  # the worker's forward timing is not compared; keep it short
-                seed=args.seed,
-                model=spec.model.to_dict(),
-                hyper_parameters=spec.hyper_parameters(),
-            )
+            run = measured_run(name, fw, weights, steps, args)
             samples = {"runner": [], "bare": []}
             for r in range(args.rounds):
                 order = ("runner", "bare") if r % 2 == 0 else ("bare", "runner")  # ABBA: drift hits both alike

@@ -44,7 +44,6 @@ def _one_sentence(stderr: str) -> str:
         (["run", "--nproc", "2", "--skill"], "so --skill cannot be honoured"),
         (["run", "--nproc", "2", "--batch-size", "4,3"], "global batch 3 cannot be split evenly over 2 processes"),
         (["run", "--nproc", "0"], "--nproc must be at least 1, got 0"),
-        (["run", "--nproc", "2", "--device", "ascend"], "torch data parallel has no backend for ascend"),
         (["run", "--nproc", "2", "--train-steps", "0"], "--train-steps must be at least 1, got 0"),
         (["run", "--threads", "0"], "threads must be at least 1"),
         (["run", "--seed", "-1"], "seed must be a whole number from 0 to 2^63 - 1, got -1"),

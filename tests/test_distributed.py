@@ -65,6 +65,32 @@ def test_two_processes_train_as_one(framework, workload, tmp_path):
     assert res["scaling_efficiency"] == pytest.approx(total / 2 / one)
 
 
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_two_ranks_train_as_the_single_process_runner(framework, tmp_path):
+    """One training step serves both: the losses of 2 ranks (global batch 4) are those of the framework's runner
+    trained alone, outside any process group, on the same global batches, within the bounds of 2 against 1."""
+    res = run_data_parallel(WORKLOAD, framework, 2, 4, steps=3, warmup=1, results_dir=tmp_path, threads=1)
+    assert res["status"] == "ok", res.get("reason")
+    alone = run_json(f"""
+import json
+from runners.data.synthetic import synthetic_batch
+from runners.execution.worker import build
+from runners.spec import RunConfig
+from runners.workloads.registry import get_workload
+run = RunConfig(workload={WORKLOAD!r}, framework={framework!r}, weights={str(tmp_path / "weights.safetensors")!r},
+                threads=1, batch_size=4, hyper_parameters=get_workload({WORKLOAD!r}).hyper_parameters())
+spec, _, runner, _ = build(run)
+cfg = spec.model
+losses = []
+for i in range(4):
+    x, y = synthetic_batch((4, cfg.in_chans, *cfg.img_size), cfg.out_chans, 0, i)
+    losses.append(runner.train_step(runner.put(x), runner.put(y)))
+print(json.dumps(losses))
+""")
+    assert len(res["losses"]) == len(alone) == 4
+    assert np.max(np.abs(np.subtract(res["losses"], alone)) / np.abs(alone)) <= LOSS_RTOL, (res["losses"], alone)
+
+
 _FORWARD = {
     "torch": """
 import torch
@@ -143,9 +169,35 @@ def test_uneven_split_is_refused(tmp_path):
     assert not list(tmp_path.iterdir())  # refused before anything was written
 
 
-def test_unknown_backend_is_refused():
-    with pytest.raises(PairbenchError, match="torch data parallel has no backend for ascend"):
-        run_data_parallel(WORKLOAD, "torch", 2, 4, device="ascend")
+@needs_torch
+def test_torch_on_ascend_is_hccl_and_unavailable_without_torch_npu(tmp_path):
+    assert distributed.backend_for("torch", "ascend:0") == "hccl"
+    res = run_data_parallel(WORKLOAD, "torch", 2, 4, steps=1, warmup=0, device="ascend", results_dir=tmp_path)
+    if res["status"] == "ok":
+        pytest.skip("this machine has Ascend NPUs and torch_npu")
+    assert res["status"] == "unavailable" and res["backend"] == "hccl"
+    assert "ascend:" in res["reason"] and ("torch_npu" in res["reason"] or "NPU" in res["reason"]), res["reason"]
+
+
+def test_single_process_request_is_unchanged(tmp_path):
+    """A run that is not data parallel asks its worker what it asked before ranks became the runners' concern:
+    the same fields and defaults, no ``distributed`` key; a rank's request carries its group."""
+    from runners.spec import RunConfig
+
+    run = RunConfig(workload=WORKLOAD, framework="torch", weights="w.safetensors")
+    assert run.to_dict() == {
+        "workload": WORKLOAD, "framework": "torch", "weights": "w.safetensors", "device": "cpu", "precision": "fp32",
+        "mode": "eager", "recompute": False, "threads": None, "batch_size": 2, "warmup_steps": 3, "train_steps": 20,
+        "forward_steps": 20, "seed": 0, "power_rate_hz": 10.0, "objective": "forecast", "task": "pair", "data": {},
+        "model": {}, "hyper_parameters": {},
+    }  # fmt: skip
+    assert RunConfig(**run.to_dict()) == run
+    job = distributed.DPJob("torch", WORKLOAD, 4, 2, 1, 3, "cpu", tmp_path / "w.safetensors", 1, 60.0)
+    req = job.request(tmp_path / "torch-n2", 2)
+    assert req["out_dir"] == str(tmp_path / "torch-n2") and req["log_dir"] == str(tmp_path / "torch-n2" / "logs")
+    rank = RunConfig(**req["run"])
+    assert rank.distributed == {"backend": "gloo", "world": 2} and rank.task == "data_parallel"
+    assert (rank.batch_size, rank.train_steps, rank.warmup_steps, rank.seed, rank.threads) == (4, 2, 1, 3, 1)
 
 
 def test_missing_framework_is_unavailable(tmp_path, monkeypatch):

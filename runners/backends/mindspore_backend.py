@@ -1,6 +1,7 @@
 """MindSpore runner: builds a workload's mindspore.nn.Cell from neutral weights and runs it, in fp32 or
 fp16 (Dense and Conv2d cells cast with ``to_float``, dynamic loss scaling), PyNative or graph mode
-(``mindspore.jit``), with or without activation recompute (``Cell.recompute``)."""
+(``mindspore.jit``), with or without activation recompute (``Cell.recompute``); alone or as one rank of a
+data-parallel group (DATA_PARALLEL mode, gradients averaged by ``nn.DistributedGradReducer``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from mindspore import Tensor, amp, nn, ops
 
 from metrics.parity import worst_repeat_difference
 from runners.backends.mindspore_adam import TorchRuleAdam
-from runners.devices import MINDSPORE_TARGETS, parse_device
+from runners.devices import MINDSPORE_TARGETS, Device, parse_device
 from runners.errors import PairbenchError, UnsupportedError, first_line
 from runners.spec import RunConfig, WorkloadSpec, load_object, loss_mask
 
@@ -19,10 +20,12 @@ LOW_PRECISION = {"fp32": None, "fp16": ms.float16, "bf16": ms.bfloat16}
 LOSS_SCALE = {"scale_value": 2.0**16, "scale_factor": 2, "scale_window": 2000}
 
 
-def _set_device(text: str) -> str:
-    """Select the device and run one tiny kernel on it: set_device alone succeeds even where the
-    wheel lacks the backend, and the failure would only surface at the first real operation."""
-    dev = parse_device(text)
+def _absent(dev: Device, exc: Exception) -> PairbenchError:
+    return PairbenchError(f"device {dev} is absent for MindSpore ({first_line(str(exc))})")
+
+
+def _set_device(dev: Device) -> str:
+    """Select the device; returns MindSpore's name for it (its device target)."""
     target = MINDSPORE_TARGETS[dev.kind]
     try:
         ms.set_device(target, dev.index)
@@ -30,11 +33,33 @@ def _set_device(text: str) -> str:
             # Asynchronous PyNative dispatch costs ~4-7 ms per kernel on a 2-core CPU in 2.10
             # (a 256x64x64 matmul: 7.5 ms async, 0.12 ms blocking); kernels run in order anyway.
             ms.runtime.launch_blocking()
+    except (RuntimeError, ValueError) as exc:
+        raise _absent(dev, exc) from None
+    return target
+
+
+def _probe(dev: Device) -> None:
+    """Run one tiny kernel on the device: set_device alone succeeds even where the wheel lacks the backend, and the
+    failure would only surface at the first real operation."""
+    try:
         (Tensor(np.zeros(1, np.float32)) + 1).asnumpy()
     except (RuntimeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise PairbenchError(f"device {dev} is absent for MindSpore ({first})") from None
-    return target
+        raise _absent(dev, exc) from None
+
+
+def _join_group(group: dict) -> tuple[int, int]:
+    """Join the data-parallel ``group`` (RunConfig.distributed; msrun's environment gives the cluster and this
+    process's rank): init() picks the collective backend from the device target (MCCL, NCCL or HCCL, as
+    runners.devices.MINDSPORE_BACKENDS says), and DATA_PARALLEL mode averages gradients. Returns (rank, world)."""
+    from mindspore.communication import get_group_size, get_rank, init
+
+    init()
+    rank, world = get_rank(), get_group_size()
+    if world != group["world"]:
+        raise RuntimeError(f"the launcher started {world} processes, not {group['world']}")
+    ms.reset_auto_parallel_context()
+    ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True, device_num=world)
+    return rank, world
 
 
 def make_loss(spec: WorkloadSpec, data: dict | None = None):
@@ -71,16 +96,24 @@ def _check_cpu_bf16_matmul() -> None:
 
 
 class MindSporeRunner:
-    """The workload's loss; Adam with PyTorch's update rule (TorchRuleAdam)."""
+    """The workload's loss; Adam with PyTorch's update rule (TorchRuleAdam). With ``run.distributed`` one rank of a
+    data-parallel group: each step's gradients are averaged over the ranks before the update."""
 
     framework = "mindspore"
 
     def __init__(self, spec: WorkloadSpec, run: RunConfig):
         self.spec, self.run = spec, run
         ms.set_context(mode=ms.PYNATIVE_MODE)  # graph mode is applied per function with mindspore.jit
-        if run.threads:
+        if run.threads and not run.distributed:
             ms.set_context(runtime_num_threads=run.threads)
-        self.target = _set_device(run.device)
+        dev = parse_device(run.device)
+        self.target = _set_device(dev)
+        self.rank, self.world = 0, 1
+        if run.distributed:  # the group before any tensor exists: MindSpore requires it on Ascend
+            if run.threads and self.target == "CPU":  # a rank's share of the cores, through the API MindSpore
+                ms.device_context.cpu.op_tuning.threads_num(run.threads)  # names as runtime_num_threads' successor
+            self.rank, self.world = _join_group(run.distributed)
+        _probe(dev)
         if run.precision not in LOW_PRECISION:
             raise UnsupportedError(f"precision {run.precision} is not one of {', '.join(LOW_PRECISION)}")
         if run.precision == "bf16" and self.target == "CPU":
@@ -119,6 +152,10 @@ class MindSporeRunner:
         hp = self.run.hyper_parameters
         self.opt = TorchRuleAdam(self.params, lr=hp["lr"], betas=tuple(hp["betas"]), eps=hp["adam_eps"])
         self.scaler = amp.DynamicLossScaler(**LOSS_SCALE) if self.run.precision == "fp16" else None
+        # Data parallel: the gradients all-reduced and averaged over the ranks (as DATA_PARALLEL's gradients_mean).
+        group = self.run.distributed
+        self.reducer = nn.DistributedGradReducer(self.params, mean=True, degree=self.world) if group else None
+        self.last_grads = None
         grad_fn = ms.value_and_grad(self._scaled_loss, None, self.params)
         compiled = self.run.mode == "compiled"
         self.grad_fn = ms.jit(grad_fn) if compiled else grad_fn
@@ -176,6 +213,8 @@ class MindSporeRunner:
     def _loss_and_unscaled_grads(self, x, y, token_mask=None):
         # A forecast step is called without the mask argument, so that its graph is the one it always was.
         loss, grads = self.grad_fn(x, y) if token_mask is None else self.grad_fn(x, y, token_mask)
+        if self.reducer is not None:
+            grads = self.reducer(grads)
         if self.scaler is None:
             return float(loss.asnumpy()), grads, True
         grads = self.scaler.unscale(grads)
@@ -187,8 +226,17 @@ class MindSporeRunner:
         loss, grads, _ = self._loss_and_unscaled_grads(x, y, token_mask)
         return loss, {p.name: g.asnumpy() for p, g in zip(self.params, grads, strict=True)}
 
+    def grads(self) -> dict[str, np.ndarray]:
+        """The last train_step's gradients, averaged over the ranks (kept in data parallel only: elsewhere they
+        would hold device memory between steps)."""
+        if self.last_grads is None:
+            raise RuntimeError("the gradients of a training step are kept in data-parallel runs only")
+        return {p.name: g.asnumpy() for p, g in zip(self.params, self.last_grads, strict=True)}
+
     def train_step(self, x, y, token_mask=None) -> float:
         loss, grads, finite = self._loss_and_unscaled_grads(x, y, token_mask)
+        if self.reducer is not None:
+            self.last_grads = grads
         if finite:  # an overflowed fp16 step is skipped, as GradScaler skips it
             self.opt(grads)
         return loss
@@ -204,3 +252,15 @@ class MindSporeRunner:
 
     def state(self) -> dict[str, np.ndarray]:
         return {p.name: p.asnumpy() for p in self.net.get_parameters()}
+
+    def mean_over_ranks(self, values: list[float]) -> list[float]:
+        """The mean of ``values`` over the data-parallel group's ranks (an all-reduce in float32)."""
+        total = ops.AllReduce()(Tensor(np.asarray(values, np.float32))).asnumpy()
+        return [float(v) / self.world for v in total]
+
+    def close(self) -> None:
+        """Leave the data-parallel group, if in one."""
+        if self.run.distributed:
+            from mindspore.communication import release
+
+            release()

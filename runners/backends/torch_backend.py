@@ -1,6 +1,6 @@
 """PyTorch runner: builds a workload's torch.nn model from neutral weights and runs it, in fp32, bf16 or
 fp16 (autocast, with GradScaler's dynamic loss scaling for fp16), eager or torch.compile, with or
-without activation recompute."""
+without activation recompute; alone or as one rank of a data-parallel group (DistributedDataParallel)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import contextlib
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from runners.backends.torch_compiled import CompiledModel
@@ -64,8 +65,33 @@ def make_loss(spec: WorkloadSpec, device: torch.device, data: dict | None = None
     return lambda out, y: masked_mse(out, y, mask)
 
 
+def _check_group_device(text: str, backend: str) -> None:
+    """A rank's accelerator must exist: torchrun gives each process of a node its own."""
+    dev = parse_device(text)
+    if dev.kind == "cuda" and torch.cuda.device_count() <= dev.index:
+        raise PairbenchError(
+            f"{backend.upper()} data parallel needs {dev}; torch {torch.__version__} sees "
+            f"{torch.cuda.device_count()} CUDA GPU(s)"
+        )
+
+
+def _join_group(group: dict, device: torch.device) -> tuple[int, int]:
+    """Join the data-parallel group ``group`` (RunConfig.distributed: its collective backend, gloo, NCCL or HCCL,
+    and its size); torchrun's environment gives the rendezvous and this process's rank. Returns (rank, world)."""
+    if device.type == "cpu":
+        dist.init_process_group(group["backend"])
+    else:
+        getattr(torch, device.type).set_device(device)  # torch.cuda or torch.npu
+        dist.init_process_group(group["backend"], device_id=device)
+    if dist.get_world_size() != group["world"]:
+        raise RuntimeError(f"the launcher started {dist.get_world_size()} processes, not {group['world']}")
+    return dist.get_rank(), dist.get_world_size()
+
+
 class TorchRunner:
-    """The workload's loss and torch.optim.Adam; the mixed-precision policy is the model's own (see README)."""
+    """The workload's loss and torch.optim.Adam; the mixed-precision policy is the model's own (see README). With
+    ``run.distributed`` one rank of a data-parallel group: the model in DistributedDataParallel, which averages the
+    gradients over the ranks during backward."""
 
     framework = "torch"
 
@@ -73,6 +99,8 @@ class TorchRunner:
         self.spec, self.run = spec, run
         if run.threads:
             torch.set_num_threads(run.threads)
+        if run.distributed:
+            _check_group_device(run.device, run.distributed["backend"])
         self.device = _torch_device(run.device)
         if run.precision not in AMP_DTYPES:
             raise UnsupportedError(f"precision {run.precision} is not one of {', '.join(AMP_DTYPES)}")
@@ -80,6 +108,7 @@ class TorchRunner:
         self.model_cls = load_object(spec.models[self.framework])
         self.loss_fn = make_loss(spec, self.device, run.data)
         self.compiled = CompiledModel(None, self.device, enabled=False)
+        self.rank, self.world = _join_group(run.distributed, self.device) if run.distributed else (0, 1)
 
     def versions(self) -> dict[str, str]:
         name = "cpu"
@@ -101,8 +130,16 @@ class TorchRunner:
         net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=True)
         net.recompute = self.run.recompute
         self.net = net.to(self.device)
+        model = self.net
+        if self.run.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = None if self.device.type == "cpu" else [self.device.index]
+            # static_graph: the reference model owns a final LayerNorm that forward never applies (see README), so
+            # some parameters get no gradient; DDP must know the used set is the same every step.
+            model = DistributedDataParallel(self.net, device_ids=ids, static_graph=True)
         compiled = self.run.mode == "compiled"
-        self.compiled = CompiledModel(self.net, self.device, enabled=compiled, check=self.run.task != "diagnose")
+        self.compiled = CompiledModel(model, self.device, enabled=compiled, check=self.run.task != "diagnose")
         self.model = self.compiled
         hp = self.run.hyper_parameters
         self.opt = torch.optim.Adam(self.net.parameters(), lr=hp["lr"], betas=tuple(hp["betas"]), eps=hp["adam_eps"])
@@ -148,9 +185,14 @@ class TorchRunner:
             loss = self._loss(x, y, token_mask)
         self.activation_memory = {"saved_activations_mb": sum(storages.values()) / 2**20}
         loss.backward()
-        grads = {n: p.grad.detach().cpu().numpy() for n, p in self.net.named_parameters() if p.grad is not None}
+        grads = self.grads()
         self.net.zero_grad(set_to_none=True)
         return float(loss.item()), grads
+
+    def grads(self) -> dict[str, np.ndarray]:
+        """The gradients of the last backward (after train_step: the step's, averaged over the ranks in data
+        parallel), of every parameter it reached."""
+        return {n: p.grad.detach().cpu().numpy() for n, p in self.net.named_parameters() if p.grad is not None}
 
     def train_step(self, x, y, token_mask=None) -> float:
         self.opt.zero_grad(set_to_none=True)
@@ -180,3 +222,14 @@ class TorchRunner:
 
     def state(self) -> dict[str, np.ndarray]:
         return {k: v.detach().cpu().numpy() for k, v in self.net.state_dict().items()}
+
+    def mean_over_ranks(self, values: list[float]) -> list[float]:
+        """The mean of ``values`` over the data-parallel group's ranks (an all-reduce in float64)."""
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return (t / self.world).cpu().tolist()
+
+    def close(self) -> None:
+        """Leave the data-parallel group, if in one."""
+        if self.run.distributed:
+            dist.destroy_process_group()

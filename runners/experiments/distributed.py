@@ -17,19 +17,18 @@ from pathlib import Path
 import numpy as np
 
 from metrics.timing import summarize
-from runners.devices import TORCH_BACKENDS, parse_device
+from runners.devices import MINDSPORE_BACKENDS, TORCH_BACKENDS, parse_device
 from runners.errors import PairbenchError
 from runners.execution.lifeline import die_with_parent
 from runners.experiments.runs import worker_env
 from runners.options import Topology, check_split
 from runners.records import schema
-from runners.spec import check_framework
+from runners.spec import RunConfig, check_framework
 from runners.weights.canonical import save_weights
 from runners.workloads.registry import get_workload
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: runners/experiments/ is two levels down
 LAUNCHERS = {"torch": "torchrun", "mindspore": "msrun"}
-MINDSPORE_BACKENDS = {"cpu": "mccl", "cuda": "nccl", "ascend": "hccl"}
 LINGER_S = 25.0  # a launcher still running this long after its last rank exited is stopped
 MS_NODE_TIMEOUT_S = 10  # seconds before msrun's scheduler declares a silent rank dead (MindSpore's default is ~30)
 _LOG_NOISE = re.compile(r"^\[(INFO|WARNING|DEBUG)\]|^-+$|^\*+$|^- C\+\+ Call Stack|^mindspore/ccsrc/")
@@ -287,14 +286,25 @@ class DPJob:
     def base(self, nproc: int) -> dict:
         return {**self._shared(), "mode": "data_parallel", "nproc": nproc, "launcher": LAUNCHERS[self.framework]}
 
-    def request(self, out_dir: Path) -> dict:
-        return {
-            **self._shared(),
-            "hyper_parameters": get_workload(self.workload).hyper_parameters(),
-            "threads": self.threads,
-            "out_dir": str(out_dir),
-            "log_dir": str(out_dir / "logs"),
-        }
+    def request(self, out_dir: Path, world: int) -> dict:
+        """What runners.execution.dp_worker reads: every rank's run (a RunConfig: fp32 eager forecast steps on the
+        global batch, one rank of ``world``) and where its launch writes."""
+        run = RunConfig(
+            workload=self.workload,
+            framework=self.framework,
+            weights=str(self.weights),
+            device=self.device,
+            threads=self.threads,
+            batch_size=self.global_batch,
+            warmup_steps=self.warmup,
+            train_steps=self.steps,
+            forward_steps=0,
+            seed=self.seed,
+            task="data_parallel",
+            hyper_parameters=get_workload(self.workload).hyper_parameters(),
+            distributed={"backend": backend_for(self.framework, self.device), "world": world},
+        )
+        return {"run": run.to_dict(), "out_dir": str(out_dir), "log_dir": str(out_dir / "logs")}
 
 
 def run_job(job: DPJob, nproc: int, out_dir: Path, topo: Topology = Topology()) -> dict:
@@ -308,7 +318,7 @@ def run_job(job: DPJob, nproc: int, out_dir: Path, topo: Topology = Topology()) 
         base.update(nnodes=topo.nnodes, node_rank=topo.node_rank, master=topo.endpoint(port))
     out_dir.mkdir(parents=True, exist_ok=True)
     request = out_dir / "request.json"
-    request.write_text(json.dumps(job.request(out_dir), indent=1))
+    request.write_text(json.dumps(job.request(out_dir, world), indent=1))
     cmd = launch_command(job.framework, nproc, port, out_dir, request, topo)
     run = _run_launcher(cmd, launch_env(job.framework, job.device, out_dir), out_dir, topo.ranks(nproc), job.timeout_s)
     ranks = _read_ranks(out_dir, topo.ranks(nproc))
