@@ -1,4 +1,5 @@
-"""Forecasts: latency and energy of a ten-day autoregressive forecast in each framework (pairbench forecast)."""
+"""Forecasts: latency and energy of a ten-day autoregressive forecast in each framework and by each framework's exported
+graph (ONNX Runtime, MindIR: pairbench forecast --engine)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,19 @@ def run_forecasts(workload: str, precision: str, device: str, frameworks: list[s
     from runners.experiments.forecast import run_forecast
 
     opts = common.task_options("forecast", workload, precision, device, frameworks)
+    # the frameworks' own forecasts and those of their exported graphs (ONNX Runtime from PyTorch, MindIR)
+    opts.engines = (*frameworks, *(ENGINE_OF[fw] for fw in frameworks))
     outcome = run_forecast(opts, progress=lambda line: print(f"[asv] {line}", flush=True))
-    return {r["framework"]: common.entry_for(r, _forecast_values(r)) for r in outcome.records}
+    return {_side(r): common.entry_for(r, _forecast_values(r)) for r in outcome.records}
+
+
+# The exported graph tracked for each framework (runners.engines.spec, each with its defaults).
+ENGINE_OF = {"torch": "onnxruntime", "mindspore": "mindir"}
+
+
+def _side(record: dict) -> str:
+    """The benchmark's ``framework`` parameter of a record: its framework, or its engine's name."""
+    return record["engine"].split(":")[0] if record.get("engine") else record["framework"]
 
 
 def _forecast_values(record: dict) -> dict:
@@ -31,7 +43,7 @@ class Forecast:
     in each framework; latency is the median over timed repeats, synchronised, from the host's initial
     conditions to the last lead."""
 
-    params = [common.FRAMEWORKS, common.PRECISIONS, forecast_workloads(), common.DEVICES]
+    params = [[*common.FRAMEWORKS, *ENGINE_OF.values()], common.PRECISIONS, forecast_workloads(), common.DEVICES]
     param_names = ["framework", "precision", "workload", "device"]
     timeout = 4 * common.TIMEOUT_S  # setup_cache runs every combination; each benchmark only reads its value
 

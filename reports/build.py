@@ -9,6 +9,13 @@ import pandas as pd
 from reports import MISSING, figures
 from reports.costs import COST_TEXT, cost_table
 from reports.costs import carbon_intensity as carbon_intensity_of
+from reports.deployment import (
+    DEPLOYMENT_GROUPS,
+    DEPLOYMENT_KEYS,
+    DEPLOYMENT_SETTING,
+    DEPLOYMENT_TEXT,
+    deployment_table,
+)
 from reports.diagnosis_tables import diagnosis_sections
 from reports.energy import ENERGY_SCOPE, ENERGY_TEXT, energy_table, flag_style
 from reports.forecast_tables import FORECAST_GROUPS, FORECAST_KEYS, FORECAST_SETTING, forecast_table
@@ -126,6 +133,15 @@ def sections(records: list[dict], with_figures: bool, intensity=None) -> tuple[l
             missing=MISSING,
             column_groups=FORECAST_GROUPS,
             keys=FORECAST_KEYS,
+        ),
+        Section(
+            "Deployment",
+            deployment_table(pairing),
+            DEPLOYMENT_TEXT,
+            split_by=DEPLOYMENT_SETTING,
+            missing=MISSING,
+            column_groups=DEPLOYMENT_GROUPS,
+            keys=DEPLOYMENT_KEYS,
         ),
         Section(
             "Skill",

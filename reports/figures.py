@@ -213,7 +213,7 @@ def forecast_latency(pairing: Pairing) -> str | None:
 def forecast_rel_l2(pairing: Pairing) -> str | None:
     """Relative L2 difference of the two frameworks' forecasts at each lead time (latest forecast_parity record per
     setting and device, log scale; a lead whose difference is not finite is a gap), with the bounds dashed."""
-    groups = [g for g in pairing.groups if g.task == "forecast"]
+    groups = [g for g in pairing.groups if g.task == "forecast" and not g.engine]  # graphs: reports.deployment
     names = [g.workload for g in groups]
     curves = []
     for g in groups:

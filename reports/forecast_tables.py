@@ -88,7 +88,7 @@ def forecast_table(pairing: Pairing) -> pd.DataFrame:
     per-repeat samples) and the verdict of the latest forecast_parity record naming it."""
     rows = []
     for g in pairing.groups:
-        if g.task != "forecast":
+        if g.task != "forecast" or g.engine:  # exported graphs: reports.deployment
             continue
         parity = latest_parity(g, "forecast_parity")
         for device in sorted({d for _, d in g.runs}):

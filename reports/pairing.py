@@ -35,6 +35,12 @@ class Group:
         rec = _representative(self) or {}
         return {k: rec.get(k) for k in IDENTITY_FIELDS}
 
+    @property
+    def engine(self) -> str | None:
+        """The exported-graph engine that ran the group's forecasts (runners.engines), or None: a framework itself.
+        Such a group is set beside its framework's by reports.deployment, never reported as a group apart."""
+        return (_representative(self) or {}).get("engine")
+
 
 @dataclass
 class Pairing:
@@ -75,7 +81,8 @@ def pair_records(records: list[dict]) -> Pairing:
     refusals = []
     by_workload: dict[tuple[str, str], list[Group]] = {}
     for g in groups.values():
-        by_workload.setdefault((g.workload, g.task), []).append(g)
+        if g.engine is None:
+            by_workload.setdefault((g.workload, g.task), []).append(g)
     for (workload, task), gs in by_workload.items():
         for other in gs[1:] if task not in COMPLETE_COMPARISONS else []:
             why = difference(gs[0].identity, other.identity)

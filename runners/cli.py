@@ -52,6 +52,14 @@ def _choices(allowed: tuple[str, ...]):
     return parse
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """A comma-separated list of names (each checked where it is used)."""
+    names = tuple(n.strip() for n in text.split(","))
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"'{text}' has an empty item; give names separated by single commas")
+    return names
+
+
 def _ints(text: str) -> tuple[int, ...]:
     """--batch-size: one batch size or a comma-separated sweep of them, each within the option's bounds."""
     items = [v.strip() for v in text.split(",")]
@@ -252,7 +260,15 @@ def _parser() -> argparse.ArgumentParser:
         "forecast", help="time autoregressive forecasts in each framework from the same weights and initial conditions"
     )
     fc.add_argument("--workload", default=DEFAULT_WORKLOAD)
-    fc.add_argument("--frameworks", type=_frameworks, default=FRAMEWORKS)
+    fc.add_argument("--frameworks", type=_frameworks, default=None, help="default: " + ",".join(FRAMEWORKS))
+    fc.add_argument(
+        "--engine",
+        type=_names,
+        default=None,
+        help="what runs the forecasts, comma-separated: torch, mindspore (the frameworks), onnxruntime[:key=value...], "
+        "mindir[:key=value...] (exported graphs; keys source, spectral, shrink, provider: docs/deployment.md); an "
+        "exported graph's source framework runs too, as its reference (default: the frameworks)",
+    )
     fc.add_argument("--device", default=ForecastOptions.device, help="cpu, cuda[:i], ascend[:i] or auto")
     fc.add_argument("--precision", type=_choices(PRECISIONS), default=("fp32",), help="comma-separated sweep")
     fc.add_argument("--mode", type=_choices(MODES), default=("eager",), help="eager and/or compiled")
@@ -418,6 +434,8 @@ def _cmd_forecast(args) -> int:
     from runners.experiments.skeleton import expand
 
     _resolve_auto(args)
+    if args.engine and args.frameworks:
+        raise PairbenchError("give --engine or --frameworks: --engine names the frameworks that run too")
     if args.seed is None:
         args.seed = secrets.randbits(31)  # one seed for the whole sweep: every point starts alike
     plan = expand(

@@ -35,7 +35,7 @@ BOUNDS = {
     "require_quiet": (0, MAX_QUIET_REPEATS), "nproc": (1, MAX_THREADS),
 }  # fmt: skip
 # Command-line names of option fields that differ from the field's name.
-ARG_OF = {"timeout_s": "timeout"}
+ARG_OF = {"timeout_s": "timeout", "engines": "engine"}
 
 
 def flag(name: str) -> str:
@@ -193,6 +193,9 @@ class ForecastOptions:
     require_quiet: int = 0
     model: dict = field(default_factory=dict)
     data: object = None  # a runners.data.dataset.DataRequest: initial conditions from data; synthetic when None
+    # What runs the forecasts (runners.engines.spec: torch, mindspore, onnxruntime[:...], mindir[:...]); empty: the
+    # frameworks themselves. An exported graph's source framework runs too, as its reference.
+    engines: tuple[str, ...] = ()
 
     def validate(self) -> None:
         check_choices(self)

@@ -7,8 +7,10 @@ Steps (each a pairbench command, run in this interpreter; the plan is printed fi
 3. A short fourcastnet-era5 (the paper's network, batch 1, a few steps) in both frameworks, fp32 and bf16 eager;
    where it does not fit (out of memory), fourcastnet-small instead.
 4. ``pairbench forecast``: a ten-day forecast of the same network (the one that fitted), fp32 and bf16 eager.
-5. ``pairbench report``: the HTML report of every record.
-6. A summary of each run (status, step time, power and its provenance, MFU) and of what was unavailable, printed
+5. ``pairbench forecast --engine``: fourcastnet-tiny forecasts by exported graphs (ONNX Runtime with the device's
+   provider, FFT and DFT paths; MindIR) beside both frameworks, each graph's trajectory checked against its source.
+6. ``pairbench report``: the HTML report of every record.
+7. A summary of each run (status, step time, power and its provenance, MFU) and of what was unavailable, printed
    and written beside the records (summary.txt).
 
     scripts/device_check.sh                     # results in results/device-check-<time>/
@@ -39,6 +41,9 @@ TINY += ["--warmup-steps", "2", "--train-steps", "10", "--forward-steps", "10"]
 LARGE = ["--precision", "fp32,bf16", "--mode", "eager", "--batch-size", "1"]
 LARGE += ["--warmup-steps", "1", "--train-steps", "3", "--forward-steps", "3"]
 FORECAST = ["--precision", "fp32,bf16", "--mode", "eager", "--repeats", "3"]
+# The deployed paths (runners.engines): the provider follows the device (CUDA on a GPU, CANN on an NPU).
+ENGINES = ["--n-lead", "8", "--repeats", "5", "--engine",
+           "torch,mindspore,onnxruntime,onnxruntime:spectral=dft,mindir,mindir:spectral=dft"]  # fmt: skip
 LARGE_WORKLOADS = ("fourcastnet-era5", "fourcastnet-small")  # the second where the first does not fit
 RUN_TIMEOUT_S = 300  # per framework run
 
@@ -79,6 +84,11 @@ def plan(device: str, results: Path, large: str = LARGE_WORKLOADS[0]) -> list[tu
         (
             f"a ten-day {large} forecast, fp32 and bf16, eager",
             pairbench("forecast", "--workload", large, *FORECAST, *common),
+        ),
+        (
+            "fourcastnet-tiny forecasts by exported graphs: ONNX Runtime (CUDA or CANN provider, FFT and DFT paths) "
+            "and MindIR, beside both frameworks",
+            pairbench("forecast", "--workload", "fourcastnet-tiny", *ENGINES, *common),
         ),
         ("the HTML report", pairbench("report", str(results), "-o", str(results / "report.html"))),
     ]
@@ -141,7 +151,8 @@ def summarize(records: list[dict], device: str, elapsed_s: float) -> list[str]:
             f"  parity {p['workload']} {p['precision']} {p['mode']}: {p['verdict']} ({p.get('bounds_source')})"
         )
     for r in (r for r in records if r.get("record_type") == "forecast"):
-        what = f"forecast {r['workload']} {r['framework']} {r['precision']} {r['n_lead']} x {r['lead_hours']:g} h"
+        side = r.get("engine") or r["framework"]
+        what = f"forecast {r['workload']} {side} {r['precision']} {r['n_lead']} x {r['lead_hours']:g} h"
         if r["status"] != "ok":
             lines.append(f"  {what} {r['status']}: {r.get('reason')}")
             continue
@@ -149,7 +160,8 @@ def summarize(records: list[dict], device: str, elapsed_s: float) -> list[str]:
         energy = f"{energy:.4g} J ({r['power_provenance']})" if energy is not None else r.get("power_reason")
         lines.append(f"  {what} ok: {r['forecast_ms_p50']:.1f} ms per forecast, energy {energy}")
     for p in (r for r in records if r.get("record_type") == "forecast_parity"):
-        lines.append(f"  forecast parity {p['workload']} {p['precision']}: {p['verdict']} ({p.get('bounds_source')})")
+        what = f"{p['other']} vs {p['reference']}" if p.get("engine") else p["precision"]
+        lines.append(f"  forecast parity {p['workload']} {what}: {p['verdict']} ({p.get('bounds_source')})")
     missing = [r for r in runs if r["status"] in ("unavailable", "unsupported")]
     failed = [r for r in runs if r["status"] == "failed"]
     lines.append(f"unavailable or unsupported: {len(missing)}; failed: {len(failed)}")

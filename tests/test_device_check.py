@@ -56,7 +56,8 @@ def test_an_npu_is_found_and_the_plan_covers_both_models_precisions_and_modes(tm
     assert proc.returncode == 0, proc.stderr
     assert f"checking ascend:0; records, logs and the report go to {tmp_path / 'r'}" in proc.stdout
     plan = [ln for ln in proc.stdout.splitlines() if "runners.cli" in ln]
-    assert len(plan) == 4 and all("--device ascend:0" in ln for ln in plan[:3])
+    assert len(plan) == 5 and all("--device ascend:0" in ln for ln in plan[:4])
+    assert "forecast --workload fourcastnet-tiny" in plan[3] and "--engine torch,mindspore,onnxruntime," in plan[3]
     assert "forecast --workload fourcastnet-era5 --precision fp32,bf16" in plan[2] and "--no-skill" not in plan[2]
     assert "--precision fp32,bf16 --mode eager,compiled" in plan[0] and "fourcastnet-era5" in plan[1]
     assert not (tmp_path / "r").exists()  # a dry run writes nothing

@@ -14,13 +14,15 @@ from metrics.parity import compare_trajectories
 from metrics.timing import summarize
 from runners.data.synthetic import DATA_GENERATOR
 from runners.devices import parse_device
+from runners.engines.spec import parse_engine
 from runners.errors import PairbenchError
 from runners.experiments import skeleton
 from runners.experiments.datasets import configured, forecast_inits, save_mask
 from runners.experiments.runs import device_profile, environment_fields
-from runners.experiments.skeleton import Experiment, Outcome, Point, run_point
+from runners.experiments.skeleton import Experiment, Outcome, Point, Side, run_point
 from runners.options import DEFAULT_FORECAST_HOURS, ForecastOptions
 from runners.records import schema
+from runners.spec import FRAMEWORKS
 from runners.weights.canonical import starting_weights, weights_digest
 from runners.workloads.registry import get_workload
 
@@ -61,6 +63,7 @@ def forecast_fields(run, spec, result: dict, lead_hours: float) -> dict:
     p50_s = rec["forecast_ms_p50"] / 1e3
     per_forecast = schema.finite_or_none(result.get("energy_j_per_sample"))
     profile = device_profile(run, result)
+    rec.update({k: result[k] for k in schema.ENGINE_FIELDS if k in result})  # an exported graph's facts
     rec.update(
         {
             "forecast_ms": result["forecast_ms"],
@@ -148,13 +151,47 @@ class Forecast(Experiment):
     def fields(self, run, result: dict, point: Point, run_dir: Path) -> dict:
         return forecast_fields(run, point.spec, result, point.head["lead_hours"])
 
+    def sides(self, opts: ForecastOptions, point: Point) -> list[Side]:
+        """The frameworks, or those of ``opts.engines`` (runners.engines.spec) with every exported graph's source
+        framework run too (its forecast is the graph's reference), frameworks first."""
+        if not opts.engines:
+            return super().sides(opts, point)
+        kind = parse_device(opts.device).kind
+        engines = [parse_engine(text).resolve(point.spec.model, kind) for text in opts.engines]
+        frameworks = [e.name for e in engines if e.is_framework]
+        frameworks += [e.source for e in engines if not e.is_framework and e.source not in frameworks]
+        labels = [e.label for e in engines if not e.is_framework]
+        twice = sorted({x for x in [*frameworks, *labels] if [*frameworks, *labels].count(x) > 1})
+        if twice:
+            raise PairbenchError(f"--engine names {twice[0]} twice")
+        exported = [Side(e.source, e.label) for e in engines if not e.is_framework]
+        return [Side(fw) for fw in dict.fromkeys(frameworks)] + exported
+
     def compare(self, point: Point, run_dir: Path, head: dict, results: dict[str, dict]) -> Outcome:
-        reference, other = skeleton.reference_and_other(results)
+        """The frameworks' trajectories against each other, and each exported graph's against its source framework's
+        (same weights, same initial conditions)."""
+        frameworks = [key for key in results if key in FRAMEWORKS]
+        outcome = Outcome(run_dir, [])
+        if len(frameworks) >= 2:
+            reference, other = skeleton.reference_and_other(frameworks)
+            # a framework's files are named after it
+            outcome = self._parity(run_dir, head, other, reference, (other, reference))
+        for res in results.values():
+            side = res.get("side")
+            if side is None or side.engine is None or side.framework not in results:
+                continue
+            found = self._parity(run_dir, res["head"], side.stem, side.framework, (side.engine, side.framework))
+            outcome.more_comparisons.append(found.comparison_record)
+            outcome.agrees &= found.agrees
+        return outcome
+
+    def _parity(self, run_dir: Path, head: dict, other: str, reference: str, names: tuple[str, str]) -> Outcome:
         (a, b), members, leads = kept_alike(run_dir / f"{other}.npz", run_dir / f"{reference}.npz")
         precision, kind = head["precision"], parse_device(head["device"]).kind
-        found = compare_trajectories(a, b, (other, reference), precision, kind, leads)
+        found = compare_trajectories(a, b, names, precision, kind, leads)
         found_here = {**found, "compared_members": members, "compared_leads": leads}
-        (run_dir / "forecast_parity.json").write_text(json.dumps(found_here, indent=1))
+        name = "forecast_parity.json" if other in FRAMEWORKS else f"forecast_parity-{other}.json"
+        (run_dir / name).write_text(json.dumps(found_here, indent=1))
         return skeleton.comparison_outcome(head, "forecast_parity", found, found["verdict"] != "fail")
 
 

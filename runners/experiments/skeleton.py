@@ -37,6 +37,25 @@ class Point:
     context: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Side:
+    """Who runs a point: a framework, or an exported graph of that framework's model run by an engine (``engine``:
+    its label, runners.engines.spec; None: the framework itself)."""
+
+    framework: str
+    engine: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The side's name among a point's sides: the engine's label, else the framework."""
+        return self.engine or self.framework
+
+    @property
+    def stem(self) -> str:
+        """The name of the side's files in the run folder (``torch``, ``onnxruntime-torch-fft-softshrink-cpu``)."""
+        return "-".join(part.rpartition("=")[2] for part in self.key.split(":"))
+
+
 @dataclass
 class Outcome:
     """What running a point gives back, the same for every experiment: its run folder, a record per framework (in
@@ -49,6 +68,7 @@ class Outcome:
     comparison_record: dict | None = None
     agrees: bool = True
     summary: dict | None = None
+    more_comparisons: list[dict] = field(default_factory=list)  # further comparison records (engines' parity)
 
     @property
     def ok(self) -> bool:
@@ -57,8 +77,8 @@ class Outcome:
 
     @property
     def all_records(self) -> list[dict]:
-        """The frameworks' records, then the comparison's record where there is one."""
-        return [*self.records, *([self.comparison_record] if self.comparison_record else [])]
+        """The sides' records, then the comparisons' records."""
+        return [*self.records, *([self.comparison_record] if self.comparison_record else []), *self.more_comparisons]
 
 
 class Experiment:
@@ -68,6 +88,10 @@ class Experiment:
 
     def points(self, opts, progress) -> list[Point]:
         raise NotImplementedError
+
+    def sides(self, opts, point: Point) -> list[Side]:
+        """Who runs the point, in order: each of ``opts.frameworks``."""
+        return [Side(fw) for fw in opts.frameworks]
 
     def prepare(self, point: Point, run_dir: Path) -> dict:
         """Files the workers read, written into the fresh run folder; returns what the workers' data adds."""
@@ -114,8 +138,8 @@ def expand(make: Callable[..., object], **axes: Iterable) -> list:
 
 
 def run_point(exp: Experiment, opts, point: Point, progress=print, done: dict[str, dict] | None = None) -> Outcome:
-    """Run ``point`` in each of ``opts.frameworks`` (those in ``done``, recorded already, are taken as they are) and
-    compare them; every record is appended to the results file as it is made."""
+    """Run ``point`` on each of its sides (those in ``done``, recorded already, are taken as they are) and compare
+    them; every record is appended to the results file as it is made."""
     done = done or {}
     spec = point.spec
     run_dir, weights_path, head = open_run(opts.results_dir, point.name, spec, point.tensors, point.ident, opts.device)
@@ -123,28 +147,39 @@ def run_point(exp: Experiment, opts, point: Point, progress=print, done: dict[st
     data = {**point.worker_data, **exp.prepare(point, run_dir)}
     records_file = records_path(opts.results_dir)
     records, results = [], {}
-    for fw in opts.frameworks:
-        if fw in done:
-            records.append(done[fw])
-            results[fw] = {"status": "ok", "record": done[fw]}
-            progress(f"[{fw}] already done in {done[fw]['run_id']}: skipped (--resume)")
+    for side in exp.sides(opts, point):
+        if side.key in done:
+            records.append(done[side.key])
+            results[side.key] = {"status": "ok", "record": done[side.key], "head": head}
+            progress(f"[{side.key}] already done in {done[side.key]['run_id']}: skipped (--resume)")
             continue
-        progress(exp.announce(fw, point, opts))
-        run = run_config(point.ident, spec.name, fw, weights_path, opts.device, task=exp.task, data=data)
-        result = exp.execute(run, run_dir / fw, opts, progress)
-        rec = exp.record(run_head, fw, run, result, point, run_dir)
+        ident = point.ident if side.engine is None else side_identity(point.ident, side.engine)
+        engine = {} if side.engine is None else {"engine": side.engine}
+        progress(exp.announce(side.key, point, opts))
+        run = run_config(
+            ident, spec.name, side.framework, weights_path, opts.device, task=exp.task, data=data, **engine
+        )
+        result = exp.execute(run, run_dir / side.stem, opts, progress)
+        rec = exp.record({**run_head, **ident}, side.framework, run, result, point, run_dir)
         append_record(records_file, rec)
         records.append(rec)
-        results[fw] = {**result, "record": rec}
+        results[side.key] = {**result, "record": rec, "head": {**head, **ident}, "side": side}
         progress(exp.finished(rec, opts))
-    ok = {fw: res for fw, res in results.items() if res["status"] == "ok"}
+    ok = {key: res for key, res in results.items() if res["status"] == "ok"}
     found = exp.compare(point, run_dir, head, ok) if len(ok) >= 2 else None
     outcome = found or Outcome(run_dir, records)
     outcome.run_dir, outcome.records = run_dir, records
-    if outcome.comparison_record is not None:
-        append_record(records_file, outcome.comparison_record)
+    for rec in [outcome.comparison_record, *outcome.more_comparisons]:
+        if rec is not None:
+            append_record(records_file, rec)
     exp.finish(outcome, point, run_dir)
     return outcome
+
+
+def side_identity(ident: dict, engine: str) -> dict:
+    """The identity of an engine's side of a point whose identity is ``ident``: the same work, run by ``engine``."""
+    fields = {k: ident[k] for k in schema.IDENTITY_FIELDS if k != "task"}
+    return schema.identity(ident["record_type"], **fields, engine=engine)
 
 
 # What a point's identity says where its experiment does not set it: fp32 eager forecast steps in one process.
