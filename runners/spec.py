@@ -232,6 +232,9 @@ class RunConfig:
     data: dict[str, Any] = field(default_factory=dict)  # the skill task's data set and rollout settings
     model: dict[str, Any] = field(default_factory=dict)
     hyper_parameters: dict[str, Any] = field(default_factory=dict)
+    # An exported-graph engine's label (runners.engines.spec; its framework is the graph's source), or None: the
+    # framework itself.
+    engine: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
