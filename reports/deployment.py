@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reports.naming import FRAMEWORK_LABEL, unavailable
+from reports.naming import framework_name, unavailable
 from reports.pairing import Group, Pairing
 from reports.stats import bootstrap_interval, bootstrap_ratio
 from runners.records.schema import IDENTITY_FIELDS, fingerprint
@@ -21,9 +21,10 @@ DEPLOYMENT_COLUMNS = [
 DEPLOYMENT_KEYS = ["engine"]
 DEPLOYMENT_GROUPS = [
     ("export and session", ["source", "status", "provider", "export_s", "file_mb", "session_s"]),
-    ("latency, energy and parity", ["forecast_ms_p50", "forecast_ms_ci_low", "forecast_ms_ci_high", "vs_source",
-                                    "vs_source_ci_low", "vs_source_ci_high", "vs_other_best", "other_best",
-                                    "energy_j_per_forecast", "parity", "rel_l2_max"]),
+    ("latency", ["forecast_ms_p50", "forecast_ms_ci_low", "forecast_ms_ci_high", "vs_source", "vs_source_ci_low",
+                 "vs_source_ci_high"]),
+    ("against the other stack, energy and parity", ["vs_other_best", "other_best", "energy_j_per_forecast", "parity",
+                                                    "rel_l2_max"]),
 ]  # fmt: skip
 DEPLOYMENT_TEXT = (
     "Forecasts run by an exported graph of a framework's model (its label: the engine, the framework it was exported "
@@ -54,10 +55,12 @@ def _ratio(a: dict, b: dict) -> tuple[float, float | None, float | None]:
 
 
 def _name(rec: dict) -> str:
-    return rec.get("engine") or FRAMEWORK_LABEL.get(rec["framework"], rec["framework"])
+    return framework_name(rec)
 
 
-def _row(rec: dict, base: dict) -> dict:
+def _row(rec: dict, base: dict[str, dict], graphs: list[dict]) -> dict:
+    """``rec``'s row; ``base``: the frameworks' own forecasts of the same work on its device, by framework;
+    ``graphs``: the other exported graphs' forecasts of it."""
     row = {k: rec.get(k) for k in DEPLOYMENT_SETTING if k != "base_fingerprint"}
     row.update(base_fingerprint=base_fingerprint(rec), engine=rec["engine"], source=rec["framework"])
     if rec["status"] != "ok":
@@ -66,7 +69,8 @@ def _row(rec: dict, base: dict) -> dict:
     energy = rec.get("energy_j_per_forecast")
     row.update(
         status="ok",
-        provider=", ".join(rec.get("engine_providers_used") or []) or rec.get("engine_runtime"),
+        provider=", ".join(rec.get("engine_providers_used") or [])
+        or f"{rec.get('engine_runtime')} ({rec.get('engine_device_target')})",
         export_s=rec.get("engine_export_s"),
         file_mb=rec["engine_bytes"] / 1e6 if rec.get("engine_bytes") is not None else None,
         session_s=rec.get("engine_session_s"),
@@ -78,8 +82,8 @@ def _row(rec: dict, base: dict) -> dict:
     source = base.get(rec["framework"])
     if source is not None:
         row["vs_source"], row["vs_source_ci_low"], row["vs_source_ci_high"] = _ratio(rec, source)
-    others = [r for fw, r in base.items() if fw != rec["framework"] and r is not None]
-    others += [r for r in base.get("engines", []) if r["framework"] != rec["framework"]]
+    others = [r for fw, r in base.items() if fw != rec["framework"]]
+    others += [r for r in graphs if r["framework"] != rec["framework"]]
     if others:
         best = min(others, key=lambda r: r["forecast_ms_p50"])
         row["vs_other_best"], row["other_best"] = rec["forecast_ms_p50"] / best["forecast_ms_p50"], _name(best)
@@ -97,14 +101,14 @@ def deployment_table(pairing: Pairing) -> pd.DataFrame:
         for rec in sorted(recs, key=lambda r: (r["device"], r["timestamp"])):
             base_group = groups.get(base_fingerprint(rec))
             base = {fw: r for (fw, d), r in (base_group.runs.items() if base_group else []) if d == rec["device"]}
-            base["engines"] = [
+            graphs = [
                 r
                 for e in engines
                 if e is not g and base_fingerprint(e.identity) == base_fingerprint(rec)
                 for (_, d), r in e.runs.items()
                 if d == rec["device"]
             ]
-            row = _row(rec, base)
+            row = _row(rec, base, graphs)
             p = parity.get(rec["device"])
             if rec["status"] == "ok" and p is not None and p.get("other") == rec["engine"]:
                 row.update(parity=p["verdict"], rel_l2_max=p["rel_l2_max"])

@@ -47,10 +47,18 @@ def task_label(group: Group) -> str:
     return TASK_LABEL.get(group.task, group.task)
 
 
+def engine_name(label: str) -> str:
+    """An exported-graph engine's label (runners.engines.spec) in a few words: the engine and its settings without
+    their keys or the source (``onnxruntime (fft, softshrink, cpu)``)."""
+    name, *settings = label.split(":")
+    values = [value for key, _, value in (s.partition("=") for s in settings) if key != "source"]
+    return f"{name} ({', '.join(values)})" if values else name
+
+
 def framework_name(rec: dict) -> str:
-    """A run's framework, with its engine where the record names one."""
+    """A run's framework, with its exported-graph engine where the record names one."""
     name = FRAMEWORK_LABEL.get(rec["framework"], rec["framework"])
-    return f"{name} ({rec['engine']})" if rec.get("engine") else name
+    return f"{name} via {engine_name(rec['engine'])}" if rec.get("engine") else name
 
 
 def side_name(rec: dict) -> str:

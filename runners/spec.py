@@ -235,12 +235,18 @@ class RunConfig:
     # One rank of a data-parallel group: {"backend": collective backend (runners.devices), "world": processes};
     # the launcher's environment gives the rendezvous and this process's rank. Empty: a single-process run.
     distributed: dict[str, Any] = field(default_factory=dict)
+    # An exported-graph engine's label (runners.engines.spec; its framework is the graph's source), or None: the
+    # framework itself.
+    engine: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """As JSON for the worker; ``distributed`` only where set, so a single-process request is what it was."""
+        """As JSON for the worker; ``distributed`` and ``engine`` only where set, so that a framework's
+        single-process request is what it was."""
         d = asdict(self)
         if not self.distributed:
             del d["distributed"]
+        if self.engine is None:
+            del d["engine"]
         return d
 
 

@@ -15,10 +15,11 @@ class Block(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Block())
 """
 
-# Every module of the neutral packages, and every module of runners but the backends and the models (which
-# import their framework by design): found on disk, so a new module is covered without a list to update.
+# Every module of the neutral packages, and every module of runners but the backends, the models and the engine
+# runners (which import their framework or runtime by design): found on disk, so a new module is covered without a
+# list to update.
 NEUTRAL_PACKAGES = ("metrics", "reports", "hardware_profiles", "runners")
-FRAMEWORK_MODULES = ("runners.backends.", "torch_model", "mindspore_model")
+FRAMEWORK_MODULES = ("runners.backends.", "torch_model", "mindspore_model", "onnx_engine", "mindir_engine")
 
 
 def _modules(package: str) -> list[str]:

@@ -25,6 +25,7 @@ LAYERS = [
     ("data and weights", ("runners.data", "runners.weights")),
     ("workloads", ("runners.workloads",)),
     ("backends", ("runners.backends",)),
+    ("engines (exported graphs)", ("runners.engines",)),
     ("execution (the worker process)", ("runners.execution",)),
     ("experiments (the parent process)", ("runners.experiments",)),
     ("reports", ("reports",)),

@@ -47,6 +47,15 @@ def _probe(dev: Device) -> None:
         raise _absent(dev, exc) from None
 
 
+def select_device(text: str) -> str:
+    """Select the device ``text`` names and run one tiny kernel on it (a single process: no group to join first);
+    returns MindSpore's name for it."""
+    dev = parse_device(text)
+    target = _set_device(dev)
+    _probe(dev)
+    return target
+
+
 def _join_group(group: dict) -> tuple[int, int]:
     """Join the data-parallel ``group`` (RunConfig.distributed; msrun's environment gives the cluster and this
     process's rank): init() picks the collective backend from the device target (MCCL, NCCL or HCCL, as
@@ -80,7 +89,7 @@ def make_loss(spec: WorkloadSpec, data: dict | None = None):
     return lambda out, y: ((out - y) ** 2 * mask).sum() / (mask.sum() * out.shape[0])
 
 
-def _check_cpu_bf16_matmul() -> None:
+def check_cpu_bf16_matmul() -> None:
     """Refuse bf16 on CPU where MindSpore has no bfloat16 MatMul kernel (Dense and Conv2d rest on it), with
     MindSpore's own words; asked of the installed MindSpore each run, so a release that adds it runs bf16. MindSpore
     2.10 on an Intel Xeon with AMX-BF16 and AVX512-BF16 (2026-12-06): "Select CPU operator[MatMul] fail! Unsupported
@@ -93,6 +102,26 @@ def _check_cpu_bf16_matmul() -> None:
         raise UnsupportedError(
             f"MindSpore {ms.__version__} has no bfloat16 Dense/Conv2d kernels on CPU ({said})"
         ) from None
+
+
+def mindspore_net(spec: WorkloadSpec, weights: dict[str, np.ndarray], precision: str = "fp32") -> nn.Cell:
+    """The workload's MindSpore network with ``weights`` set (every parameter, by name) and the mixed-precision
+    policy shared with the PyTorch runner for ``precision``: Dense and Conv2d cells compute in low precision;
+    LayerNorm, the Fourier filter, residual additions and the loss stay in fp32."""
+    net = load_object(spec.models["mindspore"])(spec.model)
+    params = list(net.get_parameters())
+    names = [p.name for p in params]
+    if sorted(names) != sorted(weights):
+        missing = sorted(set(weights) ^ set(names))[0]
+        raise PairbenchError(f"MindSpore model and weights disagree on parameter '{missing}'")
+    for p in params:
+        p.set_data(Tensor(weights[p.name]))
+    dtype = LOW_PRECISION[precision]
+    if dtype is not None:
+        for _, cell in net.cells_and_names():
+            if isinstance(cell, (nn.Dense, nn.Conv2d)):
+                cell.to_float(dtype)
+    return net
 
 
 class MindSporeRunner:
@@ -117,8 +146,7 @@ class MindSporeRunner:
         if run.precision not in LOW_PRECISION:
             raise UnsupportedError(f"precision {run.precision} is not one of {', '.join(LOW_PRECISION)}")
         if run.precision == "bf16" and self.target == "CPU":
-            _check_cpu_bf16_matmul()
-        self.model_cls = load_object(spec.models[self.framework])
+            check_cpu_bf16_matmul()
         self.loss_fn = make_loss(spec, run.data)
 
     def versions(self) -> dict[str, str]:
@@ -130,21 +158,7 @@ class MindSporeRunner:
         }
 
     def build(self, weights: dict[str, np.ndarray]) -> None:
-        net = self.model_cls(self.spec.model)
-        params = list(net.get_parameters())
-        names = [p.name for p in params]
-        if sorted(names) != sorted(weights):
-            missing = sorted(set(weights) ^ set(names))[0]
-            raise PairbenchError(f"MindSpore model and weights disagree on parameter '{missing}'")
-        for p in params:
-            p.set_data(Tensor(weights[p.name]))
-        dtype = LOW_PRECISION[self.run.precision]
-        if dtype is not None:
-            # The policy shared with the PyTorch runner: Dense and Conv2d compute in low precision;
-            # LayerNorm, the Fourier filter, residual additions and the loss stay in fp32.
-            for _, cell in net.cells_and_names():
-                if isinstance(cell, (nn.Dense, nn.Conv2d)):
-                    cell.to_float(dtype)
+        net = mindspore_net(self.spec, weights, self.run.precision)
         if self.run.recompute:
             net.recompute_blocks()
         self.net = net

@@ -88,6 +88,13 @@ def _join_group(group: dict, device: torch.device) -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
+def torch_model(spec: WorkloadSpec, weights: dict[str, np.ndarray]) -> torch.nn.Module:
+    """The workload's PyTorch model with ``weights`` loaded (every parameter, strictly), on the CPU."""
+    net = load_object(spec.models["torch"])(spec.model)
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=True)
+    return net
+
+
 class TorchRunner:
     """The workload's loss and torch.optim.Adam; the mixed-precision policy is the model's own (see README). With
     ``run.distributed`` one rank of a data-parallel group: the model in DistributedDataParallel, which averages the
@@ -105,7 +112,6 @@ class TorchRunner:
         if run.precision not in AMP_DTYPES:
             raise UnsupportedError(f"precision {run.precision} is not one of {', '.join(AMP_DTYPES)}")
         self.amp_dtype = AMP_DTYPES[run.precision]
-        self.model_cls = load_object(spec.models[self.framework])
         self.loss_fn = make_loss(spec, self.device, run.data)
         self.compiled = CompiledModel(None, self.device, enabled=False)
         self.rank, self.world = _join_group(run.distributed, self.device) if run.distributed else (0, 1)
@@ -126,8 +132,7 @@ class TorchRunner:
         }
 
     def build(self, weights: dict[str, np.ndarray]) -> None:
-        net = self.model_cls(self.spec.model)
-        net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=True)
+        net = torch_model(self.spec, weights)
         net.recompute = self.run.recompute
         self.net = net.to(self.device)
         model = self.net

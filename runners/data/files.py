@@ -87,3 +87,12 @@ def ends_digest(paths: list[Path], span: int = 1 << 20) -> str:
                 fh.seek(max(span, size - span))
                 digest.update(fh.read())
     return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()

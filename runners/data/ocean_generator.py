@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from runners.data.builtin import BuiltinData, cache_dir
-from runners.data.files import npy_problem, say_regenerating
+from runners.data.files import file_sha256, npy_problem, say_regenerating
 from runners.data.ocean import OCEAN_VARIABLES, cell_centres, channels, ocean_mask, orography_m
 from runners.data.source import ArraySource, InvalidDataError
 
@@ -299,14 +299,6 @@ def simulate(cfg: OceanConfig, out: np.ndarray, progress=None) -> None:
         frc = nxt
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def generate(cfg: OceanConfig, cache: Path, progress=None) -> tuple[Path, dict]:
     """The trajectory file ``{cache}/ocean-{digest}/fields.npy`` and its metadata, generated once.
 
@@ -341,7 +333,7 @@ def generate(cfg: OceanConfig, cache: Path, progress=None) -> tuple[Path, dict]:
         del out
         seconds = time.perf_counter() - t0
         meta = {"generator": GENERATOR_VERSION, "config": asdict(cfg), "channels": list(names), "shape": list(shape)}
-        meta.update(sha256=_sha256(tmp), generation_s=seconds, grid=list(cfg.img_size), depths_m=list(cfg.depths_m))
+        meta.update(sha256=file_sha256(tmp), generation_s=seconds, grid=list(cfg.img_size), depths_m=list(cfg.depths_m))
         land = [float(1.0 - level.mean()) for level in ocean_mask(cfg.img_size, cfg.depths_m)]  # per level
         meta.update(land_fraction=land, weights_convention=WEIGHTS_CONVENTION)
         tmp.replace(fields_path)

@@ -12,6 +12,7 @@ import os
 import platform
 import resource
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -20,6 +21,7 @@ import numpy as np
 
 from metrics.device.cpu import cpu_features
 from metrics.device.machine import cpu_name
+from runners.engines.spec import parse_engine
 from runners.errors import PairbenchError, UnsupportedError, first_line
 from runners.execution.capture import execute_diagnose
 from runners.execution.result import result_problem
@@ -64,22 +66,48 @@ def runner_class(framework: str):
         raise PairbenchError(f"{framework} cannot be imported on this machine ({exc})") from None
 
 
-def build(run: RunConfig):
-    """The workload (with any model override), its checked weights, and the built runner."""
+_ENGINES = {
+    "onnxruntime": "runners.engines.onnx_engine:OnnxRuntimeEngine",
+    "mindir": "runners.engines.mindir_engine:MindIREngine",
+}
+
+
+def engine_class(name: str):
+    """The engine runner class of ``name``; importing it imports its runtime and source framework."""
+    try:
+        return load_object(_ENGINES[name])
+    except ImportError as exc:
+        raise PairbenchError(f"engine {name} cannot be imported on this machine ({exc})") from None
+
+
+def build(run: RunConfig, prefix: Path | None = None):
+    """The workload (with any model override, then the engine's formulation), its checked weights, and the built
+    runner: the framework's, or with ``run.engine`` the engine's, whose exported file is ``prefix`` with the
+    engine's suffix (in a fresh temporary folder where ``prefix`` is None)."""
     spec = get_workload(run.workload)
     if run.model:
         spec = spec.with_model(run.model)
+    engine = parse_engine(run.engine) if run.engine else None
+    if engine is not None:
+        if engine.source != run.framework:
+            raise PairbenchError(f"engine {engine.label} exports from {engine.source}, not from {run.framework}")
+        spec = spec.overridden(engine.model_overrides())
     weights = load_weights(Path(run.weights), spec.model)
     t0 = time.perf_counter()
-    runner = runner_class(run.framework)(spec, run)
+    if engine is None or engine.is_framework:
+        runner = runner_class(run.framework)(spec, run)
+    else:
+        prefix = prefix or Path(tempfile.mkdtemp(prefix="pairbench-engine-")) / engine.name
+        runner = engine_class(engine.name)(spec, run, engine, prefix)
     runner.build(weights)
     runner.synchronize()
     return spec, weights, runner, time.perf_counter() - t0
 
 
-def execute(run: RunConfig) -> tuple[dict, dict[str, np.ndarray]]:
-    """Build, then run the requested task; returns the JSON-able result and the arrays."""
-    spec, weights, runner, build_s = build(run)
+def execute(run: RunConfig, prefix: Path | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+    """Build, then run the requested task; returns the JSON-able result and the arrays. An engine's exported file
+    is written beside the worker's output ``prefix`` (see :func:`build`)."""
+    spec, weights, runner, build_s = build(run, prefix)
     if run.task == "skill":
         result, arrays = execute_skill(run, spec, runner)
     elif run.task == "pair":
@@ -92,6 +120,7 @@ def execute(run: RunConfig) -> tuple[dict, dict[str, np.ndarray]]:
         raise PairbenchError(f"unknown task '{run.task}'")
     result = {
         **runner.versions(),
+        **(runner.facts() if hasattr(runner, "facts") else {}),  # an engine's: runners.engines.base
         "status": "ok",
         "task": run.task,
         "python": platform.python_version(),
@@ -117,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(argv[1])
     try:
         run = RunConfig(**json.loads(Path(argv[0]).read_text()))
-        result, arrays = execute(run)
+        result, arrays = execute(run, out)
     except UnsupportedError as exc:
         result, arrays = {"status": "unsupported", "reason": str(exc)}, None
     except PairbenchError as exc:

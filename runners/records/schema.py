@@ -65,6 +65,9 @@ IDENTITY_FIELDS = (
     "task", "model", "weights_sha256", "seed", "data", "hyper_parameters", "batch_size", "precision", "mode",
     "recompute", "threads", "warmup_steps", "train_steps", "forward_steps", "objective", "nproc",
 )  # fmt: skip
+# In the identity only where set: the exported-graph engine of a forecast (runners.engines.spec; its label). A record
+# without one hashes exactly IDENTITY_FIELDS, so records written before engines existed keep their fingerprints.
+OPTIONAL_IDENTITY = ("engine",)
 RUN_KEY = ("workload_fingerprint", "framework", "device")
 
 
@@ -100,6 +103,7 @@ COMMON = [
     *_f("precision:str", choices=PRECISIONS),
     *_f("mode:str", choices=MODES),
     *_f("objective:str", choices=OBJECTIVES),
+    *_f("engine:str", "opt"),
 ]
 _OUTCOME = [*_f("framework:str"), *_f("status:str", choices=STATUSES), *_f("reason:str", "opt")]
 # What a worker reports about where it ran; ``threads_used`` is what the framework says it used.
@@ -212,6 +216,17 @@ FIELDS: dict[str, list[Field]] = {
         ),
     ],
 }
+# An exported-graph engine's forecast (runners.engines): the formulation exported, how and how long, the file, how
+# long its session (ONNX Runtime) or graph (MindIR) took to open, the provider asked for and those the session used,
+# the runtime's versions, the fp16 conversion applied, and whether MindSpore Lite is importable.
+FIELDS["forecast"] += [
+    *_f("engine_source:str engine_spectral:str? engine_shrink:str? engine_exporter:str engine_export_s:num", "opt"),
+    *_f("engine_file:str engine_bytes:int engine_sha256:str engine_session_s:num engine_runtime:str", "opt"),
+    *_f("engine_runtime_version:str engine_provider_requested:str engine_providers_used:strs", "opt"),
+    *_f("engine_opset:int? engine_onnx_version:str engine_conversion:str engine_lite:str", "opt"),
+    *_f("engine_device_target:str", "opt"),
+]
+ENGINE_FIELDS = tuple(f.name for f in FIELDS["forecast"] if f.name.startswith("engine_"))
 # Families of fields named by pattern: power collectors' extras, per-rank step times, skill scores.
 PATTERNS: dict[str, list[tuple[re.Pattern, str]]] = {
     "run": [(re.compile(r"^(power|energy)_\w+$"), "any")],
@@ -334,6 +349,7 @@ def validate(record) -> dict:
 def fingerprint(record: dict) -> str:
     """Short SHA-256 of the identity fields of ``record`` (canonical JSON): equal means the same work."""
     parts = {k: record.get(k) for k in IDENTITY_FIELDS}
+    parts.update({k: record[k] for k in OPTIONAL_IDENTITY if record.get(k) is not None})
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -343,11 +359,13 @@ def run_key(record: dict) -> tuple:
 
 
 def identity(kind: str, **fields) -> dict:
-    """The identity of a run of ``kind``: exactly IDENTITY_FIELDS (``task`` follows from the kind), with the
-    fingerprint. A missing or unexpected field is a programming error, raised as TypeError."""
+    """The identity of a run of ``kind``: exactly IDENTITY_FIELDS (``task`` follows from the kind) and those of
+    OPTIONAL_IDENTITY that are not None, with the fingerprint. A missing or unexpected field is a programming error,
+    raised as TypeError."""
     fields = {"task": TASK_OF_KIND[kind], **fields}
-    if set(fields) != set(IDENTITY_FIELDS):
-        odd = sorted(set(fields) ^ set(IDENTITY_FIELDS))
+    fields = {k: v for k, v in fields.items() if not (k in OPTIONAL_IDENTITY and v is None)}
+    if set(fields) - set(OPTIONAL_IDENTITY) != set(IDENTITY_FIELDS):
+        odd = sorted((set(fields) - set(OPTIONAL_IDENTITY)) ^ set(IDENTITY_FIELDS))
         raise TypeError(f"identity of a {kind} run: fields {', '.join(odd)} missing or unexpected")
     for name, value in fields.items():  # checked before any work: a run whose record cannot be written never starts
         try:

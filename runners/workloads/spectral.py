@@ -30,11 +30,20 @@ from dataclasses import dataclass
 import numpy as np
 
 SPECTRAL_TRANSFORMS = ("fft", "dft")
+# The soft shrinkage of the filtered spectrum (``shrink`` in a model configuration): the framework's softshrink, or
+# the same function from two ReLUs, softshrink(x, l) = relu(x - l) - relu(-x - l), which every graph exporter
+# knows (MindSpore 2.10 cannot export SoftShrink to ONNX).
+SHRINKS = ("softshrink", "relu")
 
 
 def check_transform(name: str) -> None:
     if name not in SPECTRAL_TRANSFORMS:
         raise ValueError(f"spectral_transform must be one of {', '.join(SPECTRAL_TRANSFORMS)}, got {name!r}")
+
+
+def check_shrink(name: str) -> None:
+    if name not in SHRINKS:
+        raise ValueError(f"shrink must be one of {', '.join(SHRINKS)}, got {name!r}")
 
 
 @dataclass(frozen=True)

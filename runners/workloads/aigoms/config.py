@@ -46,7 +46,7 @@ class AIGOMSConfig(ModelConfig):
         kept mode and channel, by a learned complex factor and adds the result to the latent.
     modes_h_ratio, modes_w_ratio:
         Fractions of the latitudinal modes and of the ``w // 2 + 1`` zonal modes the Koopman layers act on.
-    mlp_ratio, num_blocks, sparsity_threshold, hard_thresholding_fraction, layer_norm_eps:
+    mlp_ratio, num_blocks, sparsity_threshold, hard_thresholding_fraction, layer_norm_eps, shrink:
         As in FourCastNet's AFNO blocks (encoder and decoder alike).
     mask_ratio:
         Fraction of patch tokens replaced by the learned mask token in masked pre-training (see
@@ -79,7 +79,9 @@ class AIGOMSConfig(ModelConfig):
     layer_norm_eps: float = 1e-6
     mask_ratio: float = 0.75
     spectral_transform: str = "fft"  # of the AFNO filters and the Koopman layers (runners.workloads.spectral)
-    added_later = ("spectral_transform",)  # (2026-12-02) an FFT run's model reads as it did before
+    shrink: str = "softshrink"  # of the AFNO filters: or "relu" (see FourCastNetConfig.shrink)
+    # (2026-12-02, 2026-12-06) an FFT or softshrink run's model reads as it did before these settings existed
+    added_later = ("spectral_transform", "shrink")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "img_size", tuple(int(v) for v in self.img_size))
@@ -133,6 +135,7 @@ class AIGOMSConfig(ModelConfig):
             hard_thresholding_fraction=self.hard_thresholding_fraction,
             layer_norm_eps=self.layer_norm_eps,
             spectral_transform=self.spectral_transform,
+            shrink=self.shrink,
         )
 
     # Built once per configuration (the dataclass is frozen): the models read tokens and head_out in every forward.

@@ -12,7 +12,7 @@ import numpy as np
 
 from runners.spec import FlopCount, ModelConfig
 from runners.weights.canonical import init_afno_weights
-from runners.workloads.spectral import check_transform, transform_flops
+from runners.workloads.spectral import check_shrink, check_transform, transform_flops
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,9 @@ class FourCastNetConfig(ModelConfig):
         Blocks of the block-diagonal complex MLP in the Fourier filter.
     sparsity_threshold:
         Softshrink lambda applied to the filtered spectrum.
+    shrink:
+        How the soft shrinkage is computed: ``"softshrink"`` (the framework's own) or ``"relu"`` (the same
+        function from two ReLUs, which graph exporters know; runners.workloads.spectral.SHRINKS).
     hard_thresholding_fraction:
         Fraction of Fourier modes kept, in (0, 1].
     layer_norm_eps:
@@ -64,11 +67,14 @@ class FourCastNetConfig(ModelConfig):
     hard_thresholding_fraction: float = 1.0
     layer_norm_eps: float = 1e-6
     spectral_transform: str = "fft"  # or "dft": the filter's transform as matrix products (runners.workloads.spectral)
-    added_later = ("spectral_transform",)  # (2026-12-02) an FFT run's model reads as it did before
+    shrink: str = "softshrink"  # or "relu": relu(x - l) - relu(-x - l), the export-friendly formulation
+    # (2026-12-02, 2026-12-06) an FFT or softshrink run's model reads as it did before these settings existed
+    added_later = ("spectral_transform", "shrink")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "img_size", tuple(int(v) for v in self.img_size))
         check_transform(self.spectral_transform)
+        check_shrink(self.shrink)
         positive = {
             "patch_size": self.patch_size,
             "in_chans": self.in_chans,

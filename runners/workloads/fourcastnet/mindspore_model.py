@@ -68,6 +68,7 @@ class AFNO2D(nn.Cell):
         nb, bs = cfg.num_blocks, cfg.block_size
         self.num_blocks, self.block_size = nb, bs
         self.lambd = cfg.sparsity_threshold
+        self.relu_shrink = cfg.shrink == "relu"
         rows, cols = cfg.kept_modes()
         self.r0, self.r1, self.c0, self.c1 = rows.start, rows.stop, cols.start, cols.stop
         self.w1 = zeros_parameter(2, nb, bs, bs)
@@ -92,7 +93,12 @@ class AFNO2D(nn.Cell):
         o1i = ops.relu(self._mm(xi, self.w1[0]) + self._mm(xr, self.w1[1]) + self.b1[1])
         o2r = self._mm(o1r, self.w2[0]) - self._mm(o1i, self.w2[1]) + self.b2[0]
         o2i = self._mm(o1i, self.w2[0]) + self._mm(o1r, self.w2[1]) + self.b2[1]
-        return ops.softshrink(o2r, self.lambd), ops.softshrink(o2i, self.lambd)
+        return self._shrink(o2r), self._shrink(o2i)
+
+    def _shrink(self, x):
+        if self.relu_shrink:  # the same function from two ReLUs (FourCastNetConfig.shrink)
+            return ops.relu(x - self.lambd) - ops.relu(-x - self.lambd)
+        return ops.softshrink(x, self.lambd)
 
     def construct(self, x):
         bias = x

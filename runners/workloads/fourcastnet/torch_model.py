@@ -48,6 +48,7 @@ class AFNO2D(nn.Module):
         nb, bs = cfg.num_blocks, cfg.block_size
         self.num_blocks, self.block_size = nb, bs
         self.lambd = cfg.sparsity_threshold
+        self.relu_shrink = cfg.shrink == "relu"
         self.rows, self.cols = cfg.kept_modes()
         self.w1 = nn.Parameter(torch.zeros(2, nb, bs, bs))
         self.b1 = nn.Parameter(torch.zeros(2, nb, bs))
@@ -64,7 +65,12 @@ class AFNO2D(nn.Module):
         o1i = F.relu(torch.einsum(mm, xi, self.w1[0]) + torch.einsum(mm, xr, self.w1[1]) + self.b1[1])
         o2r = torch.einsum(mm, o1r, self.w2[0]) - torch.einsum(mm, o1i, self.w2[1]) + self.b2[0]
         o2i = torch.einsum(mm, o1i, self.w2[0]) + torch.einsum(mm, o1r, self.w2[1]) + self.b2[1]
-        return F.softshrink(o2r, lambd=self.lambd), F.softshrink(o2i, lambd=self.lambd)
+        return self._shrink(o2r), self._shrink(o2i)
+
+    def _shrink(self, x: torch.Tensor) -> torch.Tensor:
+        if self.relu_shrink:  # the same function from two ReLUs (FourCastNetConfig.shrink)
+            return F.relu(x - self.lambd) - F.relu(-x - self.lambd)
+        return F.softshrink(x, lambd=self.lambd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Mixed-precision policy: the Fourier filter always runs in fp32 (as MindSpore's side does).

@@ -1,0 +1,1 @@
+"""Exported-graph engines (ONNX Runtime, MindSpore MindIR) as forecast runners, above the frameworks' backends."""
