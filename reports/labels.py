@@ -123,8 +123,8 @@ LABELS = {
     "forecast_ms_ci_low": "Forecast p50 CI low (ms)",
     "forecast_ms_ci_high": "Forecast p50 CI high (ms)",
     "vs_source": "Latency / source framework's",
-    "vs_source_ci_low": "CI low (95%)",
-    "vs_source_ci_high": "CI high (95%)",
+    "vs_source_ci_low": "Vs source CI low (95%)",
+    "vs_source_ci_high": "Vs source CI high (95%)",
     "vs_other_best": "Latency / other stack's fastest",
     "other_best": "Other stack's fastest",
     # the summary

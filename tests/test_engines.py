@@ -292,8 +292,9 @@ def _check_record(run, result, facts):
     ident = {**IDENTITY_DEFAULTS, "model": run.model, "engine": facts["engine"], "train_steps": 0, "forward_steps": 0}
     head = _forecast_head(schema.identity("forecast", **ident), run.workload)
     engine_facts = {k: v for k, v in facts.items() if k in schema.ENGINE_FIELDS}
-    rec = schema.record(head, framework=run.framework, status="ok", **forecast_fields(run, spec, result, 6.0),
-                        **engine_facts)  # fmt: skip
+    fields = forecast_fields(run, spec, result, 6.0)
+    assert engine_facts and engine_facts.items() <= fields.items()  # the record keeps every fact of the graph
+    rec = schema.record(head, framework=run.framework, status="ok", **fields)
     assert rec["engine"] == facts["engine"] and set(engine_facts) >= {"engine_sha256", "engine_session_s"}
 
 
