@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from reports.forecast_tables import bound_label, unavailable
+from reports.naming import engine_name
 
 _COLUMNS = {
     "framework": "framework",
@@ -142,26 +143,28 @@ def _forecast_energy(r: dict) -> str:
     return f"energy {per:.3g} J/forecast, {per_day:.3g} J/forecast-day ({r['power_provenance']})"
 
 
-def forecast_lines(records: list[dict], parity: dict | None) -> list[str]:
-    """One line per framework's forecast run (latency of one batched forecast p50/p90, forecast-days per second,
-    energy per forecast and per forecast-day with its provenance, or why it is unavailable; a failed run's status
-    and reason), then the forecast parity verdict when there is one."""
+def forecast_lines(records: list[dict], parities: list[dict]) -> list[str]:
+    """One line per side's forecast run (a framework, or its exported graph run by an engine: latency of one batched
+    forecast p50/p90, forecast-days per second, energy per forecast and per forecast-day with its provenance, or why
+    it is unavailable; a failed run's status and reason), then each forecast parity verdict."""
     lines = []
     for r in records:
+        side = f"{r['framework']} via {engine_name(r['engine'])}" if r.get("engine") else r["framework"]
         if r["status"] != "ok":
-            lines.append(f"{r['framework']:<10} {r['status']}: {r.get('reason', '')}")
+            lines.append(f"{side:<10} {r['status']}: {r.get('reason', '')}")
             continue
         lines.append(
-            f"{r['framework']:<10} forecast ms p50 {r['forecast_ms_p50']:.4g}, p90 {r['forecast_ms_p90']:.4g} "
+            f"{side:<10} forecast ms p50 {r['forecast_ms_p50']:.4g}, p90 {r['forecast_ms_p90']:.4g} "
             f"(batch {r['batch_size']}, {r['n_lead']} x {r['lead_hours']:g} h)  "
             f"{r['forecast_days_per_s']:.4g} forecast-days/s  {_forecast_energy(r)}  machine {r.get('load_verdict')}"
         )
     lines += load_notes(records)
-    if parity:
+    for parity in parities:
         worst = _num(parity["rel_l2_max"], ".3e", "not finite" if parity["nonfinite"] else "no value")
         first = _num(parity["rel_l2_first_lead"], ".3e", "not finite" if parity["nonfinite"] else "no value")
+        other = engine_name(parity["other"]) if parity.get("engine") else parity["other"]
         line = (
-            f"forecast parity of {parity['other']} against {parity['reference']} ({parity['precision']}, "
+            f"forecast parity of {other} against {parity['reference']} ({parity['precision']}, "
             f"{len(parity['rel_l2_per_lead'])} leads): {parity['verdict'].upper()}; worst relative L2 {worst}, "
             f"first lead {first}; bound: {bound_label(parity['tolerances'], parity['bounds_source'])}"
         )

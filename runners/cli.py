@@ -446,7 +446,7 @@ def _cmd_forecast(args) -> int:
     for o in plan:
         outcome = run_forecast(o)
         print(f"\n{args.workload}, {o.precision}, {o.mode}, {o.batch_size} forecast(s) at once:")
-        print("\n".join(forecast_lines(outcome.records, outcome.comparison_record)))
+        print("\n".join(forecast_lines(outcome.records, outcome.comparison_records)))
         print(f"run files in {outcome.run_dir}")
         records += outcome.all_records
         ok &= outcome.ok

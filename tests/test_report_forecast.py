@@ -203,7 +203,7 @@ def test_unavailable_energy_says_why_and_is_never_zero(tmp_path):
     assert float(cells["latency_ratio"]) == pytest.approx(np.median(MS_MS) / np.median(PT_MS), rel=1e-3)
     text = render(recs, tmp_path / "r.md", "md", ["x"])[0].read_text()
     assert f"unavailable ({why})" in text and not re.search(r"\bnan\b", text)
-    (line,) = [ln for ln in forecast_lines(recs, None) if ln.startswith("mindspore")]
+    (line,) = [ln for ln in forecast_lines(recs, []) if ln.startswith("mindspore")]
     assert f"energy unavailable ({why})  machine quiet" in line
 
 
@@ -221,7 +221,7 @@ def test_missing_relative_l2_shows_a_dash_never_nan(tmp_path):
     text = render(recs, tmp_path / "r.md", "md", ["x"])[0].read_text()
     assert re.search(rf"\| fail +\| {DASH} +\| +3e-06 +\| every_lead &lt;= 0.0001", text)
     assert not re.search(r"\bnan\b", text)
-    line = forecast_lines(recs[:2], par)[-1]
+    line = forecast_lines(recs[:2], [par])[-1]
     assert line.startswith("forecast parity of mindspore against torch (fp32, 3 leads): FAIL; worst relative L2 3")
     assert "first lead not finite" in line and line.endswith("not finite: lead 1")
     nothing = forecast_parity([None, None], precision="bf16")  # no finite lead, no bound at bf16
@@ -229,7 +229,7 @@ def test_missing_relative_l2_shows_a_dash_never_nan(tmp_path):
     (cells,) = _html_rows(_html(tmp_path, recs, "bf16.html"), "MindSpore")
     assert (cells["rel_l2_first_lead"], cells["rel_l2_max"]) == (DASH, DASH)
     assert cells["rel_l2_bound"].startswith("bounds not established: no bf16 forecast trajectories on cpu")
-    assert "bound: bounds not established" in forecast_lines(recs[:2], nothing)[-1]
+    assert "bound: bounds not established" in forecast_lines(recs[:2], [nothing])[-1]
 
 
 def test_parity_without_bounds_is_not_a_verdict():
@@ -237,7 +237,7 @@ def test_parity_without_bounds_is_not_a_verdict():
     recs = [forecast("torch", PT_MS, precision="bf16"), forecast("mindspore", MS_MS, precision="bf16"), par]
     row = _row(forecast_table(pair_records(recs)), "MindSpore")
     assert row.parity == "bounds not established" and row.rel_l2_max == pytest.approx(2e-3)
-    assert "BOUNDS NOT ESTABLISHED" in forecast_lines(recs[:2], par)[-1]
+    assert "BOUNDS NOT ESTABLISHED" in forecast_lines(recs[:2], [par])[-1]
 
 
 def test_failed_forecast_goes_to_failures_and_console():
@@ -250,7 +250,7 @@ def test_failed_forecast_goes_to_failures_and_console():
         {"workload": "fourcastnet-tiny", "task": "forecast", "framework": "mindspore", "device": "cpu",
          "status": "failed", "reason": "killed by signal 9"}
     ]  # fmt: skip
-    lines = forecast_lines([forecast("torch", PT_MS), failed], None)
+    lines = forecast_lines([forecast("torch", PT_MS), failed], [])
     assert lines[1] == "mindspore  failed: killed by signal 9"
     assert lines[0].startswith(f"torch      forecast ms p50 {np.median(PT_MS):.4g}, p90 {np.percentile(PT_MS, 90):.4g}")
     assert "energy 3 J/forecast, 0.3 J/forecast-day (measured)" in lines[0]

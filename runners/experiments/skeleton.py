@@ -76,9 +76,14 @@ class Outcome:
         return all(r["status"] == "ok" for r in self.records) and self.agrees
 
     @property
+    def comparison_records(self) -> list[dict]:
+        """Every comparison's record: the frameworks', then the further ones (engines' parity)."""
+        return [*([self.comparison_record] if self.comparison_record else []), *self.more_comparisons]
+
+    @property
     def all_records(self) -> list[dict]:
         """The sides' records, then the comparisons' records."""
-        return [*self.records, *([self.comparison_record] if self.comparison_record else []), *self.more_comparisons]
+        return [*self.records, *self.comparison_records]
 
 
 class Experiment:
@@ -114,7 +119,8 @@ class Experiment:
 
     def finished(self, rec: dict, opts) -> str:
         """The line that says how one framework's run ended."""
-        return f"[{rec['framework']}] {rec['status']}" + (f": {rec['reason']}" if "reason" in rec else "")
+        side = rec.get("engine") or rec["framework"]
+        return f"[{side}] {rec['status']}" + (f": {rec['reason']}" if "reason" in rec else "")
 
     def compare(self, point: Point, run_dir: Path, head: dict, results: dict[str, dict]) -> Outcome | None:
         """The frameworks' comparison from the successful ``results`` (by framework, in the order run), as an
@@ -169,9 +175,8 @@ def run_point(exp: Experiment, opts, point: Point, progress=print, done: dict[st
     found = exp.compare(point, run_dir, head, ok) if len(ok) >= 2 else None
     outcome = found or Outcome(run_dir, records)
     outcome.run_dir, outcome.records = run_dir, records
-    for rec in [outcome.comparison_record, *outcome.more_comparisons]:
-        if rec is not None:
-            append_record(records_file, rec)
+    for rec in outcome.comparison_records:
+        append_record(records_file, rec)
     exp.finish(outcome, point, run_dir)
     return outcome
 
