@@ -146,15 +146,16 @@ def key(*parts: str) -> str:
     return "|".join(parts)
 
 
-def _skip_all(out: dict, reason: str, *parts: str) -> None:
-    for fw in FRAMEWORKS:
-        out[key(*parts, fw)] = {"skip": reason}
+def _skip_all(out: dict, reason: str, *parts: str, sides=FRAMEWORKS) -> None:
+    for side in sides:
+        out[key(*parts, side)] = {"skip": reason}
 
 
-def run_grid(task: str, workloads: list[str], run_one) -> dict:
+def run_grid(task: str, workloads: list[str], run_one, sides=FRAMEWORKS) -> dict:
     """Run ``run_one(workload, precision, device, frameworks)`` for every combination that can run here.
 
-    Returns {key(workload, precision, device, framework): {"values": ...} | {"skip": why} | {"error": why}}.
+    Returns {key(workload, precision, device, side): {"values": ...} | {"skip": why} | {"error": why}}, a side being
+    a framework or an exported graph's engine (``sides``: every one the benchmark has).
     """
     import_project()
     from runners.errors import PairbenchError
@@ -167,7 +168,7 @@ def run_grid(task: str, workloads: list[str], run_one) -> dict:
                 parts = (workload, precision, device)
                 reason = infeasible(task, workload, device) or absent[device]
                 if reason:
-                    _skip_all(out, reason, *parts)
+                    _skip_all(out, reason, *parts, sides=sides)
                     continue
                 present = [fw for fw in FRAMEWORKS if framework_installed(fw)]
                 for fw in FRAMEWORKS:
@@ -179,9 +180,9 @@ def run_grid(task: str, workloads: list[str], run_one) -> dict:
                 try:
                     out.update({key(*parts, fw): entry for fw, entry in run_one(*parts, present).items()})
                 except Skip as exc:
-                    _skip_all(out, str(exc), *parts)
+                    _skip_all(out, str(exc), *parts, sides=sides)
                 except PairbenchError as exc:  # a combination the runners refuse
-                    _skip_all(out, f"pairbench refused: {exc}", *parts)
+                    _skip_all(out, f"pairbench refused: {exc}", *parts, sides=sides)
     return out
 
 
@@ -189,7 +190,7 @@ def entry_for(record: dict, values: dict) -> dict:
     """A cache entry from a pairbench record: its values, a skip (unavailable) or an error (failed)."""
     if record["status"] == "ok":
         return {"values": values}
-    reason = f"{record['framework']} {record['status']}: {record.get('reason', 'unknown')}"
+    reason = f"{record.get('engine') or record['framework']} {record['status']}: {record.get('reason', 'unknown')}"
     return {"skip": reason} if record["status"] == "unavailable" else {"error": reason}
 
 

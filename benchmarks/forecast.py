@@ -27,7 +27,9 @@ ENGINE_OF = {"torch": "onnxruntime", "mindspore": "mindir"}
 
 def _side(record: dict) -> str:
     """The benchmark's ``framework`` parameter of a record: its framework, or its engine's name."""
-    return record["engine"].split(":")[0] if record.get("engine") else record["framework"]
+    from runners.engines.spec import label_values
+
+    return label_values(record["engine"])[0] if record.get("engine") else record["framework"]
 
 
 def _forecast_values(record: dict) -> dict:
@@ -48,7 +50,7 @@ class Forecast:
     timeout = 4 * common.TIMEOUT_S  # setup_cache runs every combination; each benchmark only reads its value
 
     def setup_cache(self):
-        return common.run_grid("forecast", forecast_workloads(), run_forecasts)
+        return common.run_grid("forecast", forecast_workloads(), run_forecasts, sides=self.params[0])
 
     def setup(self, cache, framework, precision, workload, device):
         self.values = common.lookup(cache, workload, precision, device, framework)

@@ -10,7 +10,7 @@ import pandas as pd
 from reports.naming import framework_name, unavailable
 from reports.pairing import Group, Pairing
 from reports.stats import bootstrap_interval, bootstrap_ratio
-from runners.records.schema import IDENTITY_FIELDS, fingerprint
+from runners.records.schema import base_fingerprint
 
 DEPLOYMENT_SETTING = ["workload", "precision", "batch_size", "n_lead", "lead_hours", "device", "base_fingerprint"]
 DEPLOYMENT_COLUMNS = [
@@ -35,12 +35,6 @@ DEPLOYMENT_TEXT = (
     "own or any of its graphs). An export or a session that failed stands as its row, with the engine's reason. "
     "Parity: the graph's trajectory against its source framework's, per lead."
 )
-
-
-def base_fingerprint(rec: dict) -> str:
-    """The fingerprint of a record's work without its engine: an exported graph's forecast has the fingerprint of
-    the framework forecast it is measured against."""
-    return fingerprint({k: rec.get(k) for k in IDENTITY_FIELDS})
 
 
 def _interval(samples: list[float]) -> tuple[float | None, float | None]:
@@ -97,7 +91,7 @@ def deployment_table(pairing: Pairing) -> pd.DataFrame:
     rows = []
     for g in engines:
         recs = [*g.runs.values(), *g.failed]
-        parity = {p["device"]: p for p in sorted(g.parity, key=lambda r: r["timestamp"])}
+        parity = {(p["run_id"], p["device"]): p for p in g.parity}  # a verdict belongs to its own run
         for rec in sorted(recs, key=lambda r: (r["device"], r["timestamp"])):
             base_group = groups.get(base_fingerprint(rec))
             base = {fw: r for (fw, d), r in (base_group.runs.items() if base_group else []) if d == rec["device"]}
@@ -109,7 +103,7 @@ def deployment_table(pairing: Pairing) -> pd.DataFrame:
                 if d == rec["device"]
             ]
             row = _row(rec, base, graphs)
-            p = parity.get(rec["device"])
+            p = parity.get((rec["run_id"], rec["device"]))
             if rec["status"] == "ok" and p is not None and p.get("other") == rec["engine"]:
                 row.update(parity=p["verdict"], rel_l2_max=p["rel_l2_max"])
             rows.append(row)

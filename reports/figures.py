@@ -49,7 +49,7 @@ def _group_name(g: Group, names: list[str]) -> str:
 def _timing_runs(pairing: Pairing, task: str = "pair"):
     """(workload, framework, device, record) of each run of ``task``; a workload run in several settings
     (precision, mode, batch, ...) is named with its setting, so that eager and compiled runs are told apart."""
-    pair = [g for g in pairing.groups if g.task == task]
+    pair = [g for g in pairing.groups if g.task == task and not g.engine]  # exported graphs: reports.deployment
     names = [g.workload for g in pair]
     for g in pair:
         name = _group_name(g, names)

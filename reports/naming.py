@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from reports.pairing import Group, Pairing
+from runners.engines.spec import ENGINES as SOURCED
+from runners.engines.spec import label_values
 
 FRAMEWORK_LABEL = {"torch": "PyTorch", "mindspore": "MindSpore"}
 KIND_LABEL = {"cuda": "GPU", "ascend": "NPU", "cpu": "CPU"}
@@ -50,9 +52,9 @@ def task_label(group: Group) -> str:
 def engine_name(label: str) -> str:
     """An exported-graph engine's label (runners.engines.spec) in a few words: the engine and its settings without
     their keys or the source (``onnxruntime (fft, softshrink, cpu)``)."""
-    name, *settings = label.split(":")
-    values = [value for key, _, value in (s.partition("=") for s in settings) if key != "source"]
-    return f"{name} ({', '.join(values)})" if values else name
+    name, values = label_values(label)
+    shown = values[1:] if name in SOURCED else values  # the source is said beside it (framework_name)
+    return f"{name} ({', '.join(shown)})" if shown else name
 
 
 def framework_name(rec: dict) -> str:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from reports.energy import energy_ratio
-from reports.naming import FRAMEWORK_LABEL, load_mark, setting, target_of
+from reports.naming import FRAMEWORK_LABEL, engine_name, load_mark, setting, target_of
 from reports.pairing import Pairing, device_kind
 from reports.stats import bootstrap_ratio, factor_split
 
@@ -46,7 +46,7 @@ def failures_table(pairing: Pairing) -> pd.DataFrame:
         {
             "workload": r.get("workload"),
             "task": r.get("task", "pair"),
-            "framework": r.get("framework"),
+            "framework": r.get("framework") + (f" via {engine_name(r['engine'])}" if r.get("engine") else ""),
             "device": r.get("device"),
             "status": r.get("status"),
             "reason": r.get("reason"),

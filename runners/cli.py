@@ -430,7 +430,7 @@ def _write_report(args, records: list[dict]) -> None:
 def _cmd_forecast(args) -> int:
 
     from reports.console import forecast_lines
-    from runners.experiments.forecast import run_forecast
+    from runners.experiments.forecast import check_forecast_plan, run_forecast
     from runners.experiments.skeleton import expand
 
     _resolve_auto(args)
@@ -442,6 +442,7 @@ def _cmd_forecast(args) -> int:
         lambda **point: fill(ForecastOptions, args, **point),
         precision=args.precision, mode=args.mode, batch_size=args.batch_size,
     )  # fmt: skip
+    check_forecast_plan(plan)
     records, ok = [], True
     for o in plan:
         outcome = run_forecast(o)

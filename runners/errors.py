@@ -12,6 +12,11 @@ class UnsupportedError(PairbenchError):
     """A combination a framework truly lacks here (a run then records status "unsupported")."""
 
 
+class AbsentError(PairbenchError):
+    """What a run needs is not on this machine: its device, a collective backend, a framework or a runtime (a run
+    then records status "unavailable")."""
+
+
 def first_line(text: str) -> str:
     """The first line of an error message that says something: MindSpore's messages open with a rule of dashes."""
     return next((ln.strip() for ln in str(text).splitlines() if ln.strip().strip("-=*#_ ")), "")

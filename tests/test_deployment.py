@@ -76,6 +76,15 @@ def test_the_deployment_table_sets_each_graph_beside_its_source():
     assert np.isnan(broken.forecast_ms_p50)
 
 
+def test_a_parity_verdict_belongs_to_its_own_run():
+    """A later run of the same work whose graph was never checked (its source failed) shows no verdict, not the
+    earlier run's pass."""
+    later = {**_engine(ORT, "torch", [2.0, 2.1]), "run_id": "r2", "timestamp": "20261203T000000Z"}
+    table = deployment_table(pair_records([*_records(), schema.validate(later)])).set_index("engine")
+    assert table.loc[ORT].forecast_ms_p50 == pytest.approx(2.05)  # the latest run's figures ...
+    assert not isinstance(table.loc[ORT].parity, str)  # ... and no verdict of another run
+
+
 def test_graphs_stay_out_of_the_framework_tables_and_refusals():
     pairing = pair_records(_records())
     frameworks = forecast_table(pairing)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from test_spectral import _MINDSPORE, _TORCH
 
 from metrics.parity import compare_trajectories
-from runners.engines.spec import CHOICES, KEYS, NAMES, EngineSpec, parse_engine, parse_engines
+from runners.engines.spec import CHOICES, KEYS, NAMES, EngineSpec, parse_engine
 from runners.errors import PairbenchError
 from runners.records import schema
 from runners.workloads.registry import get_workload
@@ -99,12 +99,37 @@ def test_bad_engine_text_is_one_sentence(text, message):
     assert "\n" not in str(info.value)
 
 
-def test_a_list_names_each_engine_once():
-    assert [e.name for e in parse_engines("torch,mindspore,onnxruntime,mindir")] == list(NAMES)
-    with pytest.raises(PairbenchError, match="engine onnxruntime:source=torch is named twice"):
-        parse_engines("onnxruntime,onnxruntime:source=torch")
-    with pytest.raises(PairbenchError, match="at least one engine"):
-        parse_engines(" ")
+def test_the_sides_of_a_forecast_name_each_engine_once_and_run_every_source():
+    from runners.experiments.forecast import forecast_sides
+    from runners.options import ForecastOptions
+
+    model = get_workload("fourcastnet-tiny").model
+
+    def sides(*engines, **opts):
+        return [s.key for s in forecast_sides(ForecastOptions(engines=engines, **opts), model)]
+
+    assert sides() == ["torch", "mindspore"]
+    # two graphs of one source not named: the source runs once, as their reference
+    assert sides("onnxruntime", "onnxruntime:spectral=dft") == [
+        "torch", "onnxruntime:source=torch:spectral=fft:shrink=softshrink:provider=cpu",
+        "onnxruntime:source=torch:spectral=dft:shrink=softshrink:provider=cpu",
+    ]  # fmt: skip
+    assert sides("onnxruntime:source=mindspore", "mindir")[0] == "mindspore"
+    refusals = {
+        ("onnxruntime", "onnxruntime:source=torch"): "names onnxruntime:source=torch:spectral=fft",
+        ("torch", "torch"): "names torch twice",
+        ("torch:spectral=dft",): "a framework runs the model as configured",
+        ("mindir", "nope"): "names no engine",
+        ("onnxruntime:provider=cuda",): "cannot run on a cpu device",
+    }
+    for engines, message in refusals.items():
+        with pytest.raises(PairbenchError, match=message):
+            sides(*engines)
+    with pytest.raises(PairbenchError, match="mode compiled is the frameworks' own"):
+        sides("torch", "onnxruntime", mode="compiled")
+    assert sides("torch", "mindspore", mode="compiled") == ["torch", "mindspore"]
+    with pytest.raises(PairbenchError, match="not one text"):
+        forecast_sides(ForecastOptions(engines="onnxruntime"), model)
 
 
 _PIECES = st.sampled_from([*NAMES, *KEYS, *(v for c in CHOICES.values() for v in c), "=", ":", ",", " ", "x", ""])

@@ -482,6 +482,18 @@ def test_resume_skips_only_the_same_run(tmp_path):
     fifth, _ = pair(**alone)
     assert fifth.comparison_record == fourth.comparison_record
     assert len(read_records_lenient(tmp_path / "records.jsonl")[0]) == before + 1
+    # A run done alone whose arrays are gone (its folder moved): it runs again, and the pair is compared from the new
+    # arrays; never a traceback after the other framework's record.
+    gone = {"batch_size": 3}
+    sixth, _ = pair(frameworks=("torch",), **gone)
+    (tmp_path / sixth.records[0]["run_id"] / "torch.npz").unlink()
+    said = []
+    seventh = run_pair(
+        PairOptions(results_dir=tmp_path, seed=5, warmup_steps=0, train_steps=1, forward_steps=1, resume=True, **gone),
+        progress=said.append,
+    )
+    assert any("arrays of torch's run" in line and "running it again" in line for line in said), said
+    assert seventh.comparison["verdict"] == "pass" and seventh.records[0]["run_id"] != sixth.records[0]["run_id"]
 
 
 def test_parity_of_each_device_is_shown_and_failures_print_no_nan():

@@ -25,6 +25,8 @@ def test_a_declared_result_passes_and_each_missing_figure_is_named(tmp_path):
     assert result_problem({"status": "failed"}) == "it failed without a reason"
     assert "not one of" in result_problem({"status": "fine"})
     assert "not one of" in result_problem({**_ok("pair"), "task": "dance"})
+    assert "not one of" in result_problem({**_ok("pair"), "task": ["pair"]})  # unhashable: said, never a crash
+    assert "not one of" in result_problem({"status": {"ok": 1}})
 
 
 def test_a_cut_short_result_is_a_failed_result(tmp_path):

@@ -12,7 +12,7 @@ from mindspore import Tensor, amp, nn, ops
 from metrics.parity import worst_repeat_difference
 from runners.backends.mindspore_adam import TorchRuleAdam
 from runners.devices import MINDSPORE_TARGETS, Device, parse_device
-from runners.errors import PairbenchError, UnsupportedError, first_line
+from runners.errors import AbsentError, PairbenchError, UnsupportedError, first_line
 from runners.spec import RunConfig, WorkloadSpec, load_object, loss_mask
 
 LOW_PRECISION = {"fp32": None, "fp16": ms.float16, "bf16": ms.bfloat16}
@@ -20,8 +20,8 @@ LOW_PRECISION = {"fp32": None, "fp16": ms.float16, "bf16": ms.bfloat16}
 LOSS_SCALE = {"scale_value": 2.0**16, "scale_factor": 2, "scale_window": 2000}
 
 
-def _absent(dev: Device, exc: Exception) -> PairbenchError:
-    return PairbenchError(f"device {dev} is absent for MindSpore ({first_line(str(exc))})")
+def _absent(dev: Device, exc: Exception) -> AbsentError:
+    return AbsentError(f"device {dev} is absent for MindSpore ({first_line(str(exc))})")
 
 
 def _set_device(dev: Device) -> str:

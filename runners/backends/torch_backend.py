@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from runners.backends.torch_compiled import CompiledModel
 from runners.devices import parse_device
-from runners.errors import PairbenchError, UnsupportedError
+from runners.errors import AbsentError, UnsupportedError
 from runners.spec import RunConfig, WorkloadSpec, load_object, loss_mask
 
 AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -27,16 +27,16 @@ def _torch_device(text: str) -> torch.device:
         return torch.device("cpu")
     if dev.kind == "cuda":
         if not torch.cuda.is_available():
-            raise PairbenchError(f"device {dev} is absent: this PyTorch build sees no CUDA GPU")
+            raise AbsentError(f"device {dev} is absent: this PyTorch build sees no CUDA GPU")
         if dev.index >= torch.cuda.device_count():
-            raise PairbenchError(f"device {dev} is absent: {torch.cuda.device_count()} CUDA GPU(s) visible")
+            raise AbsentError(f"device {dev} is absent: {torch.cuda.device_count()} CUDA GPU(s) visible")
         return torch.device("cuda", dev.index)
     try:
         import torch_npu  # noqa: F401  (registers the "npu" device with PyTorch)
     except ImportError:
-        raise PairbenchError(f"device {dev} is absent for PyTorch: torch_npu is not installed") from None
+        raise AbsentError(f"device {dev} is absent for PyTorch: torch_npu is not installed") from None
     if not torch.npu.is_available() or dev.index >= torch.npu.device_count():
-        raise PairbenchError(f"device {dev} is absent: torch_npu sees no such Ascend NPU")
+        raise AbsentError(f"device {dev} is absent: torch_npu sees no such Ascend NPU")
     return torch.device("npu", dev.index)
 
 
@@ -69,7 +69,7 @@ def _check_group_device(text: str, backend: str) -> None:
     """A rank's accelerator must exist: torchrun gives each process of a node its own."""
     dev = parse_device(text)
     if dev.kind == "cuda" and torch.cuda.device_count() <= dev.index:
-        raise PairbenchError(
+        raise AbsentError(
             f"{backend.upper()} data parallel needs {dev}; torch {torch.__version__} sees "
             f"{torch.cuda.device_count()} CUDA GPU(s)"
         )

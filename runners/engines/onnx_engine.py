@@ -105,6 +105,12 @@ class OnnxRuntimeEngine(EngineRunner):
                 f"ONNX Runtime {ort.__version__} cannot open {described(self.spec, self.engine)} with "
                 f"{self.provider}: {said(exc)}"
             ) from None
+        used = self.session.get_providers()
+        if self.provider not in used:  # ONNX Runtime falls back to the CPU where a device provider fails to start
+            raise UnsupportedError(
+                f"ONNX Runtime {ort.__version__} opened the graph with {', '.join(used)}, not {self.provider}: the "
+                f"provider did not start on {self.device} (its libraries, driver or device), so nothing ran there"
+            )
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         self.threads = options.intra_op_num_threads

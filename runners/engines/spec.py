@@ -131,13 +131,8 @@ def parse_engine(text) -> EngineSpec:
     return EngineSpec(name, source, **settings)
 
 
-def parse_engines(text: str) -> list[EngineSpec]:
-    """A comma-separated list of engines, each once (by its label)."""
-    if not isinstance(text, str) or not text.strip():
-        raise PairbenchError("give at least one engine, e.g. torch,mindspore,onnxruntime,mindir")
-    engines = [parse_engine(item) for item in text.split(",")]
-    labels = [e.label for e in engines]
-    twice = next((label for label in labels if labels.count(label) > 1), None)
-    if twice:
-        raise PairbenchError(f"engine {twice} is named twice in '{text:.{MAX_TEXT}}'")
-    return engines
+def label_values(label: str) -> tuple[str, list[str]]:
+    """An engine label's name and its settings' values in the label's order (``mindir:source=mindspore:spectral=dft``:
+    ``("mindir", ["mindspore", "dft"])``): how the label is shortened in file names and reports."""
+    name, *settings = label.split(":")
+    return name, [setting.partition("=")[2] for setting in settings]

@@ -21,7 +21,7 @@ import numpy as np
 
 from runners.data.synthetic import synthetic_batch
 from runners.devices import Device, parse_device
-from runners.errors import PairbenchError, first_line
+from runners.errors import AbsentError, first_line
 from runners.execution.lifeline import watch_parent
 from runners.execution.worker import build
 from runners.spec import RunConfig
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         _redirect_output(Path(req["log_dir"]), rank)
     try:
         result = run_rank(replace(run, device=rank_device(run)), out_dir)
-    except PairbenchError as exc:  # the device, collective backend or framework this rank needs is absent
+    except AbsentError as exc:  # the device, collective backend or framework this rank needs is absent
         result = {"status": "unavailable", "rank": rank, "reason": f"rank {rank}: {exc}"}
     except Exception as exc:  # a failing rank leaves a result naming itself and the error
         traceback.print_exc()

@@ -27,12 +27,12 @@ def result_problem(result) -> str | None:
     if not isinstance(result, dict):
         return f"it is {type(result).__name__}, not an object"
     status = result.get("status")
-    if status not in STATUSES:
+    if not isinstance(status, str) or status not in STATUSES:
         return f"its status {str(status)[:40]!r} is not one of {', '.join(STATUSES)}"
     if status != "ok":
         return None if isinstance(result.get("reason"), str) else "it failed without a reason"
     task = result.get("task")
-    if task not in TASK_FIELDS:
+    if not isinstance(task, str) or task not in TASK_FIELDS:
         return f"its task {str(task)[:40]!r} is not one of {', '.join(TASK_FIELDS)}"
     missing = [k for k in (*COMMON, *TASK_FIELDS[task]) if k not in result]
     return f"it lacks {', '.join(missing)}" if missing else None

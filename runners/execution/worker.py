@@ -22,7 +22,7 @@ import numpy as np
 from metrics.device.cpu import cpu_features
 from metrics.device.machine import cpu_name
 from runners.engines.spec import parse_engine
-from runners.errors import PairbenchError, UnsupportedError, first_line
+from runners.errors import AbsentError, PairbenchError, UnsupportedError, first_line
 from runners.execution.capture import execute_diagnose
 from runners.execution.result import result_problem
 from runners.execution.rollout import execute_forecast
@@ -63,7 +63,7 @@ def runner_class(framework: str):
     try:
         return load_object(target)
     except ImportError as exc:
-        raise PairbenchError(f"{framework} cannot be imported on this machine ({exc})") from None
+        raise AbsentError(f"{framework} cannot be imported on this machine ({exc})") from None
 
 
 _ENGINES = {
@@ -77,7 +77,7 @@ def engine_class(name: str):
     try:
         return load_object(_ENGINES[name])
     except ImportError as exc:
-        raise PairbenchError(f"engine {name} cannot be imported on this machine ({exc})") from None
+        raise AbsentError(f"engine {name} cannot be imported on this machine ({exc})") from None
 
 
 def build(run: RunConfig, prefix: Path | None = None):

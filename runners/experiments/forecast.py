@@ -135,7 +135,8 @@ class Forecast(Experiment):
         }
         worker_data = {**ic_worker, "n_lead": n_lead, "repeats": opts.repeats}
         name = f"{spec.name}-forecast-{seed}"
-        return [Point(spec, name, ident, tensors, head, worker_data, context={"dataset": dataset})]
+        context = {"dataset": dataset, "sides": forecast_sides(opts, spec.model)}
+        return [Point(spec, name, ident, tensors, head, worker_data, context=context)]
 
     def prepare(self, point: Point, run_dir: Path) -> dict:
         dataset = point.context["dataset"]
@@ -149,23 +150,13 @@ class Forecast(Experiment):
         )
 
     def fields(self, run, result: dict, point: Point, run_dir: Path) -> dict:
-        return forecast_fields(run, point.spec, result, point.head["lead_hours"])
+        spec = point.spec  # an exported graph's formulation is its own (its FLOPs with it)
+        if run.engine:
+            spec = spec.overridden(parse_engine(run.engine).model_overrides())
+        return forecast_fields(run, spec, result, point.head["lead_hours"])
 
     def sides(self, opts: ForecastOptions, point: Point) -> list[Side]:
-        """The frameworks, or those of ``opts.engines`` (runners.engines.spec) with every exported graph's source
-        framework run too (its forecast is the graph's reference), frameworks first."""
-        if not opts.engines:
-            return super().sides(opts, point)
-        kind = parse_device(opts.device).kind
-        engines = [parse_engine(text).resolve(point.spec.model, kind) for text in opts.engines]
-        frameworks = [e.name for e in engines if e.is_framework]
-        frameworks += [e.source for e in engines if not e.is_framework and e.source not in frameworks]
-        labels = [e.label for e in engines if not e.is_framework]
-        twice = sorted({x for x in [*frameworks, *labels] if [*frameworks, *labels].count(x) > 1})
-        if twice:
-            raise PairbenchError(f"--engine names {twice[0]} twice")
-        exported = [Side(e.source, e.label) for e in engines if not e.is_framework]
-        return [Side(fw) for fw in dict.fromkeys(frameworks)] + exported
+        return point.context["sides"]
 
     def compare(self, point: Point, run_dir: Path, head: dict, results: dict[str, dict]) -> Outcome:
         """The frameworks' trajectories against each other, and each exported graph's against its source framework's
@@ -193,6 +184,45 @@ class Forecast(Experiment):
         name = "forecast_parity.json" if other in FRAMEWORKS else f"forecast_parity-{other}.json"
         (run_dir / name).write_text(json.dumps(found_here, indent=1))
         return skeleton.comparison_outcome(head, "forecast_parity", found, found["verdict"] != "fail")
+
+
+def forecast_sides(opts: ForecastOptions, model) -> list[Side]:
+    """Who forecasts: ``opts.frameworks``, or the frameworks and exported graphs of ``opts.engines``
+    (runners.engines.spec, resolved for ``model`` and the device), every graph's source framework run too (its
+    forecast is the graph's reference), frameworks first. What cannot run as asked is one sentence, before anything
+    is written: an engine named twice, settings on a framework (it runs the model as configured), a graph in
+    compiled mode (a graph runs as exported)."""
+    if not opts.engines:
+        return [Side(fw) for fw in opts.frameworks]
+    if isinstance(opts.engines, str) or not all(isinstance(e, str) for e in opts.engines):
+        raise PairbenchError("engines are a list of names (--engine a,b,...), not one text")
+    kind = parse_device(opts.device).kind
+    named, graphs = [], []
+    for text in opts.engines:
+        given = parse_engine(text)
+        if given.is_framework and given != parse_engine(given.name):
+            raise PairbenchError(
+                f"--engine {text}: a framework runs the model as configured (give --spectral or --model for that); "
+                "its exported graphs take settings (onnxruntime:..., mindir:...)"
+            )
+        (named if given.is_framework else graphs).append(given.resolve(model, kind))
+    labels = [e.name for e in named] + [e.label for e in graphs]
+    twice = next((label for label in labels if labels.count(label) > 1), None)
+    if twice:
+        raise PairbenchError(f"--engine names {twice} twice")
+    if graphs and opts.mode != "eager":
+        raise PairbenchError(
+            f"an exported graph runs as it was exported, so mode {opts.mode} is the frameworks' own; run the graphs "
+            "with --mode eager"
+        )
+    frameworks = dict.fromkeys([*(e.name for e in named), *(e.source for e in graphs)])
+    return [Side(fw) for fw in frameworks] + [Side(e.source, e.label) for e in graphs]
+
+
+def check_forecast_plan(plan: list[ForecastOptions]) -> None:
+    """Every point's sides (see :func:`forecast_sides`) checked before the first point runs."""
+    for opts in plan:
+        forecast_sides(opts, get_workload(opts.workload).overridden(opts.model).model)
 
 
 def run_forecast(opts: ForecastOptions, progress=print) -> Outcome:

@@ -210,4 +210,7 @@ def run_pair(opts: PairOptions, progress=print) -> Outcome:
             folder = Path(opts.results_dir) / latest["run_id"]
             agrees = found is None or found["verdict"] != "fail"
             return Outcome(folder, runs, comparison=found, comparison_record=parity_record, agrees=agrees)
-    return run_point(exp, opts, point, progress, done)
+    kept = {fw: r for fw, r in done.items() if (Path(opts.results_dir) / r["run_id"] / f"{fw}.npz").is_file()}
+    for fw in sorted(set(done) - set(kept)):
+        progress(f"--resume: the arrays of {fw}'s run {done[fw]['run_id']} are gone; running it again")
+    return run_point(exp, opts, point, progress, kept)

@@ -141,7 +141,8 @@ def run_timed_worker(run: RunConfig, prefix: Path, timeout_s: float, require_qui
         if result["status"] != "ok" or result.get("load_verdict") != "busy":
             break
         if progress and attempt <= require_quiet:
-            progress(f"[{run.framework}] busy while timed ({result.get('load_verdict_reason')}): running it again")
+            why = result.get("load_verdict_reason")
+            progress(f"[{run.engine or run.framework}] busy while timed ({why}): running it again")
     result.update(load_attempts=attempt, load_waits="; ".join(waits))
     return result
 

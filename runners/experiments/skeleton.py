@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runners.engines.spec import label_values
 from runners.experiments.runs import open_run, recorded, run_config, run_timed_worker
 from runners.records import schema
 from runners.records.store import append_record, records_path
@@ -53,7 +54,10 @@ class Side:
     @property
     def stem(self) -> str:
         """The name of the side's files in the run folder (``torch``, ``onnxruntime-torch-fft-softshrink-cpu``)."""
-        return "-".join(part.rpartition("=")[2] for part in self.key.split(":"))
+        if self.engine is None:
+            return self.framework
+        name, values = label_values(self.engine)
+        return "-".join([name, *values])
 
 
 @dataclass

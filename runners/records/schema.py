@@ -353,6 +353,12 @@ def fingerprint(record: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def base_fingerprint(record: dict) -> str:
+    """The fingerprint of ``record``'s work without OPTIONAL_IDENTITY: an exported graph's forecast has the
+    fingerprint of the framework forecast it is measured against."""
+    return fingerprint({k: record.get(k) for k in IDENTITY_FIELDS})
+
+
 def run_key(record: dict) -> tuple:
     """Which run a record is: its work, its framework and its device (see RUN_KEY)."""
     return tuple(record.get(k) for k in RUN_KEY)
