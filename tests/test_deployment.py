@@ -124,3 +124,21 @@ def test_forecast_by_every_engine_end_to_end(tmp_path):
         pytest.skip(f"the report was written; no headless browser here to render it: {exc}")
     assert check.ok, check
     assert "Deployment" in (tmp_path / "report.html").read_text()
+
+
+def test_an_engine_that_cannot_run_as_asked_is_refused_before_anything_is_written(tmp_path):
+    from conftest import run_python
+
+    cases = {
+        ("--engine", "nope"): "names no engine ('nope')",
+        ("--engine", "torch,onnxruntime", "--mode", "eager,compiled"): "mode compiled is the frameworks' own",
+        ("--engine", "onnxruntime:provider=cuda"): "cannot run on a cpu device",
+        ("--engine", "torch:spectral=dft"): "a framework runs the model as configured",
+        ("--engine", "onnxruntime", "--frameworks", "torch"): "give --engine or --frameworks",
+    }
+    for args, message in cases.items():
+        argv = ["forecast", *args, "--n-lead", "1", "--results-dir", str(tmp_path)]
+        proc = run_python(f"import sys; from runners.cli import main; sys.exit(main({argv!r}))")
+        assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert not any(tmp_path.iterdir()), args
