@@ -1,11 +1,12 @@
 """The one skeleton every experiment runs on: a plan (the options, each point of a sweep validated before the first
-runs), and one function that runs a point in every framework and returns one outcome type.
+runs), and one function that runs a point on every side (a framework, or a framework's exported graph run by an
+engine) and returns one outcome type.
 
 An experiment supplies only what differs (see :class:`Experiment`): the points its options make (identity,
-starting weights, what its records' header adds), what its worker is asked to do, its record's fields, and its
-comparison of the frameworks. The skeleton does the rest the same way for all: a stamped run folder holding the
-starting weights, a worker per framework (quiet-machine retries included), a record appended as each finishes,
-then the comparison and its record."""
+starting weights, what its records' header adds), who runs them, what its worker is asked to do, its record's
+fields, and its comparison. The skeleton does the rest the same way for all: a stamped run folder holding the
+starting weights, a worker per side (quiet-machine retries included), a record appended as each finishes, then the
+comparisons and their records."""
 
 from __future__ import annotations
 
