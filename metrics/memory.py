@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import threading
 
+# A run on the CPU has no device memory apart from the host's (host_peak_rss_mb): what its device-memory fields say.
+CPU_DEVICE_MEMORY = {"device_peak_mem_mb": None, "device_peak_mem_reason": "CPU: host memory is the device memory"}
+
 
 class RssPeak:
     """Samples this process's RSS every ``period_s`` between ``start`` and ``stop``.

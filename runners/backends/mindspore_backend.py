@@ -9,6 +9,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor, amp, nn, ops
 
+from metrics.memory import CPU_DEVICE_MEMORY
 from metrics.parity import worst_repeat_difference
 from runners.backends.mindspore_adam import TorchRuleAdam
 from runners.devices import MINDSPORE_TARGETS, Device, parse_device
@@ -54,6 +55,19 @@ def select_device(text: str) -> str:
     target = _set_device(dev)
     _probe(dev)
     return target
+
+
+def synchronize(target: str) -> None:
+    """Wait for the device target's queued work (CPU kernels are launched blocking: see _set_device)."""
+    if target != "CPU":
+        ms.runtime.synchronize()
+
+
+def device_memory(target: str) -> dict:
+    """The peak device memory MindSpore allocated on ``target``, or why there is no such figure."""
+    if target == "CPU":
+        return dict(CPU_DEVICE_MEMORY)
+    return {"device_peak_mem_mb": ms.runtime.max_memory_allocated() / 2**20}
 
 
 def _join_group(group: dict) -> tuple[int, int]:
@@ -256,13 +270,10 @@ class MindSporeRunner:
         return loss
 
     def synchronize(self) -> None:
-        if self.target != "CPU":  # CPU kernels are launched blocking (see _set_device)
-            ms.runtime.synchronize()
+        synchronize(self.target)
 
     def device_memory(self) -> dict:
-        if self.target == "CPU":
-            return {"device_peak_mem_mb": None, "device_peak_mem_reason": "CPU: host memory is the device memory"}
-        return {"device_peak_mem_mb": ms.runtime.max_memory_allocated() / 2**20}
+        return device_memory(self.target)
 
     def state(self) -> dict[str, np.ndarray]:
         return {p.name: p.asnumpy() for p in self.net.get_parameters()}

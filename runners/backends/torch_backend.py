@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from metrics.memory import CPU_DEVICE_MEMORY
 from runners.backends.torch_compiled import CompiledModel
 from runners.devices import parse_device
 from runners.errors import AbsentError, UnsupportedError
@@ -223,7 +224,7 @@ class TorchRunner:
             return {"device_peak_mem_mb": torch.cuda.max_memory_allocated(self.device) / 2**20}
         if self.device.type == "npu":
             return {"device_peak_mem_mb": torch.npu.max_memory_allocated(self.device) / 2**20}
-        return {"device_peak_mem_mb": None, "device_peak_mem_reason": "CPU: host memory is the device memory"}
+        return dict(CPU_DEVICE_MEMORY)
 
     def state(self) -> dict[str, np.ndarray]:
         return {k: v.detach().cpu().numpy() for k, v in self.net.state_dict().items()}

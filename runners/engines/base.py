@@ -9,13 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
+from metrics.memory import CPU_DEVICE_MEMORY
 from runners.data.files import file_sha256
 from runners.devices import parse_device
 from runners.engines.spec import EngineSpec
 from runners.errors import UnsupportedError, first_line
 from runners.spec import RunConfig, WorkloadSpec
-
-CPU_MEMORY = {"device_peak_mem_mb": None, "device_peak_mem_reason": "CPU: host memory is the device memory"}
 
 
 def example_input(spec: WorkloadSpec, run: RunConfig) -> np.ndarray:
@@ -103,7 +102,7 @@ class EngineRunner:
 
     def device_memory(self) -> dict:
         if self.device.kind == "cpu":
-            return dict(CPU_MEMORY)
+            return dict(CPU_DEVICE_MEMORY)
         return {"device_peak_mem_mb": None, "device_peak_mem_reason": f"{self.runtime} reports no peak device memory"}
 
     def device_name(self) -> str:

@@ -9,7 +9,14 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn
 
-from runners.backends.mindspore_backend import LOW_PRECISION, check_cpu_bf16_matmul, mindspore_net, select_device
+from runners.backends.mindspore_backend import (
+    LOW_PRECISION,
+    check_cpu_bf16_matmul,
+    device_memory,
+    mindspore_net,
+    select_device,
+    synchronize,
+)
 from runners.engines.base import EngineRunner, example_input, export_refused, said
 from runners.errors import UnsupportedError
 
@@ -79,10 +86,7 @@ class MindIREngine(EngineRunner):
         return tensor.astype(ms.float32).asnumpy()
 
     def synchronize(self) -> None:
-        if self.target != "CPU":  # CPU kernels are launched blocking (runners.backends.mindspore_backend)
-            ms.runtime.synchronize()
+        synchronize(self.target)
 
     def device_memory(self) -> dict:
-        if self.target == "CPU":
-            return super().device_memory()
-        return {"device_peak_mem_mb": ms.runtime.max_memory_allocated() / 2**20}
+        return device_memory(self.target)

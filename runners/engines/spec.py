@@ -136,3 +136,9 @@ def label_values(label: str) -> tuple[str, list[str]]:
     ``("mindir", ["mindspore", "dft"])``): how the label is shortened in file names and reports."""
     name, *settings = label.split(":")
     return name, [setting.partition("=")[2] for setting in settings]
+
+
+def formulated(spec, label: str | None):
+    """The workload ``spec`` (a runners.spec.WorkloadSpec) in the formulation the engine ``label`` exports (its
+    spectral transform and soft shrinkage); ``spec`` itself for None, a framework's own run."""
+    return spec if label is None else spec.overridden(parse_engine(label).model_overrides())

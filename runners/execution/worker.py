@@ -21,7 +21,7 @@ import numpy as np
 
 from metrics.device.cpu import cpu_features
 from metrics.device.machine import cpu_name
-from runners.engines.spec import parse_engine
+from runners.engines.spec import formulated, parse_engine
 from runners.errors import AbsentError, PairbenchError, UnsupportedError, first_line
 from runners.execution.capture import execute_diagnose
 from runners.execution.result import result_problem
@@ -57,27 +57,28 @@ _RUNNERS = {
 }
 
 
-def runner_class(framework: str):
-    """The runner class for ``framework``; importing it imports that framework."""
-    target = _RUNNERS[check_framework(framework)]
-    try:
-        return load_object(target)
-    except ImportError as exc:
-        raise AbsentError(f"{framework} cannot be imported on this machine ({exc})") from None
-
-
 _ENGINES = {
     "onnxruntime": "runners.engines.onnx_engine:OnnxRuntimeEngine",
     "mindir": "runners.engines.mindir_engine:MindIREngine",
 }
 
 
+def _loaded(target: str, what: str):
+    """The class ``target`` names; importing it imports ``what``, which may be absent here."""
+    try:
+        return load_object(target)
+    except ImportError as exc:
+        raise AbsentError(f"{what} cannot be imported on this machine ({exc})") from None
+
+
+def runner_class(framework: str):
+    """The runner class for ``framework``; importing it imports that framework."""
+    return _loaded(_RUNNERS[check_framework(framework)], framework)
+
+
 def engine_class(name: str):
     """The engine runner class of ``name``; importing it imports its runtime and source framework."""
-    try:
-        return load_object(_ENGINES[name])
-    except ImportError as exc:
-        raise AbsentError(f"engine {name} cannot be imported on this machine ({exc})") from None
+    return _loaded(_ENGINES[name], f"engine {name}")
 
 
 def build(run: RunConfig, prefix: Path | None = None):
@@ -91,7 +92,7 @@ def build(run: RunConfig, prefix: Path | None = None):
     if engine is not None:
         if engine.source != run.framework:
             raise PairbenchError(f"engine {engine.label} exports from {engine.source}, not from {run.framework}")
-        spec = spec.overridden(engine.model_overrides())
+        spec = formulated(spec, engine.label)
     weights = load_weights(Path(run.weights), spec.model)
     t0 = time.perf_counter()
     if engine is None or engine.is_framework:

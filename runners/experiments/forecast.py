@@ -14,7 +14,7 @@ from metrics.parity import compare_trajectories
 from metrics.timing import summarize
 from runners.data.synthetic import DATA_GENERATOR
 from runners.devices import parse_device
-from runners.engines.spec import parse_engine
+from runners.engines.spec import formulated, parse_engine
 from runners.errors import PairbenchError
 from runners.experiments import skeleton
 from runners.experiments.datasets import configured, forecast_inits, save_mask
@@ -150,10 +150,8 @@ class Forecast(Experiment):
         )
 
     def fields(self, run, result: dict, point: Point, run_dir: Path) -> dict:
-        spec = point.spec  # an exported graph's formulation is its own (its FLOPs with it)
-        if run.engine:
-            spec = spec.overridden(parse_engine(run.engine).model_overrides())
-        return forecast_fields(run, spec, result, point.head["lead_hours"])
+        # an exported graph's formulation is its own (its FLOPs with it)
+        return forecast_fields(run, formulated(point.spec, run.engine), result, point.head["lead_hours"])
 
     def sides(self, opts: ForecastOptions, point: Point) -> list[Side]:
         return point.context["sides"]
