@@ -428,7 +428,6 @@ def _write_report(args, records: list[dict]) -> None:
 
 
 def _cmd_forecast(args) -> int:
-
     from reports.console import forecast_lines
     from runners.experiments.forecast import check_forecast_plan, run_forecast
     from runners.experiments.skeleton import expand
@@ -478,7 +477,6 @@ def _cmd_devices(args) -> int:
 
 
 def _cmd_run(args) -> int:
-
     from tqdm import tqdm
 
     from reports.console import parity_lines, run_table

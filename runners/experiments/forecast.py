@@ -181,7 +181,7 @@ class Forecast(Experiment):
         found_here = {**found, "compared_members": members, "compared_leads": leads}
         name = "forecast_parity.json" if other in FRAMEWORKS else f"forecast_parity-{other}.json"
         (run_dir / name).write_text(json.dumps(found_here, indent=1))
-        return skeleton.comparison_outcome(head, "forecast_parity", found, found["verdict"] != "fail")
+        return skeleton.comparison_outcome(head, "forecast_parity", found)
 
 
 def forecast_sides(opts: ForecastOptions, model) -> list[Side]:

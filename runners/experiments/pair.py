@@ -183,7 +183,7 @@ class Pair(Experiment):
         folders = {fw: run_dir.parent / rec["run_id"] for fw, rec in records.items()}
         found = parity(folders, reference, other, records, point.spec, head)
         (run_dir / "parity.json").write_text(json.dumps(found, indent=1))
-        return skeleton.comparison_outcome(head, "parity", found, found["verdict"] != "fail")
+        return skeleton.comparison_outcome(head, "parity", found)
 
 
 def run_pair(opts: PairOptions, progress=print) -> Outcome:
@@ -208,7 +208,7 @@ def run_pair(opts: PairOptions, progress=print) -> Outcome:
                 progress(f"[{fw}] already done in {done[fw]['run_id']}: skipped (--resume)")
             latest = max(runs, key=lambda r: (r["timestamp"], r["run_id"]))
             folder = Path(opts.results_dir) / latest["run_id"]
-            agrees = found is None or found["verdict"] != "fail"
+            agrees = skeleton.holds(found)
             return Outcome(folder, runs, comparison=found, comparison_record=parity_record, agrees=agrees)
     kept = {fw: r for fw, r in done.items() if (Path(opts.results_dir) / r["run_id"] / f"{fw}.npz").is_file()}
     for fw in sorted(set(done) - set(kept)):

@@ -215,7 +215,13 @@ def reference_and_other(frameworks: Iterable[str]) -> tuple[str, str]:
     return reference, next(fw for fw in ran if fw != reference)
 
 
-def comparison_outcome(head: dict, kind: str | None, found: dict, agrees: bool) -> Outcome:
-    """A comparison's part of an Outcome: ``found``, its record of ``kind`` (None: no record), whether it holds."""
-    record = schema.record(head, kind, **found) if kind else None
-    return Outcome(Path(), [], comparison=found, comparison_record=record, agrees=agrees)
+def holds(found: dict | None) -> bool:
+    """Whether a parity comparison (metrics.parity) holds: nothing compared, or a verdict other than fail ("bounds not
+    established" is no failure)."""
+    return found is None or found["verdict"] != "fail"
+
+
+def comparison_outcome(head: dict, kind: str, found: dict) -> Outcome:
+    """A parity comparison's part of an Outcome: ``found``, its record of ``kind``, and whether it holds."""
+    record = schema.record(head, kind, **found)
+    return Outcome(Path(), [], comparison=found, comparison_record=record, agrees=holds(found))
